@@ -1,0 +1,190 @@
+// Persistent thread pool. This is the only global mutable state in the native core (DESIGN.md §2).
+#include "qgs/parallel.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#ifdef QGS_WITH_BLAS
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+namespace qgs {
+namespace {
+
+thread_local bool t_in_region = false;
+
+int count_physical_cores() {
+  unsigned logical = std::max(1u, std::thread::hardware_concurrency());
+  std::set<std::pair<std::string, std::string>> cores;
+  for (unsigned c = 0; c < logical; ++c) {
+    std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(c) + "/topology/";
+    std::ifstream pkg(base + "physical_package_id"), core(base + "core_id");
+    std::string p, k;
+    if (!(pkg >> p) || !(core >> k)) return static_cast<int>(logical);
+    cores.insert({p, k});
+  }
+  return cores.empty() ? static_cast<int>(logical) : static_cast<int>(cores.size());
+}
+
+int threads_from_env() {
+  const char* s = std::getenv("QGS_NUM_THREADS");
+  if (s != nullptr) {
+    char* end = nullptr;
+    long v = std::strtol(s, &end, 10);
+    if (end != s && v >= 1 && v <= 1024) return static_cast<int>(v);
+  }
+  return count_physical_cores();
+}
+
+class Pool {
+ public:
+  Pool() { resize(threads_from_env()); }
+  ~Pool() { stop_workers(); }
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  void resize(int n) {
+    std::lock_guard<std::mutex> run_lock(run_mu_);
+    stop_workers();
+    n = std::max(1, n);
+    stop_ = false;
+    for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this] { worker_loop(); });
+#ifdef QGS_WITH_BLAS
+    openblas_set_num_threads(n);
+#endif
+  }
+
+  void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+    if (n <= 0) return;
+    grain = std::max<int64_t>(1, grain);
+    int64_t chunks = (n + grain - 1) / grain;
+    if (t_in_region || workers_.empty() || chunks == 1) {
+      bool was = t_in_region;
+      t_in_region = true;
+      try {
+        fn(0, n);
+      } catch (...) {
+        t_in_region = was;
+        throw;
+      }
+      t_in_region = was;
+      return;
+    }
+    // Several JS threads (workers, async work) may call in; one job runs at a time.
+    std::lock_guard<std::mutex> run_lock(run_mu_);
+    // Over-split a little so uneven ranges balance, but keep each piece >= grain.
+    int64_t pieces = std::min<int64_t>(chunks, static_cast<int64_t>(size()) * 8);
+    int64_t piece = (n + pieces - 1) / pieces;
+    pieces = (n + piece - 1) / piece;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      job_ = &fn;
+      job_n_ = n;
+      job_piece_ = piece;
+      job_pieces_ = pieces;
+      next_.store(0);
+      done_.store(0);
+      error_ = nullptr;
+      ++generation_;
+    }
+    cv_.notify_all();
+    work_on_job();
+    std::unique_lock<std::mutex> lk(mu_);
+    done_cv_.wait(lk, [&] { return done_.load() == job_pieces_ && active_ == 0; });
+    job_ = nullptr;
+    std::exception_ptr err = error_;
+    error_ = nullptr;
+    lk.unlock();
+    if (err) std::rethrow_exception(err);
+  }
+
+ private:
+  void work_on_job() {
+    t_in_region = true;
+    for (;;) {
+      int64_t i = next_.fetch_add(1);
+      if (i >= job_pieces_) break;
+      int64_t b = i * job_piece_, e = std::min(job_n_, b + job_piece_);
+      try {
+        (*job_)(b, e);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!error_) error_ = std::current_exception();
+      }
+      if (done_.fetch_add(1) + 1 == job_pieces_) {
+        std::lock_guard<std::mutex> lk(mu_);
+        done_cv_.notify_all();
+      }
+    }
+    t_in_region = false;
+  }
+
+  void worker_loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || (generation_ != seen && job_ != nullptr); });
+        if (stop_) return;
+        seen = generation_;
+        ++active_;
+      }
+      work_on_job();
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        --active_;
+        done_cv_.notify_all();
+      }
+    }
+  }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  std::mutex run_mu_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::vector<std::thread> workers_;
+  bool stop_ = false;
+  uint64_t generation_ = 0;
+  int active_ = 0;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t job_n_ = 0, job_piece_ = 1, job_pieces_ = 0;
+  std::atomic<int64_t> next_{0}, done_{0};
+  std::exception_ptr error_;
+};
+
+Pool& pool() {
+  static Pool p;
+  return p;
+}
+
+}  // namespace
+
+int num_threads() { return pool().size(); }
+void set_num_threads(int n) { pool().resize(n < 1 ? count_physical_cores() : n); }
+int physical_cores() { return count_physical_cores(); }
+bool in_parallel_region() { return t_in_region; }
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  pool().run(n, grain, fn);
+}
+
+}  // namespace qgs

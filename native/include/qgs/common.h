@@ -1,0 +1,36 @@
+// Shared definitions for the qgs native kernels. Kernels are plain functions over raw pointers and
+// sizes: no N-API, no globals (DESIGN.md §1). Argument errors are thrown as qgs::KernelError and
+// turned into JS Errors by the N-API layer; a kernel never aborts the process.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace qgs {
+
+struct KernelError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throws KernelError when cond is false; `what` should name the argument and the expectation.
+inline void require(bool cond, const std::string& what) {
+  if (!cond) throw KernelError(what);
+}
+
+}  // namespace qgs
+
+// Compile a hot function for AVX-512, AVX2+FMA and baseline x86-64; the loader (ifunc) picks the
+// best one for the running CPU, so the shipped binary never needs -march=native.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(QGS_NO_CLONES) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define QGS_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QGS_SIMD_CLONES
+#endif
+
+#if defined(__GNUC__)
+#define QGS_RESTRICT __restrict__
+#else
+#define QGS_RESTRICT
+#endif

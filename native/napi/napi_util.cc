@@ -1,0 +1,127 @@
+#include "napi_util.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#ifdef QGS_WITH_CUDA
+#include "qgs/cuda_runtime.h"
+#endif
+
+namespace qgs::napi {
+
+Buffer::Buffer(size_t n, Device d) : bytes(n), device(d) {
+  if (d == Device::CPU) {
+    // Round up so aligned_alloc's size is a multiple of the alignment; never 0 bytes.
+    size_t padded = ((n + 63) / 64) * 64;
+    ptr = std::aligned_alloc(64, padded == 0 ? 64 : padded);
+    if (!ptr) throw std::bad_alloc();
+  } else {
+#ifdef QGS_WITH_CUDA
+    ptr = qgs::cuda::malloc_device(n);
+#else
+    throw KernelError("this build of qgs-engine has no CUDA support (build with QGS_CUDA=ON)");
+#endif
+  }
+}
+
+Buffer::~Buffer() {
+  if (device == Device::CPU) {
+    std::free(ptr);
+  } else {
+#ifdef QGS_WITH_CUDA
+    qgs::cuda::free_device(ptr);
+#endif
+  }
+}
+
+void throw_type_error(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
+void throw_error(Napi::Env env, const std::string& msg) { throw Napi::Error::New(env, msg); }
+
+static std::string describe(const Napi::Value& v) {
+  if (v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsNumber()) return "number " + std::to_string(v.As<Napi::Number>().DoubleValue());
+  if (v.IsString()) return "string '" + v.As<Napi::String>().Utf8Value() + "'";
+  if (v.IsBoolean()) return "boolean";
+  if (v.IsTypedArray()) return "typed array";
+  if (v.IsArray()) return "array";
+  if (v.IsFunction()) return "function";
+  return "object";
+}
+
+int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
+  Napi::Value v = info[i];
+  if (!v.IsNumber()) throw_type_error(info.Env(), std::string(name) + ": expected an integer, got " + describe(v));
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d == static_cast<double>(static_cast<int64_t>(d))) || d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
+    throw Napi::RangeError::New(info.Env(), std::string(name) + ": expected an integer in [" + std::to_string(lo) + ", " +
+                                                std::to_string(hi) + "], got " + describe(v));
+  }
+  return static_cast<int64_t>(d);
+}
+
+double num_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsNumber()) throw_type_error(info.Env(), std::string(name) + ": expected a number, got " + describe(v));
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool bool_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsBoolean()) throw_type_error(info.Env(), std::string(name) + ": expected a boolean, got " + describe(v));
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::string string_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsString()) throw_type_error(info.Env(), std::string(name) + ": expected a string, got " + describe(v));
+  return v.As<Napi::String>().Utf8Value();
+}
+
+std::vector<int64_t> ints_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  std::vector<int64_t> out;
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+    auto a = v.As<Napi::Int32Array>();
+    out.assign(a.Data(), a.Data() + a.ElementLength());
+    return out;
+  }
+  if (!v.IsArray()) throw_type_error(info.Env(), std::string(name) + ": expected an array of integers or an Int32Array, got " + describe(v));
+  auto a = v.As<Napi::Array>();
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    Napi::Value e = a.Get(k);
+    if (!e.IsNumber()) throw_type_error(info.Env(), std::string(name) + "[" + std::to_string(k) + "]: expected an integer, got " + describe(e));
+    double d = e.As<Napi::Number>().DoubleValue();
+    if (d != static_cast<double>(static_cast<int64_t>(d)))
+      throw_type_error(info.Env(), std::string(name) + "[" + std::to_string(k) + "]: expected an integer, got " + describe(e));
+    out.push_back(static_cast<int64_t>(d));
+  }
+  return out;
+}
+
+Device common_device(const char* op, std::initializer_list<const View*> views) {
+  const View* first = nullptr;
+  for (const View* v : views) {
+    if (!v || !v->ptr) continue;
+    if (!first) {
+      first = v;
+    } else if (v->device != first->device) {
+      throw KernelError(std::string(op) + ": all tensors must be on one device, got " + device_name(first->device) +
+                        " and " + device_name(v->device));
+    }
+  }
+  return first ? first->device : Device::CPU;
+}
+
+void require_cuda_build(Napi::Env env, const char* op) {
+#ifndef QGS_WITH_CUDA
+  throw_error(env, std::string(op) + ": tensor is on cuda but this build of qgs-engine has no CUDA kernels");
+#else
+  (void)env;
+  (void)op;
+#endif
+}
+
+}  // namespace qgs::napi

@@ -1,0 +1,100 @@
+// Helpers for the N-API layer: argument extraction with clear errors naming the argument, expected
+// and actual values, and a guard that turns C++ exceptions into JS Errors (never a crash).
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qgs/common.h"
+
+namespace qgs::napi {
+
+enum class Device { CPU = 0, CUDA = 1 };
+inline const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+
+// Owned allocation: 64-byte aligned host memory or CUDA device memory.
+struct Buffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  Device device = Device::CPU;
+  Buffer(size_t bytes, Device device);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+};
+
+// A raw view on a Storage argument, valid for the duration of the call.
+struct View {
+  void* ptr;
+  size_t bytes;
+  Device device;
+  template <typename T>
+  T* as() const { return static_cast<T*>(ptr); }
+};
+
+// Storage argument i: must be a live Storage holding at least `min_bytes`.
+View storage_arg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t min_bytes = 0);
+// Same, or nullptr-view when the argument is null/undefined.
+View optional_storage_arg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t min_bytes = 0);
+// Float32 storage with exactly-at-least n elements.
+inline float* f32_arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t n) {
+  return storage_arg(info, i, name, static_cast<size_t>(n) * 4).as<float>();
+}
+inline int32_t* i32_arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t n) {
+  return storage_arg(info, i, name, static_cast<size_t>(n) * 4).as<int32_t>();
+}
+
+int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo = INT64_MIN, int64_t hi = INT64_MAX);
+double num_arg(const Napi::CallbackInfo& info, size_t i, const char* name);
+bool bool_arg(const Napi::CallbackInfo& info, size_t i, const char* name);
+std::string string_arg(const Napi::CallbackInfo& info, size_t i, const char* name);
+// A JS array of integers or an Int32Array.
+std::vector<int64_t> ints_arg(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+// All views must be on the same device; returns it.
+Device common_device(const char* op, std::initializer_list<const View*> views);
+
+[[noreturn]] void throw_type_error(Napi::Env env, const std::string& msg);
+[[noreturn]] void throw_error(Napi::Env env, const std::string& msg);
+
+// Wraps a binding body so KernelError / std::exception become JS Errors.
+template <typename F>
+Napi::Value guarded(const Napi::CallbackInfo& info, F&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const qgs::KernelError& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(info.Env(), "out of memory");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), std::string("native error: ") + e.what());
+  }
+}
+
+// Defines `static Napi::Value name(const Napi::CallbackInfo& info)` whose body runs guarded.
+#define QGS_BINDING(name)                                                            \
+  static Napi::Value name##_impl(const Napi::CallbackInfo& info);                    \
+  static Napi::Value name(const Napi::CallbackInfo& info) {                          \
+    return ::qgs::napi::guarded(info, [&]() { return name##_impl(info); });          \
+  }                                                                                  \
+  static Napi::Value name##_impl(const Napi::CallbackInfo& info)
+
+#define QGS_EXPORT(exports, env, name) (exports).Set(#name, Napi::Function::New((env), (name), #name))
+
+// Throws a JS Error when a CUDA storage reaches a binding in a CPU-only build.
+void require_cuda_build(Napi::Env env, const char* op);
+
+// One register function per family (native/napi/<family>.cc).
+void register_storage(Napi::Env env, Napi::Object exports);
+void register_core_elementwise(Napi::Env env, Napi::Object exports);
+void register_core_nn(Napi::Env env, Napi::Object exports);
+void register_linrec(Napi::Env env, Napi::Object exports);
+void register_hfg(Napi::Env env, Napi::Object exports);
+void register_pgloss(Napi::Env env, Napi::Object exports);
+
+}  // namespace qgs::napi

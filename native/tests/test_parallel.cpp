@@ -1,0 +1,41 @@
+// Thread pool: full coverage of the range, exceptions propagate, nesting runs serially.
+#include <atomic>
+#include <stdexcept>
+#include <vector>
+
+#include "qgs/parallel.h"
+#include "test_util.h"
+
+int main() {
+  using namespace qgs_test;
+  uint64_t seed = fresh_seed();
+  Rng rng(seed);
+  for (int rep = 0; rep < 50; ++rep) {
+    int64_t n = rng.integer(0, 5000), grain = rng.integer(1, 300);
+    std::vector<std::atomic<int>> hit(static_cast<size_t>(n));
+    qgs::parallel_for(n, grain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) hit[static_cast<size_t>(i)]++;
+    });
+    bool ok = true;
+    for (auto& h : hit) ok = ok && h.load() == 1;
+    check(ok, "parallel_for covers each index exactly once");
+  }
+  check_throws("exception propagates", [] {
+    qgs::parallel_for(1000, 1, [](int64_t b, int64_t) {
+      if (b > 500) throw std::runtime_error("boom");
+    });
+  });
+  std::atomic<int64_t> total{0};
+  qgs::parallel_for(64, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      check(qgs::in_parallel_region(), "inside region flag");
+      qgs::parallel_for(10, 1, [&](int64_t b2, int64_t e2) { total += e2 - b2; });
+    }
+  });
+  check(total.load() == 640, "nested parallel_for runs serially and completely");
+  check(qgs::num_threads() >= 1, "pool has threads");
+  qgs::set_num_threads(3);
+  check(qgs::num_threads() == 3, "resize to 3");
+  qgs::set_num_threads(0);
+  return finish("test_parallel", seed);
+}

@@ -1,0 +1,107 @@
+// Minimal test harness for the native kernel tests (ctest): fresh random inputs every run (seed
+// printed for reproduction), double-precision references, poisoned outputs, relative-error checks.
+#pragma once
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace qgs_test {
+
+inline int& failures() {
+  static int f = 0;
+  return f;
+}
+inline int& checks() {
+  static int c = 0;
+  return c;
+}
+
+inline uint64_t fresh_seed() {
+  const char* s = std::getenv("QGS_TEST_SEED");
+  if (s) return std::strtoull(s, nullptr, 10);
+  return static_cast<uint64_t>(std::chrono::high_resolution_clock::now().time_since_epoch().count());
+}
+
+struct Rng {
+  std::mt19937_64 gen;
+  explicit Rng(uint64_t seed) : gen(seed) {}
+  float normal(float sd = 1.f) { return std::normal_distribution<float>(0.f, sd)(gen); }
+  float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(gen); }
+  int64_t integer(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(gen); }
+  std::vector<float> normals(size_t n, float sd = 1.f) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = normal(sd);
+    return v;
+  }
+};
+
+// NaN-filled buffer: any element a kernel forgets to write fails the comparison.
+inline std::vector<float> poisoned(size_t n) { return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()); }
+
+// ||out - ref|| / max(||ref||, tiny) < tol, and every element finite.
+inline bool check_close(const std::string& what, const float* out, const double* ref, size_t n, double tol) {
+  checks()++;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(out[i]) || !std::isfinite(ref[i])) {
+      std::printf("FAIL %s: non-finite at %zu (out=%g ref=%g)\n", what.c_str(), i, out[i], ref[i]);
+      failures()++;
+      return false;
+    }
+    double d = out[i] - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  double rel = std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+  if (den == 0 && num == 0) rel = 0;
+  if (!(rel < tol)) {
+    std::printf("FAIL %s: relative error %.3e >= %.1e\n", what.c_str(), rel, tol);
+    failures()++;
+    return false;
+  }
+  return true;
+}
+
+inline bool check_close(const std::string& what, const std::vector<float>& out, const std::vector<double>& ref, double tol) {
+  if (out.size() != ref.size()) {
+    std::printf("FAIL %s: size %zu vs %zu\n", what.c_str(), out.size(), ref.size());
+    failures()++;
+    return false;
+  }
+  return check_close(what, out.data(), ref.data(), out.size(), tol);
+}
+
+inline void check(bool cond, const std::string& what) {
+  checks()++;
+  if (!cond) {
+    std::printf("FAIL %s\n", what.c_str());
+    failures()++;
+  }
+}
+
+// Expects fn to throw (a qgs::KernelError for bad arguments).
+template <typename F>
+void check_throws(const std::string& what, F&& fn) {
+  checks()++;
+  try {
+    fn();
+  } catch (const std::exception&) {
+    return;
+  }
+  std::printf("FAIL %s: expected an exception\n", what.c_str());
+  failures()++;
+}
+
+inline int finish(const char* name, uint64_t seed) {
+  std::printf("%s: %d checks, %d failed (seed %llu)\n", name, checks(), failures(), static_cast<unsigned long long>(seed));
+  return failures() == 0 ? 0 : 1;
+}
+
+}  // namespace qgs_test

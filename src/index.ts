@@ -1,0 +1,25 @@
+// qgs-engine: query-conditioned generative search rankers and RL-from-verifiable-rewards losses
+// with a native C++/CUDA core. Public API root (CommonJS and ESM).
+export {
+  Tensor,
+  tensor,
+  zeros,
+  ones,
+  full,
+  randn,
+  rand,
+  empty,
+  scope,
+  keep,
+  manualSeed,
+  memoryStats,
+  isTensor,
+  Random,
+  shapeSize,
+} from './tensor';
+export type { Shape, TensorOptions, TensorData, NestedArray, DType, Device } from './tensor';
+export { noGrad, isGradEnabled, record, clone } from './autograd';
+export type { GradNode, BackwardRule } from './autograd';
+export { backendInfo } from './native';
+export type { CudaInfo, BuildInfo } from './native';
+export * as ops from './ops';

@@ -1,0 +1,2 @@
+// hfg ops: filled in by their issue (see src/ops/index.ts).
+export {};

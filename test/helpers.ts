@@ -1,0 +1,122 @@
+// Shared test utilities: fresh random inputs (seed printed on failure), float64 references,
+// relative-error checks and gradient checks against central finite differences.
+import { Tensor, tensor, Random } from '../src';
+
+/** A fresh seed per call (override with QGS_TEST_SEED to reproduce a failure). */
+export function freshSeed(): number {
+  const env = process.env.QGS_TEST_SEED;
+  return env !== undefined ? Number(env) : (Math.random() * 2 ** 31) | 0;
+}
+
+export function randomArray(rng: Random, n: number, scale = 1): Float64Array {
+  const a = new Float64Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
+  return a;
+}
+
+/** A float32 tensor holding (rounded) values of a float64 array. */
+export function tensorFrom(values: ArrayLike<number>, shape: readonly number[], requiresGrad = false): Tensor {
+  return tensor(Float32Array.from(values), shape, { requiresGrad });
+}
+
+/** The float32-rounded values as float64 (what the kernel actually sees). */
+export function asF64(t: Tensor): Float64Array {
+  return Float64Array.from(t.toFloat32Array());
+}
+
+export function relError(out: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (out.length !== ref.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    if (!Number.isFinite(out[i])) return Infinity;
+    const d = out[i] - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  if (num === 0) return 0;
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+}
+
+/** Fails with the relative error, the tolerance and the seed. */
+export function expectClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what = '', seed?: number): void {
+  const e = relError(out, ref);
+  if (!(e < tol)) {
+    throw new Error(`${what}: relative error ${e.toExponential(3)} >= ${tol} (n=${ref.length}${seed !== undefined ? `, seed ${seed}` : ''})`);
+  }
+}
+
+export interface GradCheckOptions {
+  /** Float64 reference of the op: inputs (as float64) -> flat output. */
+  ref: (inputs: Float64Array[]) => ArrayLike<number>;
+  /** The op under test on tensors (inputs require grad). */
+  op: (inputs: Tensor[]) => Tensor;
+  /** Input values (float64; rounded to float32 for the op). */
+  inputs: Float64Array[];
+  shapes: (readonly number[])[];
+  /** Which inputs to check (default all). */
+  check?: number[];
+  /** Finite-difference step on the float64 reference. */
+  h?: number;
+  tol?: number;
+  /** Check at most this many coordinates per input (random subset). */
+  maxCoords?: number;
+  seed?: number;
+  what?: string;
+}
+
+/**
+ * Checks the op's forward against the float64 reference and its backward against central finite
+ * differences of the reference, contracted with a random cotangent G: d<ref(x), G>/dx_i.
+ */
+export function gradCheck(o: GradCheckOptions): void {
+  const seed = o.seed ?? freshSeed();
+  const rng = new Random(seed ^ 0x1234);
+  const what = o.what ?? 'gradCheck';
+  const x32 = o.inputs.map((v) => Float64Array.from(Float32Array.from(v)));
+  const ts = x32.map((v, i) => tensorFrom(v, o.shapes[i], true));
+  const y = o.op(ts);
+  const yRef = o.ref(x32);
+  expectClose(y.toFloat32Array(), yRef, o.tol ?? 1e-4, `${what} forward`, seed);
+  const G = randomArray(rng, y.size);
+  y.backward(tensorFrom(G, y.shape));
+  const h = o.h ?? 1e-5;
+  const which = o.check ?? ts.map((_, i) => i);
+  for (const k of which) {
+    const g = ts[k].grad;
+    if (g === null) throw new Error(`${what}: input ${k} got no gradient (seed ${seed})`);
+    const got = g.toFloat32Array();
+    const n = x32[k].length;
+    const coords: number[] = [];
+    const max = o.maxCoords ?? 64;
+    if (n <= max) for (let i = 0; i < n; i++) coords.push(i);
+    else for (let i = 0; i < max; i++) coords.push(rng.int(n));
+    const num = new Float64Array(coords.length);
+    const ana = new Float64Array(coords.length);
+    coords.forEach((i, j) => {
+      const xp = x32.map((v) => Float64Array.from(v));
+      const xm = x32.map((v) => Float64Array.from(v));
+      xp[k][i] += h;
+      xm[k][i] -= h;
+      const fp = o.ref(xp);
+      const fm = o.ref(xm);
+      let d = 0;
+      for (let t = 0; t < G.length; t++) d += (fp[t] - fm[t]) * G[t];
+      num[j] = d / (2 * h);
+      ana[j] = got[i];
+    });
+    expectClose(ana, num, o.tol ?? 1e-3, `${what} grad of input ${k}`, seed);
+  }
+  for (const t of ts) t.dispose();
+  y.dispose();
+}
+
+/** Runs fn and returns the error message it throws (fails if it does not throw). */
+export function errorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error('expected an error, none was thrown');
+}

@@ -1,0 +1,119 @@
+import { tensor, zeros, ones, randn, scope, keep, memoryStats, Tensor, noGrad, backendInfo } from '../src';
+import { errorOf } from './helpers';
+
+describe('tensor creation', () => {
+  test('nested, flat and typed data round-trip', () => {
+    const a = tensor([[1, 2, 3], [4, 5, 6]]);
+    expect(a.shape).toEqual([2, 3]);
+    expect(a.dtype).toBe('f32');
+    expect(Array.from(a.toFloat32Array())).toEqual([1, 2, 3, 4, 5, 6]);
+    const b = tensor(new Int32Array([7, -8]), [2, 1]);
+    expect(b.dtype).toBe('i32');
+    expect(b.toArray()).toEqual([[7], [-8]]);
+    const c = tensor(3.5);
+    expect(c.shape).toEqual([]);
+    expect(c.item()).toBe(3.5);
+    const e = zeros([0, 4]);
+    expect(e.size).toBe(0);
+    expect(e.toFloat32Array().length).toBe(0);
+    for (const t of [a, b, c, e]) t.dispose();
+  });
+
+  test('zeros, ones, seeded randn', () => {
+    expect(Array.from(zeros([3]).toFloat32Array())).toEqual([0, 0, 0]);
+    expect(Array.from(ones([2], { dtype: 'i32' }).toInt32Array())).toEqual([1, 1]);
+    const r1 = randn([1000], { seed: 42 }).toFloat32Array();
+    const r2 = randn([1000], { seed: 42 }).toFloat32Array();
+    const r3 = randn([1000], { seed: 43 }).toFloat32Array();
+    expect(Array.from(r1)).toEqual(Array.from(r2));
+    expect(Array.from(r1)).not.toEqual(Array.from(r3));
+    const mean = r1.reduce((s, x) => s + x, 0) / r1.length;
+    const sd = Math.sqrt(r1.reduce((s, x) => s + (x - mean) ** 2, 0) / r1.length);
+    expect(Math.abs(mean)).toBeLessThan(0.15);
+    expect(Math.abs(sd - 1)).toBeLessThan(0.1);
+  });
+
+  test('bad input gives errors naming the argument', () => {
+    expect(errorOf(() => tensor([1, 2, 3], [2, 2]))).toMatch(/shape \[2, 2\] needs 4 elements, data has 3/);
+    expect(errorOf(() => tensor([[1, 2], [3]]))).toMatch(/ragged/);
+    expect(errorOf(() => zeros([2, -1]))).toMatch(/non-negative integer dimensions/);
+    expect(errorOf(() => zeros([2], { dtype: 'f64' as never }))).toMatch(/dtype must be 'f32' or 'i32', got f64/);
+    expect(errorOf(() => tensor([1.5], [1], { dtype: 'i32' }))).toMatch(/i32 data must be integers/);
+    expect(errorOf(() => zeros([2], { device: 'tpu' as never }))).toMatch(/device must be 'cpu' or 'cuda', got tpu/);
+    if (!backendInfo().cuda) expect(errorOf(() => zeros([2], { device: 'cuda' }))).toMatch(/cuda' is not available/);
+    expect(errorOf(() => tensor([1, 2]).item())).toMatch(/item: tensor has 2 elements/);
+  });
+
+  test('use after dispose is a clear error', () => {
+    const t = tensor([1, 2]);
+    t.dispose();
+    expect(t.disposed).toBe(true);
+    expect(errorOf(() => t.toFloat32Array())).toMatch(/has been disposed/);
+    t.dispose(); // idempotent
+  });
+
+  test('zero-copy view keeps data alive after dispose', () => {
+    const t = tensor([1, 2, 3]);
+    const v = t.data();
+    expect(Object.prototype.toString.call(v)).toBe('[object Float32Array]');
+    v[1] = 20;
+    expect(Array.from(t.toFloat32Array())).toEqual([1, 20, 3]);
+    t.dispose();
+    expect(Array.from(v)).toEqual([1, 20, 3]);
+  });
+});
+
+describe('scope and memory', () => {
+  test('scope frees temporaries, keeps returned and kept tensors', () => {
+    const before = memoryStats().count;
+    let kept: Tensor | null = null;
+    const out = scope(() => {
+      zeros([10]);
+      ones([5]);
+      kept = keep(ones([3]));
+      const r = randn([4], { seed: 1 });
+      return { r, list: [zeros([2])] };
+    });
+    expect(memoryStats().count).toBe(before + 3);
+    expect(out.r.disposed).toBe(false);
+    out.r.dispose();
+    out.list[0].dispose();
+    (kept as unknown as Tensor).dispose();
+    expect(memoryStats().count).toBe(before);
+  });
+
+  test('nested scopes move returned tensors to the parent', () => {
+    const before = memoryStats().count;
+    scope(() => {
+      const inner = scope(() => ones([2]));
+      expect(inner.disposed).toBe(false);
+      return null;
+    });
+    expect(memoryStats().count).toBe(before);
+  });
+
+  test('scope disposes everything when fn throws, and rejects promises', () => {
+    const before = memoryStats().count;
+    expect(() =>
+      scope(() => {
+        zeros([3]);
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(memoryStats().count).toBe(before);
+    expect(errorOf(() => scope(() => Promise.resolve(1)))).toMatch(/Promise/);
+  });
+
+  test('Symbol.dispose frees the storage', () => {
+    const before = memoryStats().count;
+    {
+      const t = zeros([8]);
+      t[Symbol.dispose]();
+    }
+    expect(memoryStats().count).toBe(before);
+  });
+
+  test('noGrad returns the value', () => {
+    expect(noGrad(() => 5)).toBe(5);
+  });
+});
