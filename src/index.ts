@@ -17,7 +17,7 @@ export {
   Random,
   shapeSize,
 } from './tensor';
-export type { Shape, TensorOptions, TensorData, NestedArray, DType, Device } from './tensor';
+export type { Shape, SparseRowGrad, TensorOptions, TensorData, NestedArray, DType, Device } from './tensor';
 export { noGrad, isGradEnabled, record, clone } from './autograd';
 export type { GradNode, BackwardRule } from './autograd';
 export { backendInfo } from './native';

@@ -16,6 +16,17 @@ export interface TensorOptions {
 }
 
 /** Nested number arrays accepted by tensor(). */
+/**
+ * Row-sparse gradient of an embedding table: `values[r]` is the gradient of row `rows[r]`.
+ * Sparse optimisers update only those rows (DESIGN.md §2, issue: sparse embedding gradients).
+ */
+export interface SparseRowGrad {
+  /** i32 [R], unique row ids. */
+  rows: Tensor;
+  /** f32 [R, ...rowShape]. */
+  values: Tensor;
+}
+
 export type NestedArray = number | readonly NestedArray[];
 export type TensorData = Float32Array | Int32Array | readonly number[] | NestedArray;
 
@@ -74,6 +85,8 @@ export class Tensor {
   requiresGrad = false;
   /** @internal autograd node that produced this tensor (null for leaves and no-grad results). */
   gradFn: GradNode | null = null;
+  /** Row-sparse gradient (embedding tables with sparse gradients); null when none. */
+  sparseGrad: SparseRowGrad | null = null;
   private handle: StorageHandle | null;
   private gradValue: Tensor | null = null;
 
@@ -128,6 +141,11 @@ export class Tensor {
     if (this.gradValue !== null) {
       this.gradValue.dispose();
       this.gradValue = null;
+    }
+    if (this.sparseGrad !== null) {
+      this.sparseGrad.rows.dispose();
+      this.sparseGrad.values.dispose();
+      this.sparseGrad = null;
     }
     for (const frame of scopeStack) frame.delete(this);
   }
