@@ -8,6 +8,9 @@
 
 #include "qgs/hfg.h"
 #include "test_util.h"
+#ifdef QGS_WITH_CUDA
+#include "qgs/cuda_runtime.h"
+#endif
 
 using namespace qgs_test;
 
@@ -72,8 +75,36 @@ Ref reference(const std::vector<float>& q, const std::vector<float>& k, const st
   return r;
 }
 
-void run_case(Rng& rng, int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d, bool use_mask, float logit_sd) {
-  const std::string tag = "N=" + std::to_string(N) + " H=" + std::to_string(H) + " Tq=" + std::to_string(Tq) +
+enum class Dev { CPU, CUDA };
+
+#ifdef QGS_WITH_CUDA
+// Runs the CUDA kernels on host vectors (copies in and out), outputs poisoned on the device too.
+void run_cuda(std::vector<float>& out, std::vector<float>& dq, std::vector<float>& dk, std::vector<float>& dv,
+              const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+              const std::vector<float>& g, const float* mask, int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d,
+              float scale) {
+  namespace cu = qgs::cuda;
+  auto up = [](const float* src, size_t n) {
+    void* p = cu::malloc_device(n * 4);
+    if (n) cu::copy_h2d(p, src, n * 4);
+    return static_cast<float*>(p);
+  };
+  const size_t nq = q.size(), nk = k.size();
+  float *dQ = up(q.data(), nq), *dK = up(k.data(), nk), *dV = up(v.data(), nk), *dG = up(g.data(), nq);
+  float* dM = mask ? up(mask, size_t(N * Tk)) : nullptr;
+  float *dO = up(out.data(), nq), *ddq = up(dq.data(), nq), *ddk = up(dk.data(), nk), *ddv = up(dv.data(), nk);
+  qgs::cuda::grouped_attention_forward(dO, dQ, dK, dV, dM, N, H, Tq, Tk, d, scale);
+  qgs::cuda::grouped_attention_backward(ddq, ddk, ddv, dG, dQ, dK, dV, dM, N, H, Tq, Tk, d, scale);
+  cu::synchronize();
+  if (nq) cu::copy_d2h(out.data(), dO, nq * 4), cu::copy_d2h(dq.data(), ddq, nq * 4);
+  if (nk) cu::copy_d2h(dk.data(), ddk, nk * 4), cu::copy_d2h(dv.data(), ddv, nk * 4);
+  for (float* p : {dQ, dK, dV, dG, dM, dO, ddq, ddk, ddv}) if (p) cu::free_device(p);
+}
+#endif
+
+void run_case(Rng& rng, int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d, bool use_mask, float logit_sd,
+              Dev dev = Dev::CPU) {
+  const std::string tag = std::string(dev == Dev::CPU ? "cpu" : "cuda") + " N=" + std::to_string(N) + " H=" + std::to_string(H) + " Tq=" + std::to_string(Tq) +
                           " Tk=" + std::to_string(Tk) + " d=" + std::to_string(d) + (use_mask ? " mask" : "") +
                           " sd=" + std::to_string(logit_sd);
   const size_t nq = size_t(N * H * Tq * d), nk = size_t(N * H * Tk * d);
@@ -90,14 +121,22 @@ void run_case(Rng& rng, int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d,
   const float scale = 1.f / std::sqrt(float(d)) * rng.uniform(0.5f, 1.5f);
   const float* mp = use_mask ? mask.data() : nullptr;
   auto out = poisoned(nq), dq = poisoned(nq), dk = poisoned(nk), dv = poisoned(nk);
-  qgs::cpu::grouped_attention_forward(out.data(), q.data(), k.data(), v.data(), mp, N, H, Tq, Tk, d, scale);
-  qgs::cpu::grouped_attention_backward(dq.data(), dk.data(), dv.data(), g.data(), q.data(), k.data(), v.data(), mp,
-                                       N, H, Tq, Tk, d, scale);
+  if (dev == Dev::CPU) {
+    qgs::cpu::grouped_attention_forward(out.data(), q.data(), k.data(), v.data(), mp, N, H, Tq, Tk, d, scale);
+    qgs::cpu::grouped_attention_backward(dq.data(), dk.data(), dv.data(), g.data(), q.data(), k.data(), v.data(), mp,
+                                         N, H, Tq, Tk, d, scale);
+  } else {
+#ifdef QGS_WITH_CUDA
+    run_cuda(out, dq, dk, dv, q, k, v, g, mp, N, H, Tq, Tk, d, scale);
+#endif
+  }
+  // DESIGN.md §8: < 1e-5 on the CPU, < 1e-4 on CUDA (fast-math exp, different summation order).
+  const double tol = dev == Dev::CPU ? 1e-5 : 1e-4;
   Ref r = reference(q, k, v, use_mask ? &mask : nullptr, g, N, H, Tq, Tk, d, scale);
-  check_close("forward " + tag, out, r.out, 1e-5);
-  check_close("dq " + tag, dq, r.dq, 1e-5);
-  check_close("dk " + tag, dk, r.dk, 1e-5);
-  check_close("dv " + tag, dv, r.dv, 1e-5);
+  check_close("forward " + tag, out, r.out, tol);
+  check_close("dq " + tag, dq, r.dq, tol);
+  check_close("dk " + tag, dk, r.dk, tol);
+  check_close("dv " + tag, dv, r.dv, tol);
   if (use_mask) {
     // Fully masked rows: exact zeros in the output and every gradient (not just "close").
     bool zeros = true;
@@ -140,5 +179,25 @@ int main() {
   check_throws("null q", [&] { qgs::cpu::grouped_attention_forward(p, nullptr, p, p, nullptr, 1, 1, 1, 4, 4, 1.f); });
   check_throws("backward Tq = 0",
                [&] { qgs::cpu::grouped_attention_backward(p, p, p, p, p, p, p, nullptr, 1, 1, 0, 4, 4, 1.f); });
+#ifdef QGS_WITH_CUDA
+  std::string reason;
+  if (qgs::cuda::device_count(&reason) > 0) {
+    for (int64_t Tq : {1, 3})
+      for (int64_t Tk : {1, 2, 9, 33, 64})
+        for (int64_t d : {1, 3, 8, 64, 128}) {
+          run_case(rng, rng.integer(1, 9), rng.integer(1, 3), Tq, Tk, d, false, 1.f, Dev::CUDA);
+          run_case(rng, rng.integer(3, 11), rng.integer(1, 3), Tq, Tk, d, true, 1.f, Dev::CUDA);
+        }
+    run_case(rng, 20011, 4, 10, 10, 32, true, 1.f, Dev::CUDA);  // many blocks, N·H·Tq = 800k query rows
+    run_case(rng, 37, 2, 3, 9, 16, true, 30.f, Dev::CUDA);
+    run_case(rng, 0, 2, 3, 9, 16, true, 1.f, Dev::CUDA);
+    std::vector<float> none(1, 0.f);
+    check_throws("cuda Tk = 65", [&] {
+      qgs::cuda::grouped_attention_forward(none.data(), none.data(), none.data(), none.data(), nullptr, 1, 1, 1, 65, 4, 1.f);
+    });
+  } else {
+    std::printf("test_hfg: CUDA kernels compiled but not run (%s)\n", reason.c_str());
+  }
+#endif
   return finish("test_hfg", seed);
 }
