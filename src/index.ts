@@ -23,3 +23,6 @@ export type { GradNode, BackwardRule } from './autograd';
 export { backendInfo } from './native';
 export type { CudaInfo, BuildInfo } from './native';
 export * as ops from './ops';
+export * as data from './data';
+export * as metrics from './metrics';
+export * as io from './io';
