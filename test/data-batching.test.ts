@@ -202,3 +202,19 @@ describe('deterministic batching', () => {
     expect(timeBucket(1e15)).toBe(31);
   });
 });
+
+describe('prepareData', () => {
+  test('splits, indexes with the training query vocabulary, and lists each split', async () => {
+    const { prepareData } = await import('../src/data/prepare');
+    const ds = generateSessions({ ...GENERATOR_TINY, users: 10 });
+    const p = prepareData(ds.records, { index: { maxHistory: 20 } });
+    expect(p.train.length + p.valid.length + p.test.length).toBe(ds.records.length);
+    expect(new Set(p.test.map((i) => ds.records[i].user)).size).toBe(10); // every user has a test session
+    // test queries unseen in training map to 0
+    const b = p.index.rankingBatch(p.test);
+    const unseen = p.test.filter((i) => !p.train.some((j) => queryKey(ds.records[j].query!) === queryKey(ds.records[i].query!)));
+    expect(unseen.length).toBeGreaterThan(0);
+    for (const i of unseen) expect(b.queryIds[p.test.indexOf(i)]).toBe(0);
+    expect(p.index.maxHistory).toBe(20);
+  });
+});
