@@ -3,6 +3,7 @@ import { splitByUserTime, splitIndices, TRAIN, VALID, TEST } from '../src/data/s
 import { SessionIndex, batchIndices, rankingBatches, shuffledOrder, packJagged, timeBucket } from '../src/data/batching';
 import type { SessionRecord } from '../src/data/schema';
 import { generateSessions, GENERATOR_TINY } from '../src/data/synthetic';
+import { prepareData } from '../src/data/prepare';
 
 const MIN = 60e3;
 const DAY = 86400e3;
@@ -204,8 +205,7 @@ describe('deterministic batching', () => {
 });
 
 describe('prepareData', () => {
-  test('splits, indexes with the training query vocabulary, and lists each split', async () => {
-    const { prepareData } = await import('../src/data/prepare');
+  test('splits, indexes with the training query vocabulary, and lists each split', () => {
     const ds = generateSessions({ ...GENERATOR_TINY, users: 10 });
     const p = prepareData(ds.records, { index: { maxHistory: 20 } });
     expect(p.train.length + p.valid.length + p.test.length).toBe(ds.records.length);
