@@ -3,6 +3,8 @@
 import { ops, tensor, zeros, Random, memoryStats, noGrad, scope } from '../src';
 import { freshSeed, randomArray, tensorFrom, gradCheck, expectClose, errorOf, asF64 } from './helpers';
 
+const prod = (s: readonly number[]): number => s.reduce((x, y) => x * y, 1);
+
 // op(X) of a [rows, cols] matrix at offset: element (i, j).
 function el(x: Float64Array, off: number, rows: number, cols: number, t: boolean, i: number, j: number): number {
   return t ? x[off + j * cols + i] : x[off + i * cols + j];
@@ -55,7 +57,7 @@ describe('matmul', () => {
     for (const [batchShape, aB, bB] of [[[3], true, true], [[2, 3], true, false], [[4], false, true], [[1], true, true], [[2, 1, 3], false, true]] as const) {
       for (const ta of [false, true])
         for (const tb of [false, true]) {
-          const batch = batchShape.reduce((x, y) => x * y, 1);
+          const batch = prod(batchShape);
           const a = randomArray(rng, (aB ? batch : 1) * m * k);
           const b = randomArray(rng, (bB ? batch : 1) * k * n);
           const A = tensorFrom(a, [...(aB ? batchShape : []), ...(ta ? [k, m] : [m, k])]);
@@ -143,7 +145,7 @@ describe('linear', () => {
     const seed = freshSeed();
     const rng = new Random(seed);
     for (const [lead, inF, outF] of [[[1], 1, 1], [[7], 3, 5], [[2, 3], 65, 7], [[257], 7, 3]] as const) {
-      const rows = lead.reduce((x, y) => x * y, 1);
+      const rows = prod(lead);
       for (const withBias of [true, false]) {
         const inputs = [randomArray(rng, rows * inF), randomArray(rng, outF * inF)];
         const shapes: number[][] = [[...lead, inF], [outF, inF]];
