@@ -134,21 +134,24 @@ QGS_SIMD_CLONES void ln_row(float* QGS_RESTRICT y, float* mean_out, float* rstd_
 QGS_SIMD_CLONES void ln_row_backward(float* QGS_RESTRICT dx, double* QGS_RESTRICT dw, double* QGS_RESTRICT db,
                                      const float* QGS_RESTRICT dy, const float* QGS_RESTRICT x, float m, float rs,
                                      const float* QGS_RESTRICT w, int64_t n) {
-  float a = 0.f, c = 0.f;  // mean(dxhat), mean(dxhat * xhat)
+  // g = dy * w is formed in float64, where the product of two floats is exact: both passes then see
+  // the same g (float products may be FMA-contracted in one pass and rounded in the other, which
+  // leaves noise where the exact gradient cancels to 0, e.g. a single-column row).
+  double a = 0, c = 0;  // sums of dxhat and dxhat * xhat
   for (int64_t i = 0; i < n; ++i) {
-    float h = (x[i] - m) * rs;
-    float g = dy[i] * (w ? w[i] : 1.f);
+    double h = static_cast<double>(x[i] - m) * rs;
+    double g = static_cast<double>(dy[i]) * (w ? w[i] : 1.f);
     a += g;
     c += g * h;
     if (dw) dw[i] += static_cast<double>(dy[i]) * h;
     if (db) db[i] += dy[i];
   }
-  a /= static_cast<float>(n);
-  c /= static_cast<float>(n);
+  a /= static_cast<double>(n);
+  c /= static_cast<double>(n);
   for (int64_t i = 0; i < n; ++i) {
-    float h = (x[i] - m) * rs;
-    float g = dy[i] * (w ? w[i] : 1.f);
-    dx[i] = rs * (g - a - h * c);
+    double h = static_cast<double>(x[i] - m) * rs;
+    double g = static_cast<double>(dy[i]) * (w ? w[i] : 1.f);
+    dx[i] = static_cast<float>(rs * (g - a - h * c));
   }
 }
 }  // namespace
