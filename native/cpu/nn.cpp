@@ -355,7 +355,12 @@ int64_t cross_entropy_forward(float* loss, float* dx, double* sum, const float* 
       for (int64_t j = 0; j < c; ++j) se += std::exp(static_cast<double>(x[j]) - m);
       float l = static_cast<float>(m + std::log(se) - x[t]);
       loss[r] = l;
-      d[t] -= 1.f;
+      // p_t - 1 = -sum_{j != t} p_j: the sum keeps full relative precision when p_t is close to 1
+      // (a confident, sharp-temperature row), where 1 - p_t in float would cancel.
+      double rest = 0;
+      for (int64_t j = 0; j < c; ++j)
+        if (j != t) rest += d[j];
+      d[t] = static_cast<float>(-rest);
       s += l;
     }
     return s;
