@@ -625,7 +625,9 @@ function computeFeatures(raws: Raw[], w: World, o: ResolvedGeneratorOptions): vo
   };
   for (const r of raws) {
     while (next < byEnd.length && byEnd[next].end < r.sessionStart) commit(byEnd[next++]);
-    const g = totImp > 0 ? totClk / totImp : 0.05; // interpretation: prior CTR before any data
+    // ĝ: global CTR so far. interpretation: smoothed toward 5% over 100 pseudo-impressions so
+    // it is positive (and the log finite) before the first click is committed.
+    const g = (totClk + 5) / (totImp + 100);
     const uic = userItemClicks.get(r.user);
     const ucc = userCatClicks.get(r.user);
     let userTotal = 0;
