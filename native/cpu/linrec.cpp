@@ -74,8 +74,8 @@ using tile::r16;
 
 void check_decay(const float* decay, const LinrecConfig& c, int64_t rows) {
   if (c.decay == LinrecDecay::None) return;
-  require(decay != nullptr, "decay: missing decay values");
   int64_t n = c.decay == LinrecDecay::PerHead ? c.heads : rows * c.heads;
+  require(decay != nullptr || n == 0, "decay: missing decay values");
   for (int64_t i = 0; i < n; ++i) {
     float g = decay[i];
     require(g >= 0.f && g <= 1.f, "decay: expected values in [0, 1], got " + std::to_string(g) + " at flat index " +
@@ -87,7 +87,7 @@ void check_decay(const float* decay, const LinrecConfig& c, int64_t rows) {
 struct Scratch {
   int64_t C, Cp, dkp, dvp;
   std::vector<float> S, Qc, Kc, Vc, Gc, KcT, VcT, Qs, KdT, P, Pg, X, T1, T2, O, O2, M, E, F, ST, RcT, Rc, y, z;
-  std::vector<double> A, ell;
+  std::vector<double> A, ell, pw;
   std::vector<float> states;  // backward: chunk-start states
   Scratch(const LinrecConfig& c, bool backward) {
     C = c.chunk;
@@ -108,6 +108,7 @@ struct Scratch {
     F.assign(C, 0.f);
     A.assign(C, 0.0);
     ell.assign(C, 0.0);
+    pw.assign(C + 1, 0.0);
     if (backward) {
       Gc.assign(C * dvp, 0.f);
       VcT.assign(c.dv * Cp, 0.f);
@@ -126,7 +127,7 @@ struct Scratch {
 };
 
 // log γ per step of the chunk, A (inclusive cumsum), E = e^A, F = e^{A_last − A}, M (lower, zero upper).
-void chunk_decays(Scratch& s, const float* decay, const LinrecConfig& c, int64_t row0, int64_t h, int64_t n) {
+QGS_SIMD_CLONES void chunk_decays(Scratch& s, const float* decay, const LinrecConfig& c, int64_t row0, int64_t h, int64_t n) {
   const double lmin = std::log(static_cast<double>(FLT_MIN));
   for (int64_t i = 0; i < n; ++i) {
     double g = 1.0;
@@ -151,12 +152,11 @@ void chunk_decays(Scratch& s, const float* decay, const LinrecConfig& c, int64_t
     }
   } else if (c.decay == LinrecDecay::PerHead) {
     // M[i][j] = γ^{i−j}: one table of powers instead of n² exponentials.
-    std::vector<float>& pw = s.y;  // reuse: only needs n entries here (backward recomputes y later)
-    if (pw.size() < static_cast<size_t>(n)) pw.resize(n);
-    for (int64_t d = 0; d < n; ++d) pw[d] = static_cast<float>(std::exp(static_cast<double>(d) * s.ell[0]));
+    std::vector<double>& pw = s.pw;
+    for (int64_t d = 0; d <= n; ++d) pw[d] = std::exp(static_cast<double>(d) * s.ell[0]);
     for (int64_t i = 0; i < n; ++i) {
       float* m = s.M.data() + i * s.Cp;
-      for (int64_t j = 0; j < np; ++j) m[j] = j <= i ? pw[i - j] : 0.f;
+      for (int64_t j = 0; j < np; ++j) m[j] = j <= i ? static_cast<float>(pw[i - j]) : 0.f;
     }
   } else {
     for (int64_t i = 0; i < n; ++i) {
@@ -200,7 +200,7 @@ void load_chunk_kv(Scratch& s, const float* k, const float* v, const LinrecConfi
   tile::transpose(s.KcT.data(), s.Cp, s.Kc.data(), s.dkp, n, c.dk);
 }
 
-void forward_item(int64_t item, Scratch& s, float* out, float* state_out, const float* q, const float* k, const float* v,
+QGS_SIMD_CLONES void forward_item(int64_t item, Scratch& s, float* out, float* state_out, const float* q, const float* k, const float* v,
                   const float* decay, const float* init, const LinrecConfig& c) {
   const int64_t b = item / c.heads, h = item % c.heads;
   const Seq sq = seq_of(c, b);
@@ -218,18 +218,18 @@ void forward_item(int64_t item, Scratch& s, float* out, float* state_out, const 
     load_chunk_kv(s, k, v, c, row0, h, n);
     chunk_decays(s, decay, c, row0, h, n);
     // P = M ⊙ (Q Kᵀ)
-    mm(s.P.data(), s.Cp, s.Qc.data(), s.dkp, s.KcT.data(), s.Cp, n, dk, np, false);
+    mm(s.P.data(), s.Cp, s.Qc.data(), s.dkp, s.KcT.data(), s.Cp, n, dk, np, false, tile::Tri::LowerCols);
     for (int64_t i = 0; i < n; ++i) {
       float* pr = s.P.data() + i * s.Cp;
       const float* mr = s.M.data() + i * s.Cp;
 #pragma omp simd
-      for (int64_t j = 0; j < np; ++j) pr[j] *= mr[j];
+      for (int64_t j = 0; j < np; ++j) pr[j] = j <= i ? pr[j] * mr[j] : 0.f;  // past the diagonal: unwritten
     }
     // O = diag(e^A) Q S + P V
     for (int64_t i = 0; i < n; ++i)
       for (int64_t p = 0; p < s.dkp; ++p) s.Qs[i * s.dkp + p] = s.Qc[i * s.dkp + p] * s.E[i];
     mm(s.O.data(), s.dvp, s.Qs.data(), s.dkp, S, s.dvp, n, dk, s.dvp, false);
-    mm(s.O.data(), s.dvp, s.P.data(), s.Cp, s.Vc.data(), s.dvp, n, n, s.dvp, true);
+    mm(s.O.data(), s.dvp, s.P.data(), s.Cp, s.Vc.data(), s.dvp, n, n, s.dvp, true, tile::Tri::LowerK);
     for (int64_t i = 0; i < n; ++i) {
       const float ci = scale_at(c, c0 + i);
       float* o = out + (row0 + i) * rsv + h * dv;
@@ -245,7 +245,7 @@ void forward_item(int64_t item, Scratch& s, float* out, float* state_out, const 
   }
 }
 
-void backward_item(int64_t item, Scratch& s, float* dq, float* dk_out, float* dv_out, float* ddecay, double* dhead,
+QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* dk_out, float* dv_out, float* ddecay, double* dhead,
                    float* dinit, const float* q, const float* k, const float* v, const float* decay, const float* init,
                    const float* dout, const float* dstate_out, const LinrecConfig& c) {
   const int64_t b = item / c.heads, h = item % c.heads;
@@ -295,26 +295,27 @@ void backward_item(int64_t item, Scratch& s, float* dq, float* dk_out, float* dv
     tile::transpose(s.ST.data(), s.dkp, Sp, s.dvp, dk, dv);   // ST [dv, dkp]
     tile::transpose(s.RcT.data(), s.dkp, Rc, s.dvp, dk, dv);  // RcT [dv, dkp]
     // P_raw = Q Kᵀ, Pg_raw = G Vᵀ; X = P_raw ⊙ Pg_raw (for dγ); P, Pg masked and decayed.
-    mm(s.P.data(), s.Cp, s.Qc.data(), s.dkp, s.KcT.data(), s.Cp, n, dk, np, false);
-    mm(s.Pg.data(), s.Cp, s.Gc.data(), s.dvp, s.VcT.data(), s.Cp, n, dv, np, false);
+    mm(s.P.data(), s.Cp, s.Qc.data(), s.dkp, s.KcT.data(), s.Cp, n, dk, np, false, tile::Tri::LowerCols);
+    mm(s.Pg.data(), s.Cp, s.Gc.data(), s.dvp, s.VcT.data(), s.Cp, n, dv, np, false, tile::Tri::LowerCols);
     for (int64_t i = 0; i < n; ++i) {
       float* pr = s.P.data() + i * s.Cp;
       float* gr = s.Pg.data() + i * s.Cp;
       float* xr = s.X.data() + i * s.Cp;
       const float* mr = s.M.data() + i * s.Cp;
       if (want_decay)
+#pragma omp simd
         for (int64_t j = 0; j < np; ++j) xr[j] = j <= i ? pr[j] * gr[j] : 0.f;
 #pragma omp simd
       for (int64_t j = 0; j < np; ++j) {
-        pr[j] *= mr[j];
-        gr[j] *= mr[j];
+        pr[j] = j <= i ? pr[j] * mr[j] : 0.f;
+        gr[j] = j <= i ? gr[j] * mr[j] : 0.f;
       }
     }
     // GS = G Sᵀ  [n, dkp];  dQ = diag(E) GS + Pg K
     float* GS = s.T2.data();
     mm(GS, s.dkp, s.Gc.data(), s.dvp, s.ST.data(), s.dkp, n, dv, s.dkp, false);
     float* D = s.O2.data();
-    mm(D, s.dkp, s.Pg.data(), s.Cp, s.Kc.data(), s.dkp, n, n, s.dkp, false);
+    mm(D, s.dkp, s.Pg.data(), s.Cp, s.Kc.data(), s.dkp, n, n, s.dkp, false, tile::Tri::LowerK);
     if (want_decay)
       for (int64_t i = 0; i < n; ++i) s.z[i] = tile::dot(s.Qc.data() + i * s.dkp, GS + i * s.dkp, dk);
     if (dq) {
@@ -329,7 +330,7 @@ void backward_item(int64_t item, Scratch& s, float* dq, float* dk_out, float* dv
     if (want_decay)
       for (int64_t j = 0; j < n; ++j) s.y[j] = tile::dot(s.Kc.data() + j * s.dkp, VR + j * s.dkp, dk);
     tile::transpose(s.T1.data(), s.Cp, s.Pg.data(), s.Cp, n, n);  // PgT
-    mm(D, s.dkp, s.T1.data(), s.Cp, s.Qc.data(), s.dkp, n, n, s.dkp, false);
+    mm(D, s.dkp, s.T1.data(), s.Cp, s.Qc.data(), s.dkp, n, n, s.dkp, false, tile::Tri::UpperK);
     if (dk_out) {
       for (int64_t i = 0; i < n; ++i) {
         float* o = dk_out + (row0 + i) * rsq + h * dk;
@@ -341,13 +342,29 @@ void backward_item(int64_t item, Scratch& s, float* dq, float* dk_out, float* dv
       float* KR = s.T2.data();
       mm(KR, s.dvp, s.Kc.data(), s.dkp, Rc, s.dvp, n, dk, s.dvp, false);
       tile::transpose(s.T1.data(), s.Cp, s.P.data(), s.Cp, n, n);  // Pᵀ
-      mm(D, s.dvp, s.T1.data(), s.Cp, s.Gc.data(), s.dvp, n, n, s.dvp, false);
+      mm(D, s.dvp, s.T1.data(), s.Cp, s.Gc.data(), s.dvp, n, n, s.dvp, false, tile::Tri::UpperK);
       for (int64_t i = 0; i < n; ++i) {
         float* o = dv_out + (row0 + i) * rsv + h * dv;
         for (int64_t j = 0; j < dv; ++j) o[j] = D[i * s.dvp + j] + s.F[i] * KR[i * s.dvp + j];
       }
     }
-    if (want_decay) {
+    if (want_decay && c.decay == LinrecDecay::PerHead) {
+      // Only Σ_t dγ_t is needed, and with M[i][j] = γ^{i−j} every term of dγ_t below is a power γ^p
+      // summed over the p steps it spans (= d γ^p / dγ = p γ^{p−1}): O(n²) per chunk instead of O(n³).
+      const std::vector<double>& pw = s.pw;
+      double rs = 0;
+      for (int64_t p = 0; p < dk; ++p) rs += tile::dot(Rc + p * s.dvp, Sp + p * s.dvp, dv);
+      double sum = static_cast<double>(n) * pw[n - 1] * rs;
+      for (int64_t j = 0; j + 1 < n; ++j) sum += static_cast<double>(s.y[j]) * static_cast<double>(n - 1 - j) * pw[n - 2 - j];
+      for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(s.z[i]) * static_cast<double>(i + 1) * pw[i];
+      for (int64_t i = 1; i < n; ++i) {
+        const float* xr = s.X.data() + i * s.Cp;
+        double r = 0;
+        for (int64_t j = 0; j < i; ++j) r += static_cast<double>(xr[j]) * static_cast<double>(i - j) * pw[i - j - 1];
+        sum += r;
+      }
+      dsum += sum;
+    } else if (want_decay) {
       // dγ_t = ⟨R_t, S_{t−1}⟩ with R_t = F_t Rc + Σ_{i≥t} M[i][t] q_iᵀ g_i and
       // S_{t−1} = E_{t−1} S_prev + Σ_{j<t} M[t−1][j] k_jᵀ v_j (E_{−1} = 1):
       //   F_t E_{t−1} ⟨Rc, S_prev⟩ + F_t Σ_{j<t} M[t−1][j] y_j + E_{t−1} Σ_{i≥t} M[i][t] z_i
