@@ -45,8 +45,8 @@ void linrec_forward(float* out, float* state_out, const float* q, const float* k
                     const float* decay, const float* init_state, const LinrecConfig& cfg);
 
 // Gradients of <out, dout> + <state_out, dstate_out>. Any of dq, dk, dv, ddecay, dinit may be null
-// (not wanted). ddecay has the decay's shape ([H] per head, [rows, H] per step). dstate_out may be
-// null (= 0). Backward recomputes chunk states (nothing is saved by the forward).
+// (not wanted). ddecay has the decay's shape ([H] per head, [rows, H] per step). dout and dstate_out
+// may be null (= 0). Backward recomputes chunk states (nothing is saved by the forward).
 void linrec_backward(float* dq, float* dk, float* dv, float* ddecay, float* dinit, const float* q, const float* k,
                      const float* v, const float* decay, const float* init_state, const float* dout,
                      const float* dstate_out, const LinrecConfig& cfg);
