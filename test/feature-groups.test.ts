@@ -2,7 +2,7 @@
 // documented rules (normalisation + clip, missing indicator, OOV / MISSING rows, bag mean, empty bag),
 // edge cases, fit(), gradients of projections and embedding tables, bad inputs.
 import { Random, memoryStats, nn, scope, tensor, type Tensor } from '../src';
-import type { FeatureGroupSpec, FeatureRecord, RawFeatureValue } from '../src/nn';
+import type { CategoricalFeatureSpec, DenseFeatureSpec, FeatureGroupSpec, FeatureRecord, RawFeatureValue } from '../src/nn';
 import { errorOf, expectClose, freshSeed } from './helpers';
 import { layerNorm, linear, paramsOf, type Params } from './hfg-reference';
 
@@ -30,9 +30,9 @@ function reference(P: Params, recs: FeatureRecord[], clip = 10): { tokens: Float
   const tokens = new Float64Array(N * G * D);
   const mask = new Float64Array(N * G);
   spec.forEach((g, gi) => {
-    const dense = g.features.filter((f) => f.kind === 'dense');
-    const cats = g.features.filter((f) => f.kind !== 'dense');
-    const widths = cats.map((c) => (c.kind === 'dense' ? 0 : (c.embeddingDim as number)));
+    const dense = g.features.filter((f): f is DenseFeatureSpec => f.kind === 'dense');
+    const cats = g.features.filter((f): f is CategoricalFeatureSpec => f.kind !== 'dense');
+    const widths = cats.map((c) => c.embeddingDim as number);
     const W = 2 * dense.length + widths.reduce((a, b) => a + b, 0);
     const x = new Float64Array(N * W);
     for (let n = 0; n < N; n++) {
@@ -42,12 +42,11 @@ function reference(P: Params, recs: FeatureRecord[], clip = 10): { tokens: Float
       let col = 0;
       for (const f of dense) {
         const v = e[f.name];
-        if (typeof v === 'number' && Number.isFinite(v) && f.kind === 'dense') x[n * W + col] = Math.max(-clip, Math.min(clip, (v - (f.mean as number)) / (f.std as number)));
+        if (typeof v === 'number' && Number.isFinite(v)) x[n * W + col] = Math.max(-clip, Math.min(clip, (v - (f.mean as number)) / (f.std as number)));
         else x[n * W + col + 1] = 1;
         col += 2;
       }
       cats.forEach((f, ci) => {
-        if (f.kind === 'dense') return;
         const E = widths[ci];
         const table = P.get(`${g.name}.emb.${f.name}.weight`) as Float64Array;
         const row = (v: RawFeatureValue): number => {
