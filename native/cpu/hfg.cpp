@@ -21,7 +21,9 @@
 
 // The selects in the softmax (clamp, masked → 0) are floating-point comparisons; under the default
 // -ftrapping-math GCC will not if-convert them and the loops stay scalar. Nothing here relies on FP
-// exception flags, so this file opts out (the build flags are shared, hence the pragma).
+// exception flags, so this file opts out (the build flags are shared, hence the pragma). Functions
+// from headers keep the default options and GCC will not inline them across the mismatch, so the
+// hot loops use builtins (__builtin_floorf), not <cmath> wrappers.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
@@ -76,7 +78,7 @@ QGS_HFG_INLINE void exp_nonpositive(float* QGS_RESTRICT p, const float* QGS_REST
   for (int64_t j = 0; j < n; ++j) {
     const float xj = x[j];
     const float xc = xj < -87.3f ? -87.3f : xj;
-    const float k = std::floor(xc * 1.44269504088896341f + 0.5f);
+    const float k = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
     const float r = xc - k * 0.693359375f + k * 2.12194440e-4f;
     float t = 1.9875691500e-4f;
     t = t * r + 1.3981999507e-3f;
