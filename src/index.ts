@@ -23,3 +23,5 @@ export type { GradNode, BackwardRule } from './autograd';
 export { backendInfo } from './native';
 export type { CudaInfo, BuildInfo } from './native';
 export * as ops from './ops';
+export { Ranker } from './qgs/serving';
+export * as serving from './qgs/serving';
