@@ -499,7 +499,7 @@ export class Ranker {
     b.items.forEach((it, i) => {
       const r = results[i];
       if (r === undefined) it.reject(rankerError(`${it.what}: the worker returned no result`, 'ERR_QGS_BACKEND'));
-      else if (r.ok) it.resolve(r.value ?? undefined);
+      else if (r.ok) it.resolve(r.value);
       else it.reject(rankerError(`${it.what}: ${r.message}`, 'ERR_QGS_BACKEND'));
     });
     this.afterBatch();

@@ -110,8 +110,11 @@ export function decodeState(bytes: Uint8Array, expect: DecodeExpect, what = 'sta
   const payload = bytes.subarray(STATE_HEADER_BYTES);
   const crc = crc32(payload);
   if (crc !== h.getUint32(16, true)) throw new Error(`${what}: checksum mismatch (stored ${hex(h.getUint32(16, true))}, computed ${hex(crc)}): the bytes are corrupted`);
-  if (littleEndian) return new Float32Array(payload.slice().buffer);
   const out = new Float32Array(n);
+  if (littleEndian) {
+    new Uint8Array(out.buffer).set(payload); // copy (a Buffer's slice() would be a view)
+    return out;
+  }
   const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
   return out;
