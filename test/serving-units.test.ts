@@ -10,7 +10,14 @@ import {
   validateScoreRequest,
   resolveLimits,
   DEFAULT_LIMITS,
+  packScoreRequest,
+  CandidateBatch,
+  unpackHistory,
+  type ServingLimits,
+  type Candidate,
 } from '../src/qgs/serving';
+import { Random } from '../src';
+import { freshSeed } from './helpers';
 import { errorOf } from './helpers';
 
 describe('StateCache (LRU bounded by bytes)', () => {
@@ -130,7 +137,13 @@ describe('state codec', () => {
 
 describe('request validation', () => {
   const ok = { query: { terms: [1, 2] }, candidates: [{ item: 1 }, { item: 2, features: { stats: { ctr: 0.1, tags: ['a'], emb: [1, 2] }, text: { title: 'x', none: null } } }] };
-  const msg = (r: unknown, lim = DEFAULT_LIMITS) => errorOf(() => validateScoreRequest(r, lim));
+  // Both validators (object copy and one-pass packing) must give the same message.
+  const msg = (r: unknown, lim: ServingLimits = DEFAULT_LIMITS) => {
+    const a = errorOf(() => validateScoreRequest(r, lim));
+    const b = errorOf(() => packScoreRequest(r, lim));
+    expect(b).toBe(a);
+    return a;
+  };
 
   test('a valid request comes back as a clean copy (extra fields dropped)', () => {
     const r = validateScoreRequest({ ...ok, user: 'u', history: [{ query: { id: 3 }, item: 4, ts: 1.5, action: 1, extra: 'x' }] });
@@ -186,5 +199,78 @@ describe('request validation', () => {
     expect(errorOf(() => resolveLimits({ maxCandidates: 0 }))).toBe('limits.maxCandidates: expected a positive integer, got 0');
     expect(errorOf(() => resolveLimits({ maxCandidatez: 3 } as never))).toMatch(/^limits.maxCandidatez: unknown limit \(expected one of maxCandidates, /);
     expect(resolveLimits(undefined)).toEqual(DEFAULT_LIMITS);
+  });
+});
+
+describe('packed requests (what crosses to the worker)', () => {
+  test('candidates: dense NaN-padded numeric matrix, extras, toArray() round trip', () => {
+    const cands = [
+      { item: 5, features: { stats: { ctr: 0.5, views: 10 }, text: { title: 'red', tags: ['a', 'b'] } } },
+      { item: 6 },
+      { item: 7, features: { stats: { views: 3, gone: null }, ctx: { hour: 4, emb: [1, 2] } } },
+    ];
+    const p = packScoreRequest({ query: { id: 1 }, candidates: cands }).candidates;
+    const b = new CandidateBatch(p);
+    expect(b.length).toBe(3);
+    expect(Array.from(b.items)).toEqual([5, 6, 7]);
+    expect(b.columns).toEqual([{ group: 'stats', feature: 'ctr' }, { group: 'stats', feature: 'views' }, { group: 'ctx', feature: 'hour' }]);
+    expect(Array.from(b.values)).toEqual([0.5, 10, NaN, NaN, NaN, NaN, NaN, 3, 4]);
+    expect(b.column('stats', 'views')).toBe(1);
+    expect(b.column('stats', 'nope')).toBe(-1);
+    expect(b.value(2, b.column('ctx', 'hour'))).toBe(4);
+    expect(b.extras).toEqual([
+      { row: 0, group: 'text', feature: 'title', value: 'red' },
+      { row: 0, group: 'text', feature: 'tags', value: ['a', 'b'] },
+      { row: 2, group: 'ctx', feature: 'emb', value: [1, 2] },
+    ]);
+    // objects again (null features are "absent")
+    expect(b.toArray()).toEqual([
+      { item: 5, features: { stats: { ctr: 0.5, views: 10 }, text: { title: 'red', tags: ['a', 'b'] } } },
+      { item: 6 },
+      { item: 7, features: { stats: { views: 3 }, ctx: { hour: 4, emb: [1, 2] } } },
+    ]);
+    const empty = new CandidateBatch(packScoreRequest({ query: { id: 1 }, candidates: [] }).candidates);
+    expect(empty.length).toBe(0);
+    expect(empty.toArray()).toEqual([]);
+  });
+
+  test('random histories survive packing exactly; random candidates up to float32 rounding', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const history = Array.from({ length: 200 }, (_, t) => {
+      const q: Record<string, unknown> = {};
+      const k = rng.int(4);
+      if (k !== 1) q.terms = Array.from({ length: rng.int(5) + (k === 0 ? 1 : 0) }, () => rng.int(1 << 30));
+      if (k === 1 || rng.int(3) === 0) q.text = `t${rng.int(1000)}`;
+      if (k !== 0 || rng.int(2) === 0) q.id = rng.int(1 << 30);
+      const e: Record<string, unknown> = { query: q, item: rng.int(1 << 30) };
+      if (rng.int(2)) e.ts = rng.normal() * 1e9;
+      if (rng.int(2)) e.action = rng.int(5);
+      return e;
+    });
+    const req = { query: { id: 1 }, candidates: [], history };
+    const copy = validateScoreRequest(req);
+    const packed = packScoreRequest(req);
+    expect(unpackHistory(packed.history!)).toEqual(copy.history);
+    const cands = Array.from({ length: 300 }, (_, i) => {
+      const f: Record<string, Record<string, unknown>> = {};
+      for (const g of ['a', 'b', 'c']) if (rng.int(2)) f[g] = { x: Math.fround(rng.normal()), [`y${rng.int(3)}`]: rng.int(100) };
+      return rng.int(4) === 0 ? { item: i } : { item: i, features: f };
+    });
+    const c2 = { query: { id: 1 }, candidates: cands };
+    // packed form has no notion of empty feature objects / null values: they are simply absent
+    const norm = (cs: readonly Candidate[]) =>
+      cs.map((c) => {
+        const groups = Object.entries(c.features ?? {}).filter(([, g]) => Object.values(g).some((v) => v !== null));
+        return groups.length ? { item: c.item, features: Object.fromEntries(groups) } : { item: c.item };
+      });
+    expect(new CandidateBatch(packScoreRequest(c2).candidates).toArray()).toEqual(norm(validateScoreRequest(c2).candidates));
+  });
+
+  test('an invalid element deep in a large request is reported by path', () => {
+    const cands = Array.from({ length: 5000 }, (_, i) => ({ item: i, features: { g: { v: i } } }));
+    (cands[4321].features.g as Record<string, unknown>).v = 'x';
+    (cands[4321].features.g as Record<string, unknown>).w = [1, 'a'];
+    expect(errorOf(() => packScoreRequest({ query: { id: 1 }, candidates: cands }))).toMatch(/^candidates\[4321\]\.features\.g\.w\[1\]: expected a finite number/);
   });
 });

@@ -16,8 +16,14 @@
 //   Ranker re-scores the batch's requests one by one so that only the failing request rejects.
 // - Errors are thrown as `Error`s whose message is passed to the caller's rejected promise.
 // - `dispose()` releases native memory; it is called once when the Ranker closes.
+// - Candidates are packed (CandidateBatch) rather than an array of objects: structured-cloning 1,000
+//   candidates with feature objects to the worker cost more than scoring them (bench/suites/serving.js).
 // All inputs reaching a backend have been validated (see validate.ts): ids are non-negative
 // integers below 2^31, numbers are finite, histories and candidate lists are within the limits.
+
+import type { CandidateBatch } from './packed';
+
+export type { CandidateBatch } from './packed';
 
 /** A search query: hashed term ids and/or raw text and/or a query id (at least one is present). */
 export interface Query {
@@ -44,11 +50,15 @@ export interface Candidate {
   features?: Record<string, Record<string, FeatureValue>>;
 }
 
-/** One request as the backend sees it in a batch. */
+/**
+ * One request as the backend sees it in a batch. Candidates arrive packed (see packed.ts): item ids
+ * as an Int32Array, numeric features as one dense [N, columns] Float32Array (NaN = absent), string
+ * and array features as `extras`; `candidates.toArray()` rebuilds `Candidate` objects if wanted.
+ */
 export interface BackendScoreRequest {
   state: Float32Array;
   query: Query;
-  candidates: readonly Candidate[];
+  candidates: CandidateBatch;
 }
 
 export interface ScoringBackend {

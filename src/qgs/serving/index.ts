@@ -14,10 +14,16 @@ export {
   validateCandidate,
   validateCandidates,
   validateUser,
+  validateFeatureValue,
+  packScoreRequest,
+  packCandidates,
+  packHistory,
   resolveLimits,
   ValidationError,
   DEFAULT_LIMITS,
   MAX_ID,
 } from './validate';
-export type { ScoreRequest, ServingLimits } from './validate';
+export type { ScoreRequest, ServingLimits, PackedScoreRequest } from './validate';
+export { CandidateBatch, unpackHistory } from './packed';
+export type { PackedCandidates, PackedHistory, FeatureColumn, FeatureExtra } from './packed';
 export type { WorkerStats, MissingStatePolicy } from './protocol';

@@ -1,9 +1,10 @@
 // Messages between the Ranker (main thread) and its serving worker. Types only.
-import type { Candidate, Interaction, Query } from './backend';
+import type { Interaction, Query } from './backend';
+import type { PackedCandidates, PackedHistory } from './packed';
 import type { StateCacheStats, UserKey } from './state-cache';
 
 export type Op =
-  | { kind: 'score'; user?: UserKey; history?: Interaction[]; query: Query; candidates: Candidate[] }
+  | { kind: 'score'; user?: UserKey; history?: PackedHistory; query: Query; candidates: PackedCandidates }
   | { kind: 'observe'; user: UserKey; events: Interaction[] }
   | { kind: 'export'; user: UserKey }
   | { kind: 'import'; user: UserKey; state: Float32Array }

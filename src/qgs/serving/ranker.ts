@@ -13,7 +13,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
-import type { Candidate, Interaction } from './backend';
+import type { Interaction } from './backend';
+import { packedBuffers } from './packed';
 import type { FromWorker, MissingStatePolicy, Op, OpResult, WorkerInit, WorkerStats } from './protocol';
 import type { UserKey } from './state-cache';
 import { decodeState, encodeState } from './state-codec';
@@ -21,9 +22,10 @@ import {
   resolveLimits,
   validateHistory,
   validateInteraction,
-  validateScoreRequest,
+  packScoreRequest,
   validateUser,
   ValidationError,
+  type PackedScoreRequest,
   type ScoreRequest,
   type ServingLimits,
 } from './validate';
@@ -309,13 +311,15 @@ export class Ranker {
    * else `user` given → the cached state (see onMissingState); else the empty state.
    */
   score(req: ScoreRequest): Promise<Float32Array> {
-    let r: ScoreRequest;
+    let r: PackedScoreRequest;
     try {
-      r = validateScoreRequest(req, this.limits);
+      r = packScoreRequest(req, this.limits);
     } catch (e) {
       return Promise.reject(this.invalid('Ranker.score', e));
     }
-    return this.enqueue<Float32Array>({ kind: 'score', user: r.user, history: r.history as Interaction[] | undefined, query: r.query, candidates: r.candidates as Candidate[] }, 'Ranker.score');
+    const transfer = packedBuffers(r.candidates);
+    if (r.history !== undefined) transfer.push(...packedBuffers(r.history));
+    return this.enqueue<Float32Array>({ kind: 'score', user: r.user, history: r.history, query: r.query, candidates: r.candidates }, 'Ranker.score', transfer);
   }
 
   /**
@@ -461,8 +465,9 @@ export class Ranker {
     while (n < this.queue.length && n < this.maxBatch) {
       const op = this.queue[n].op;
       if (op.kind === 'score') {
-        if (n > 0 && cands + op.candidates.length > this.maxBatchCandidates) break;
-        cands += op.candidates.length;
+        const len = op.candidates.items.length;
+        if (n > 0 && cands + len > this.maxBatchCandidates) break;
+        cands += len;
       }
       n++;
     }

@@ -8,6 +8,7 @@
 // Unknown top-level request fields are rejected (they are usually typos: `candidate`, `histroy`).
 import type { Candidate, FeatureValue, Interaction, Query } from './backend';
 import type { UserKey } from './state-cache';
+import type { FeatureExtra, FeatureColumn, PackedCandidates, PackedHistory } from './packed';
 
 export interface ServingLimits {
   /** Candidates per score request. */
@@ -144,7 +145,7 @@ export function validateHistory(v: unknown, path: string, limits: ServingLimits)
   return out;
 }
 
-function validateFeatureValue(v: unknown, path: string, limits: ServingLimits): FeatureValue {
+export function validateFeatureValue(v: unknown, path: string, limits: ServingLimits): FeatureValue {
   if (v === null) return null;
   if (typeof v === 'number') return checkFinite(v, path);
   if (typeof v === 'string') return checkString(v, path, limits.maxTextLength);
@@ -244,4 +245,176 @@ export function resolveLimits(partial: Partial<ServingLimits> | undefined, path 
     out[k as keyof ServingLimits] = x;
   }
   return out;
+}
+
+// ---- one-pass validation into packed form (what the Ranker sends to the worker) ----
+// The fast paths build no strings and no copies; on the first invalid element they hand it to the
+// per-element validators above, which throw the same messages validateScoreRequest gives.
+
+function isId(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_ID;
+}
+
+function invalid(check: () => unknown, path: string): never {
+  check();
+  throw new ValidationError(path, 'invalid value'); // not reached: check() throws
+}
+
+/** Validates a candidate list and packs it (numeric features as a dense NaN-padded matrix). */
+export function packCandidates(v: unknown, path: string, limits: ServingLimits): PackedCandidates {
+  const a = checkArray(v, path, limits.maxCandidates, 'candidates');
+  const n = a.length;
+  const items = new Int32Array(n);
+  const colIndex = new Map<string, Map<string, number>>();
+  const columns: FeatureColumn[] = [];
+  const extras: FeatureExtra[] = [];
+  let cap = 1024;
+  let eRow = new Int32Array(cap);
+  let eCol = new Int32Array(cap);
+  let eVal = new Float64Array(cap);
+  let nnz = 0;
+  for (let i = 0; i < n; i++) {
+    const c = a[i];
+    const bad: () => never = () => invalid(() => validateCandidate(c, `${path}[${i}]`, limits), `${path}[${i}]`);
+    if (!isPlainObject(c) || !isId(c.item)) bad();
+    items[i] = c.item as number;
+    const f = c.features;
+    if (f === undefined) continue;
+    if (!isPlainObject(f)) bad();
+    let ng = 0;
+    for (const g in f) {
+      const grp = f[g];
+      if (++ng > limits.maxFeatureGroups || !isPlainObject(grp)) bad();
+      let gm = colIndex.get(g);
+      if (gm === undefined) colIndex.set(g, (gm = new Map()));
+      let nf = 0;
+      for (const k in grp as Record<string, unknown>) {
+        if (++nf > limits.maxFeaturesPerGroup) bad();
+        const x = (grp as Record<string, unknown>)[k];
+        if (typeof x === 'number') {
+          if (!Number.isFinite(x)) bad();
+          let col = gm.get(k);
+          if (col === undefined) {
+            col = columns.length;
+            columns.push({ group: g, feature: k });
+            gm.set(k, col);
+          }
+          if (nnz === cap) {
+            cap *= 2;
+            const r = new Int32Array(cap);
+            r.set(eRow);
+            eRow = r;
+            const cc = new Int32Array(cap);
+            cc.set(eCol);
+            eCol = cc;
+            const vv = new Float64Array(cap);
+            vv.set(eVal);
+            eVal = vv;
+          }
+          eRow[nnz] = i;
+          eCol[nnz] = col;
+          eVal[nnz] = x;
+          nnz++;
+        } else if (x !== null) {
+          let val: FeatureValue;
+          try {
+            val = validateFeatureValue(x, `${path}[${i}].features.${g}.${k}`, limits);
+          } catch (e) {
+            bad(); // reports the first problem of the candidate in document order
+            throw e;
+          }
+          extras.push({ row: i, group: g, feature: k, value: val as FeatureExtra['value'] });
+        }
+      }
+    }
+  }
+  const C = columns.length;
+  const values = new Float32Array(n * C);
+  if (C > 0) values.fill(NaN);
+  for (let e = 0; e < nnz; e++) values[eRow[e] * C + eCol[e]] = eVal[e];
+  return { items, columns, values, extras };
+}
+
+/** Validates a history and packs it into typed arrays. */
+export function packHistory(v: unknown, path: string, limits: ServingLimits): PackedHistory {
+  const a = checkArray(v, path, limits.maxHistory, 'events');
+  const n = a.length;
+  const items = new Int32Array(n);
+  const ts = new Float64Array(n);
+  const actions = new Int32Array(n);
+  const queryIds = new Int32Array(n);
+  const termOffsets = new Int32Array(n + 1);
+  const hasTerms = new Uint8Array(n);
+  let terms = new Int32Array(Math.max(16, 4 * n));
+  let nt = 0;
+  let texts: (string | null)[] | null = null;
+  for (let t = 0; t < n; t++) {
+    const e = a[t];
+    const bad: () => never = () => invalid(() => validateInteraction(e, `${path}[${t}]`, limits), `${path}[${t}]`);
+    if (!isPlainObject(e) || !isPlainObject(e.query) || !isId(e.item)) bad();
+    const ev = e as Record<string, unknown>;
+    const q = ev.query as Record<string, unknown>;
+    items[t] = ev.item as number;
+    if (ev.ts === undefined) ts[t] = NaN;
+    else if (typeof ev.ts === 'number' && Number.isFinite(ev.ts)) ts[t] = ev.ts;
+    else bad();
+    if (ev.action === undefined) actions[t] = -1;
+    else if (isId(ev.action)) actions[t] = ev.action;
+    else bad();
+    let content = false;
+    if (q.terms !== undefined) {
+      const qt = q.terms;
+      if (!Array.isArray(qt) || qt.length > limits.maxQueryTerms) bad();
+      const arr = qt as unknown[];
+      if (nt + arr.length > terms.length) {
+        const bigger = new Int32Array(Math.max(2 * terms.length, nt + arr.length));
+        bigger.set(terms.subarray(0, nt));
+        terms = bigger;
+      }
+      for (let j = 0; j < arr.length; j++) {
+        const x = arr[j];
+        if (!isId(x)) bad();
+        terms[nt++] = x as number;
+      }
+      hasTerms[t] = 1;
+      content = arr.length > 0;
+    }
+    termOffsets[t + 1] = nt;
+    if (q.text !== undefined) {
+      if (typeof q.text !== 'string' || q.text.length > limits.maxTextLength) bad();
+      if (texts === null) texts = new Array<string | null>(n).fill(null);
+      texts[t] = q.text as string;
+      content = true;
+    }
+    if (q.id === undefined) queryIds[t] = -1;
+    else if (isId(q.id)) {
+      queryIds[t] = q.id;
+      content = true;
+    } else bad();
+    if (!content) bad();
+  }
+  return { items, ts, actions, queryIds, termOffsets, terms: terms.slice(0, nt), hasTerms, texts };
+}
+
+/** A validated score request in the packed form the Ranker sends to its worker. */
+export interface PackedScoreRequest {
+  user?: UserKey;
+  query: Query;
+  history?: PackedHistory;
+  candidates: PackedCandidates;
+}
+
+/** Validates a score request (same checks and messages as validateScoreRequest) and packs it. */
+export function packScoreRequest(v: unknown, limits: ServingLimits = DEFAULT_LIMITS): PackedScoreRequest {
+  const o = checkObject(v, 'request');
+  for (const k in o) {
+    if (!REQUEST_KEYS.has(k)) throw new ValidationError(`request.${k}`, `unknown field (expected user, history, query, candidates)`);
+  }
+  const r: PackedScoreRequest = {
+    query: validateQuery(o.query, 'query', limits),
+    candidates: packCandidates(o.candidates, 'candidates', limits),
+  };
+  if (o.user !== undefined) r.user = validateUser(o.user, 'user', limits);
+  if (o.history !== undefined) r.history = packHistory(o.history, 'history', limits);
+  return r;
 }

@@ -6,6 +6,7 @@ import { pathToFileURL } from 'url';
 import type { BackendScoreRequest, Interaction, ScoringBackend } from './backend';
 import type { FromWorker, Op, OpResult, ToWorker, WorkerInit, WorkerStats } from './protocol';
 import { StateCache, type UserKey } from './state-cache';
+import { CandidateBatch, unpackHistory } from './packed';
 
 function messageOf(e: unknown): string {
   if (e instanceof Error) return e.message;
@@ -154,13 +155,13 @@ export class ServingCore {
             this.counters.scoreRequests++;
             let state: Float32Array;
             if (op.history !== undefined) {
-              state = this.encode(op.history);
+              state = this.encode(unpackHistory(op.history));
               if (op.user !== undefined) this.cache.put(op.user, state);
             } else {
               state = this.stateOf(op.user, 'score');
             }
             scoreIdx.push(i);
-            scoreReqs.push({ state, query: op.query, candidates: op.candidates });
+            scoreReqs.push({ state, query: op.query, candidates: new CandidateBatch(op.candidates) });
             break;
           }
           case 'observe': {
