@@ -229,6 +229,11 @@ describe('packed requests (what crosses to the worker)', () => {
       { item: 6 },
       { item: 7, features: { stats: { views: 3 }, ctx: { hour: 4, emb: [1, 2] } } },
     ]);
+    // in a model's column order, with a presence mask
+    const m = b.featureMatrix([{ group: 'ctx', feature: 'hour' }, { group: 'stats', feature: 'views' }, { group: 'none', feature: 'x' }], -1);
+    expect(Array.from(m.values)).toEqual([-1, 10, -1, -1, -1, -1, 4, 3, -1]);
+    expect(Array.from(m.mask)).toEqual([0, 1, 0, 0, 0, 0, 1, 1, 0]);
+    expect(Array.from(b.featureMatrix([{ group: 'stats', feature: 'ctr' }]).values)).toEqual([0.5, 0, 0]);
     const empty = new CandidateBatch(packScoreRequest({ query: { id: 1 }, candidates: [] }).candidates);
     expect(empty.length).toBe(0);
     expect(empty.toArray()).toEqual([]);

@@ -76,6 +76,32 @@ export class CandidateBatch implements PackedCandidates {
     return this.values[row * this.columns.length + col];
   }
 
+  /**
+   * The numeric features in a model's own column order: `values` [length, features.length]
+   * row-major (`fill` where absent) and `mask` (1 where present). Features this request lacks are
+   * all `fill` / 0; columns of the request the model does not list are ignored.
+   */
+  featureMatrix(features: readonly FeatureColumn[], fill = 0): { values: Float32Array; mask: Uint8Array } {
+    const n = this.items.length;
+    const F = features.length;
+    const C = this.columns.length;
+    const values = new Float32Array(n * F);
+    const mask = new Uint8Array(n * F);
+    if (fill !== 0) values.fill(fill);
+    for (let f = 0; f < F; f++) {
+      const c = this.column(features[f].group, features[f].feature);
+      if (c < 0) continue;
+      for (let i = 0; i < n; i++) {
+        const v = this.values[i * C + c];
+        if (!Number.isNaN(v)) {
+          values[i * F + f] = v;
+          mask[i * F + f] = 1;
+        }
+      }
+    }
+    return { values, mask };
+  }
+
   /** The candidates as objects (built once, on first call). */
   toArray(): Candidate[] {
     if (this.objects !== null) return this.objects;
@@ -123,7 +149,12 @@ export function unpackHistory(h: PackedHistory): Interaction[] {
   const out: Interaction[] = new Array(n);
   for (let t = 0; t < n; t++) {
     const q: Query = {};
-    if (h.hasTerms[t] === 1) q.terms = Array.from(h.terms.subarray(h.termOffsets[t], h.termOffsets[t + 1]));
+    if (h.hasTerms[t] === 1) {
+      const a = h.termOffsets[t];
+      const terms = new Array<number>(h.termOffsets[t + 1] - a);
+      for (let j = 0; j < terms.length; j++) terms[j] = h.terms[a + j];
+      q.terms = terms;
+    }
     if (h.texts !== null && h.texts[t] !== null) q.text = h.texts[t] as string;
     if (h.queryIds[t] >= 0) q.id = h.queryIds[t];
     const e: Interaction = { query: q, item: h.items[t] };
