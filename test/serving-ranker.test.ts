@@ -379,6 +379,26 @@ describe('Ranker: cache bound, missing states, lifecycle', () => {
     await r.close();
   });
 
+  test('a hung worker (batchTimeoutMs) is terminated and every pending call rejects', async () => {
+    const errors: Error[] = [];
+    const r = await load({ backendOptions: { slowMs: 400 }, batchTimeoutMs: 100, onError: (e) => errors.push(e) });
+    const q = { id: 1 };
+    const t0 = Date.now();
+    const settled = await Promise.allSettled([r.score({ query: q, candidates: [{ item: 1 }] }), r.observe('u', { query: q, item: 1 })]);
+    expect(Date.now() - t0).toBeLessThan(390);
+    for (const s of settled) {
+      expect(s.status).toBe('rejected');
+      expect(((s as PromiseRejectedResult).reason as Error).message).toMatch(/did not answer a batch of 2 calls within batchTimeoutMs = 100 ms; it was terminated/);
+    }
+    expect(errors.length).toBe(1);
+    await expect(r.score({ query: q, candidates: [] })).rejects.toThrow(/unusable/);
+    await r.close();
+    // a generous limit does not fire on normal batches
+    const ok = await load({ batchTimeoutMs: 10_000 });
+    expect((await ok.score({ query: q, candidates: [{ item: 1 }] })).length).toBe(1);
+    await ok.close();
+  });
+
   test('load errors are clear', async () => {
     await expect(load({ backendOptions: { failCreate: true } })).rejects.toThrow(/^Ranker.load: createBackend\(".*"\) failed: toy backend: cannot load checkpoint /);
     await expect(load({ backendOptions: { asyncCreate: true } }).then((r) => r.close())).resolves.toBeUndefined();
@@ -386,6 +406,7 @@ describe('Ranker: cache bound, missing states, lifecycle', () => {
     await expect(Ranker.load(CKPT, { backendModule: path.join(__dirname, 'helpers.ts') })).rejects.toThrow(/Ranker.load: (cannot load backend module|backend module .* does not export createBackend)/);
     await expect(Ranker.load(CKPT, { backendModule: 'no-such-package-qgs' })).rejects.toThrow(/cannot resolve module "no-such-package-qgs"/);
     await expect(load({ maxBatch: 0 })).rejects.toThrow('Ranker.load: maxBatch: expected an integer >= 1, got 0');
+    await expect(load({ batchTimeoutMs: -1 })).rejects.toThrow('Ranker.load: batchTimeoutMs: expected an integer >= 0, got -1');
     await expect(load({ cacheBytes: -5 })).rejects.toThrow('Ranker.load: cacheBytes: expected an integer >= 0, got -5');
     await expect(load({ onMissingState: 'maybe' as never })).rejects.toThrow(/onMissingState: expected 'empty' or 'reject'/);
     await expect(load({ limits: { maxCandidates: -1 } })).rejects.toThrow('Ranker.load: limits.maxCandidates: expected a positive integer, got -1');

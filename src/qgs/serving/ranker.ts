@@ -54,6 +54,11 @@ export interface RankerOptions {
    * fails the call, so a service can fall back to fetching the history or an exported state.
    */
   onMissingState?: MissingStatePolicy;
+  /**
+   * If a batch takes longer than this (ms), the worker is treated as hung: it is terminated and the
+   * Ranker fails like on a crash (ERR_QGS_WORKER_CRASHED). Default 0 = no limit.
+   */
+  batchTimeoutMs?: number;
   /** Called once if the worker dies unexpectedly (the Ranker is then unusable). */
   onError?: (err: Error) => void;
 }
@@ -188,6 +193,8 @@ export class Ranker {
   private readonly maxBatchCandidates: number;
   private readonly maxQueue: number;
   private readonly onError: ((err: Error) => void) | undefined;
+  private readonly batchTimeoutMs: number;
+  private batchTimer: NodeJS.Timeout | null = null;
   private queue: Pending[] = [];
   private inflight: { id: number; items: Pending[] } | null = null;
   private flushScheduled = false;
@@ -201,7 +208,7 @@ export class Ranker {
     ready: { stateSize: number; stateTag?: string },
     backendModule: string,
     limits: ServingLimits,
-    o: { maxBatch: number; maxBatchCandidates: number; maxQueue: number; onError?: (err: Error) => void },
+    o: { maxBatch: number; maxBatchCandidates: number; maxQueue: number; batchTimeoutMs: number; onError?: (err: Error) => void },
   ) {
     this.worker = worker;
     this.stateSize = ready.stateSize;
@@ -212,6 +219,7 @@ export class Ranker {
     this.maxBatchCandidates = o.maxBatchCandidates;
     this.maxQueue = o.maxQueue;
     this.onError = o.onError;
+    this.batchTimeoutMs = o.batchTimeoutMs;
     worker.on('message', (m: FromWorker) => this.onMessage(m));
     worker.on('error', (e: Error) => this.fail(rankerError(`Ranker: the serving worker crashed: ${e.message}`, 'ERR_QGS_WORKER_CRASHED')));
     worker.on('exit', (code: number) => {
@@ -234,6 +242,7 @@ export class Ranker {
     const maxBatch = positiveInt(opts.maxBatch, 'maxBatch', DEFAULTS.maxBatch);
     const maxBatchCandidates = positiveInt(opts.maxBatchCandidates, 'maxBatchCandidates', DEFAULTS.maxBatchCandidates);
     const maxQueue = positiveInt(opts.maxQueue, 'maxQueue', DEFAULTS.maxQueue);
+    const batchTimeoutMs = positiveInt(opts.batchTimeoutMs, 'batchTimeoutMs', 0, 0);
     const onMissingState = opts.onMissingState ?? 'empty';
     if (onMissingState !== 'empty' && onMissingState !== 'reject') {
       throw rankerError(`Ranker.load: onMissingState: expected 'empty' or 'reject', got ${String(onMissingState)}`, 'ERR_QGS_LOAD');
@@ -292,7 +301,7 @@ export class Ranker {
       worker.on('error', onErr);
       worker.on('exit', onExit);
     });
-    return new Ranker(worker, ready, backendModule, limits, { maxBatch, maxBatchCandidates, maxQueue, onError: opts.onError });
+    return new Ranker(worker, ready, backendModule, limits, { maxBatch, maxBatchCandidates, maxQueue, batchTimeoutMs, onError: opts.onError });
   }
 
   /** The error that made this Ranker unusable (worker crash), or null. */
@@ -480,11 +489,21 @@ export class Ranker {
     this.counters.opsSent += items.length;
     this.counters.maxBatchSent = Math.max(this.counters.maxBatchSent, items.length);
     this.worker.ref();
+    if (this.batchTimeoutMs > 0) {
+      const ms = this.batchTimeoutMs;
+      this.batchTimer = setTimeout(() => {
+        this.batchTimer = null;
+        if (this.inflight !== null && this.inflight.id === id) {
+          this.fail(rankerError(`Ranker: the serving worker did not answer a batch of ${items.length} calls within batchTimeoutMs = ${ms} ms; it was terminated`, 'ERR_QGS_WORKER_CRASHED'));
+        }
+      }, ms);
+    }
     try {
       this.worker.postMessage({ type: 'batch', id, ops: items.map((it) => it.op) }, transfer);
     } catch (e) {
       // Not cloneable (validation makes this unlikely): fail this batch only.
       this.inflight = null;
+      this.clearBatchTimer();
       for (const it of items) it.reject(rankerError(`${it.what}: cannot send the request to the worker: ${(e as Error).message}`, 'ERR_QGS_INVALID_REQUEST'));
       this.afterBatch();
     }
@@ -500,6 +519,7 @@ export class Ranker {
     const b = this.inflight;
     if (b === null || b.id !== m.id) return; // answered after close(): already rejected
     this.inflight = null;
+    this.clearBatchTimer();
     const results: OpResult[] = m.results;
     b.items.forEach((it, i) => {
       const r = results[i];
@@ -510,7 +530,15 @@ export class Ranker {
     this.afterBatch();
   }
 
+  private clearBatchTimer(): void {
+    if (this.batchTimer !== null) {
+      clearTimeout(this.batchTimer);
+      this.batchTimer = null;
+    }
+  }
+
   private rejectAll(err: Error): void {
+    this.clearBatchTimer();
     const items = [...(this.inflight?.items ?? []), ...this.queue];
     this.inflight = null;
     this.queue = [];
