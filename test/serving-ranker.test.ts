@@ -428,6 +428,35 @@ describe('Ranker: cache bound, missing states, lifecycle', () => {
     else expect(c).toContain(found);
   });
 
+  test('batches respect maxBatch and maxBatchCandidates; maxQueue rejects overload', async () => {
+    const r = await load({ maxBatch: 4, maxBatchCandidates: 10, maxQueue: 12 });
+    try {
+      const q = { id: 1 };
+      const six = Array.from({ length: 6 }, (_, i) => ({ item: i }));
+      const s0 = await r.stats();
+      // 6 requests of 6 candidates: at most one per batch (6 + 6 > 10)
+      await Promise.all(Array.from({ length: 6 }, () => r.score({ query: q, candidates: six })));
+      const s1 = await r.stats();
+      expect(s1.batchesSent - s0.batchesSent - 1).toBe(6);
+      // 8 one-candidate requests: batches of at most 4
+      await Promise.all(Array.from({ length: 8 }, () => r.score({ query: q, candidates: [{ item: 1 }] })));
+      const s2 = await r.stats();
+      expect(s2.batchesSent - s1.batchesSent - 1).toBe(2);
+      expect(s2.maxBatchSent).toBe(4);
+      // a single request larger than maxBatchCandidates still goes (alone)
+      expect((await r.score({ query: q, candidates: Array.from({ length: 25 }, (_, i) => ({ item: i })) })).length).toBe(25);
+      // more than maxQueue calls waiting: the excess rejects at once
+      const calls = Array.from({ length: 20 }, () => r.score({ query: q, candidates: [{ item: 1 }] }));
+      const settled = await Promise.allSettled(calls);
+      const rejected = settled.filter((x) => x.status === 'rejected') as PromiseRejectedResult[];
+      expect(rejected.length).toBe(8);
+      expect((rejected[0].reason as Error).message).toBe('Ranker.score: overloaded: 12 calls already queued (maxQueue)');
+      expect((rejected[0].reason as Error & { code: string }).code).toBe('ERR_QGS_OVERLOADED');
+    } finally {
+      await r.close();
+    }
+  });
+
   test('request limits from the options apply', async () => {
     const r = await load({ limits: { maxCandidates: 2, maxHistory: 1 } });
     try {

@@ -112,6 +112,8 @@ async function run() {
     const ev = makeHistory(rnd, reps);
     const observe = await timeLoop(reps, (i) => ranker.observe(i % concurrency, ev[i]));
     const exp = await timeLoop(Math.min(reps, 50), (i) => ranker.exportState(i % concurrency));
+    // the bare thread hop: a call that does no backend work (queue, postMessage, worker wake-up, reply)
+    const hop = await timeLoop(reps, () => ranker.forget('nobody'));
 
     // throughput: 64 clients, each scoring its own cached user in a loop
     const before = await ranker.stats();
@@ -142,6 +144,7 @@ async function run() {
     rows.push(summary('ranker: cached state', cached, { vs_direct: pct(Float64Array.from(cached).sort(), 50) / dk.p50_ms }));
     rows.push(summary('ranker: observe (one step)', observe));
     rows.push(summary('ranker: exportState', exp));
+    rows.push(summary('ranker: round trip, no backend work', hop));
     rows.push(summary(`ranker: cached, concurrency ${concurrency} (per request)`, lat, { req_per_s: tput, mean_batch: done / Math.max(1, batches) }));
     for (const r of rows) for (const k of ['vs_direct', 'req_per_s', 'mean_batch']) if (!(k in r)) r[k] = '';
     printTable(`serving latency (ms), ${HIST}-event history, ${CANDS} candidates, backend ${label}`, rows);
