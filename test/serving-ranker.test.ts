@@ -212,6 +212,7 @@ describe('Ranker with the toy backend', () => {
     try {
       await expect(other.importState('x', good)).rejects.toThrow(/^Ranker.importState: bytes: state size mismatch: the bytes hold a state of 8 floats, this model's states have 16/);
       await expect(otherTag.importState('x', good)).rejects.toThrow(/^Ranker.importState: bytes: model mismatch/);
+      expect(((await otherTag.importState('x', good).catch((e) => e)) as Error & { code: string }).code).toBe('ERR_QGS_INVALID_REQUEST');
       const sent = (await r.stats()).opsSent;
       const v = good.slice();
       v[4] = 9;

@@ -24,7 +24,6 @@ import {
   validateInteraction,
   packScoreRequest,
   validateUser,
-  ValidationError,
   type PackedScoreRequest,
   type ScoreRequest,
   type ServingLimits,
@@ -442,7 +441,7 @@ export class Ranker {
   private invalid(what: string, e: unknown): Error {
     const err = e instanceof Error ? e : new Error(String(e));
     err.message = `${what}: ${err.message}`;
-    if (err instanceof ValidationError) (err as Error & { code?: string }).code = 'ERR_QGS_INVALID_REQUEST';
+    (err as Error & { code?: string }).code = 'ERR_QGS_INVALID_REQUEST';
     return err;
   }
 
