@@ -43,6 +43,13 @@ const dist = path.join(__dirname, '..', 'dist', 'qgs', 'serving', 'index.js');
     expect(Array.from(await t.score({ user: 'u', query: { id: 3 }, candidates: [{ item: 4 }] }))).toEqual(
       Array.from(await r.score({ user: 'u', query: { id: 3 }, candidates: [{ item: 4 }] })),
     );
+    // an ES-module backend loads too (through import(); the compiled worker keeps it native)
+    const m = await compiled.Ranker.load(FIX, { backendModule: path.join(FIX, 'toy-backend.mjs') });
+    try {
+      expect(Array.from(await m.score(req))).toEqual(Array.from(await t.score(req)));
+    } finally {
+      await m.close();
+    }
   } finally {
     await r.close();
     await t.close();
