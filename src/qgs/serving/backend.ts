@@ -18,6 +18,23 @@
 // - `dispose()` releases native memory; it is called once when the Ranker closes.
 // - Candidates are packed (CandidateBatch) rather than an array of objects: structured-cloning 1,000
 //   candidates with feature objects to the worker cost more than scoring them (bench/suites/serving.js).
+//
+// A minimal backend module (CommonJS; what `dist/qgs/backend.js` provides for QGS checkpoints):
+//
+//   exports.createBackend = async (checkpointDir, opts) => {
+//     const model = await loadModel(checkpointDir);          // validate, never half-load
+//     return {
+//       stateSize: model.stateSize,                           // layers * H * dk * dv
+//       stateTag: model.configHash,                           // exported states carry it
+//       emptyState: () => new Float32Array(model.stateSize),
+//       encode: (history) => model.encodeHistory(history),    // chunked recurrence, final state out
+//       step: (state, ev) => model.stepState(state, ev),       // one O(layers*H*dk*dv) update
+//       scoreBatch: (reqs) => model.rank(reqs.map((r) => ({ state: r.state, query: r.query,
+//         items: r.candidates.items, feats: r.candidates.featureMatrix(model.featureColumns) }))),
+//       dispose: () => model.dispose(),
+//     };
+//   };
+//
 // All inputs reaching a backend have been validated (see validate.ts): ids are non-negative
 // integers below 2^31, numbers are finite, histories and candidate lists are within the limits.
 
