@@ -178,6 +178,24 @@ describe('Ranker with the toy backend', () => {
     expect(new Set(out.map((s) => s.buffer)).size).toBe(64);
   });
 
+  test('a backend that reuses its output buffer across calls keeps working (results are copied)', async () => {
+    const rr = await load({ backendOptions: { reuseOutput: 16 } });
+    try {
+      const q = { id: 3 };
+      const cands = Array.from({ length: 16 }, (_, i) => ({ item: i }));
+      const ref = refScores([], q, cands);
+      for (let k = 0; k < 3; k++) {
+        // one request filling the whole buffer (a view over all of it), then two sharing it
+        expectClose(await rr.score({ query: q, candidates: cands }), ref, 1e-5, `call ${k}`);
+        const [a, b] = await Promise.all([rr.score({ query: q, candidates: cands.slice(0, 10) }), rr.score({ query: q, candidates: cands.slice(10) })]);
+        expectClose(a, ref.slice(0, 10), 1e-5, `call ${k}`);
+        expectClose(b, ref.slice(10), 1e-5, `call ${k}`);
+      }
+    } finally {
+      await rr.close();
+    }
+  });
+
   test('export / import round trip between two Rankers of the same model', async () => {
     const rng = new Random(freshSeed());
     const history = randHistory(rng, 9);

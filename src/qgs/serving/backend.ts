@@ -12,7 +12,8 @@
 // - `encode(h)` must equal folding `step` over `h` from `emptyState()` (the cached and cold paths
 //   score the same; bit-exact for the toy backend, within float rounding for chunked kernels).
 // - `scoreBatch(reqs)` returns one Float32Array per request, `reqs[i].candidates.length` long, scores
-//   in candidate order. Returned arrays may be views into one shared buffer. If it throws, the
+//   in candidate order. Returned arrays may be views into one shared or reused buffer (the serving
+//   layer copies them before they leave the worker). If it throws, the
 //   Ranker re-scores the batch's requests one by one so that only the failing request rejects.
 // - Errors are thrown as `Error`s whose message is passed to the caller's rejected promise.
 // - `dispose()` releases native memory; it is called once when the Ranker closes.

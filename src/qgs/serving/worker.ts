@@ -56,6 +56,8 @@ export async function createBackendFrom(init: WorkerInit): Promise<ScoringBacken
 /** Processes batches against a backend and a cache (the worker's logic, testable without a thread). */
 export class ServingCore {
   readonly cache: StateCache;
+  /** Result arrays created by the serving layer itself (safe to transfer without a copy). */
+  private owned = new Set<Float32Array>();
   private readonly counters = {
     batches: 0,
     scoreRequests: 0,
@@ -74,6 +76,13 @@ export class ServingCore {
     readonly onMissingState: 'empty' | 'reject',
   ) {
     this.cache = new StateCache(cacheBytes);
+  }
+
+  /** The arrays of the last run() that the serving layer created (and may transfer as they are). */
+  ownedOutputs(): Set<Float32Array> {
+    const o = this.owned;
+    this.owned = new Set();
+    return o;
   }
 
   stats(): WorkerStats {
@@ -176,7 +185,9 @@ export class ServingCore {
           }
           case 'export': {
             const s = this.cache.peek(op.user);
-            results[i] = { ok: true, value: s === undefined ? null : s.slice() };
+            const copy = s === undefined ? null : s.slice();
+            if (copy !== null) this.owned.add(copy);
+            results[i] = { ok: true, value: copy };
             break;
           }
           case 'import':
@@ -212,18 +223,20 @@ export class ServingCore {
   }
 }
 
-/** Float32Arrays in the results, made transferable (views into shared buffers are copied first). */
-function transferables(results: OpResult[]): ArrayBuffer[] {
-  const seen = new Set<ArrayBufferLike>();
+/**
+ * Float32Arrays in the results, made transferable. Score arrays are copied first: a backend may
+ * return views into one batch buffer or reuse its own output buffer, and transferring those would
+ * detach memory the backend still holds (4 bytes per candidate; negligible next to scoring).
+ */
+function transferables(results: OpResult[], fresh: Set<Float32Array>): ArrayBuffer[] {
   const out: ArrayBuffer[] = [];
   for (const r of results) {
     if (!r.ok || !(r.value instanceof Float32Array)) continue;
     let v = r.value;
-    if (v.byteOffset !== 0 || v.byteLength !== v.buffer.byteLength || seen.has(v.buffer) || !(v.buffer instanceof ArrayBuffer)) {
+    if (!fresh.has(v) || !(v.buffer instanceof ArrayBuffer) || v.byteOffset !== 0 || v.byteLength !== v.buffer.byteLength) {
       v = v.slice();
       r.value = v;
     }
-    seen.add(v.buffer);
     out.push(v.buffer as ArrayBuffer);
   }
   return out;
@@ -243,7 +256,7 @@ async function main(port: NonNullable<typeof parentPort>, init: WorkerInit): Pro
     if (m.type === 'batch') {
       // An exception escaping here is a worker crash: the Ranker rejects everything pending.
       const results = core.run(m.ops);
-      post({ type: 'result', id: m.id, results }, transferables(results));
+      post({ type: 'result', id: m.id, results }, transferables(results, core.ownedOutputs()));
     } else if (m.type === 'close') {
       let disposeError: string | undefined;
       try {
