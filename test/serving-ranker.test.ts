@@ -420,6 +420,7 @@ describe('Ranker: cache bound, missing states, lifecycle', () => {
 
   test('load errors are clear', async () => {
     await expect(load({ backendOptions: { failCreate: true } })).rejects.toThrow(/^Ranker.load: createBackend\(".*"\) failed: toy backend: cannot load checkpoint /);
+    await expect(load({ backendOptions: { exitOnCreate: true } })).rejects.toThrow('Ranker.load: the serving worker exited while loading the backend (exit code 7)');
     await expect(load({ backendOptions: { asyncCreate: true } }).then((r) => r.close())).resolves.toBeUndefined();
     await expect(Ranker.load(CKPT, { backendModule: path.join(__dirname, 'no-such-backend.js') })).rejects.toThrow(/^Ranker.load: backendModule: file not found: .*no-such-backend.js/);
     await expect(Ranker.load(CKPT, { backendModule: path.join(__dirname, 'helpers.ts') })).rejects.toThrow(/Ranker.load: (cannot load backend module|backend module .* does not export createBackend)/);

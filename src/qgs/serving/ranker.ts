@@ -277,23 +277,27 @@ export class Ranker {
         worker.off('error', onErr);
         worker.off('exit', onExit);
       };
+      const ignoreLateErrors = () => worker.on('error', () => undefined); // an 'error' without a listener would throw
       const onMsg = (m: FromWorker) => {
         if (m.type === 'ready') {
           cleanup();
           resolve(m);
         } else if (m.type === 'initError') {
           cleanup();
+          ignoreLateErrors();
           void worker.terminate();
           reject(rankerError(`Ranker.load: ${m.message}`, 'ERR_QGS_LOAD'));
         }
       };
       const onErr = (e: Error) => {
         cleanup();
+        ignoreLateErrors();
         void worker.terminate();
         reject(rankerError(`Ranker.load: the serving worker failed while loading the backend: ${e.message}`, 'ERR_QGS_LOAD'));
       };
       const onExit = (code: number) => {
         cleanup();
+        ignoreLateErrors();
         reject(rankerError(`Ranker.load: the serving worker exited while loading the backend (exit code ${code})`, 'ERR_QGS_LOAD'));
       };
       worker.on('message', onMsg);
