@@ -2,7 +2,9 @@
 // native tensors), and the compiled Ranker (dist/) starting the compiled worker.js.
 import * as fs from 'fs';
 import * as path from 'path';
-import { Ranker } from '../src/qgs/serving';
+import { Ranker, decodeState } from '../src/qgs/serving';
+import { Random } from '../src';
+import { expectClose, freshSeed } from './helpers';
 
 const FIX = path.join(__dirname, 'fixtures', 'serving');
 
@@ -24,6 +26,34 @@ test('the native addon loads and runs inside the serving worker; scores equal th
   } finally {
     await nat.close();
     await toy.close();
+  }
+});
+
+test('a recurrence backend on the native kernels: cached steps match the chunked cold encode', async () => {
+  const r = await Ranker.load(FIX, { backendModule: path.join(FIX, 'linrec-backend.js'), backendOptions: { heads: 2, dim: 8, vocab: 512 } });
+  try {
+    expect(r.stateSize).toBe(2 * 8 * 8);
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const history = Array.from({ length: 150 }, () => ({ query: { terms: [rng.int(10_000), rng.int(10_000)] }, item: rng.int(100_000) }));
+    const query = { terms: [rng.int(10_000)], text: 'blue' };
+    const candidates = Array.from({ length: 300 }, () => ({ item: rng.int(100_000), features: { stats: { ctr: rng.int(100) / 100 } } }));
+    // cached: 100 events in one observe (100 native steps), then 50 one call at a time
+    await r.observe('u', history.slice(0, 100));
+    for (const e of history.slice(100)) await r.observe('u', e);
+    const cached = await r.score({ user: 'u', query, candidates });
+    const cold = await r.score({ history, query, candidates });
+    expectClose(cached, cold, 1e-5, 'cached vs cold scores', seed);
+    // the states themselves agree to float rounding too
+    const a = decodeState((await r.exportState('u'))!, { stateSize: r.stateSize, tag: r.stateTag });
+    await r.score({ user: 'v', history, query, candidates: [] });
+    const b = decodeState((await r.exportState('v'))!, { stateSize: r.stateSize, tag: r.stateTag });
+    expectClose(a, b, 1e-5, 'cached vs cold state', seed);
+    // and differ from a state missing the last event (the test is not vacuous)
+    const c = await r.score({ history: history.slice(0, -1), query, candidates });
+    expect(Array.from(c)).not.toEqual(Array.from(cold));
+  } finally {
+    await r.close();
   }
 });
 
