@@ -5,7 +5,9 @@
 //
 // Backend: QGS_SERVING_BACKEND=/path/to/module.js (exporting createBackend), checkpoint
 // QGS_SERVING_CHECKPOINT=dir, options QGS_SERVING_OPTIONS='{"...": ...}'. Default: the toy backend of
-// the tests (test/fixtures/serving/toy-backend.js, dim 16), which measures the serving machinery.
+// the tests (test/fixtures/serving/toy-backend.js, dim 16), which measures the serving machinery;
+// QGS_SERVING_BACKEND=test/fixtures/serving/linrec-backend.js is a QGS-shaped stand-in on the native
+// linear-recurrence kernels (4 heads x 32 x 32 state), until the QGS backend (dist/qgs/backend.js) lands.
 // Targets (issue 6, with the QGS backend on this machine): p99 <= 5 ms cold, <= 2 ms cached.
 'use strict';
 const path = require('path');
