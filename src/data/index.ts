@@ -36,3 +36,4 @@ export {
   type BatchOptions,
 } from './batching';
 export { writeSessionsJsonl } from './write';
+export { prepareData, type PreparedData } from './prepare';
