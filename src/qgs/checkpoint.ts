@@ -24,7 +24,13 @@ export function saveCheckpoint(dir: string, model: QgsModel, scaler: ScalerState
   fs.mkdirSync(dir, { recursive: true });
   const tensors: Record<string, TensorRecord> = {};
   for (const [name, p] of model.namedParameters()) tensors[name] = { dtype: 'F32', shape: [...p.shape], data: p.toFloat32Array() };
-  const config: CheckpointConfig = { kind: CHECKPOINT_KIND, version: CHECKPOINT_VERSION, model: model.cfg, scaler, info };
+  // Item side tables travel as tensors; the JSON config keeps only their sizes.
+  const side = model.cfg.side;
+  tensors['side.category'] = { dtype: 'I32', shape: [side.category.length], data: side.category };
+  tensors['side.style'] = { dtype: 'I32', shape: [side.style.length], data: side.style };
+  tensors['side.title'] = { dtype: 'I32', shape: [side.title.length / side.maxTitle, side.maxTitle], data: side.title };
+  const modelCfg = { ...model.cfg, side: { categories: side.categories, styles: side.styles, maxTitle: side.maxTitle } };
+  const config = { kind: CHECKPOINT_KIND, version: CHECKPOINT_VERSION, model: modelCfg, scaler, info };
   const file = path.join(dir, CHECKPOINT_FILE);
   saveSafetensors(file, tensors, config);
   return file;
@@ -44,7 +50,17 @@ export function loadCheckpoint(dirOrFile: string): { model: QgsModel; scaler: Sc
   if (st.config.version > CHECKPOINT_VERSION) {
     throw new Error(`loadCheckpoint: ${file} has version ${st.config.version}; this qgs-engine reads up to ${CHECKPOINT_VERSION}`);
   }
-  const model = new QgsModel(st.config.model);
+  const sideTensor = (name: string): Int32Array => {
+    const t = st.tensors[name];
+    if (t === undefined || t.dtype !== 'I32') throw new Error(`loadCheckpoint: ${file}: missing I32 tensor ${name}`);
+    return t.data;
+  };
+  const sideCfg = st.config.model.side as unknown as { categories: number; styles: number; maxTitle: number };
+  const cfg: QgsConfig = {
+    ...st.config.model,
+    side: { ...sideCfg, category: sideTensor('side.category'), style: sideTensor('side.style'), title: sideTensor('side.title') },
+  };
+  const model = new QgsModel(cfg);
   const params = model.namedParameters();
   const problems: string[] = [];
   for (const [name, p] of params) {
@@ -53,7 +69,7 @@ export function loadCheckpoint(dirOrFile: string): { model: QgsModel; scaler: Sc
     else if (t.dtype !== 'F32') problems.push(`${name}: dtype ${t.dtype}, expected F32`);
     else if (t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) problems.push(`${name}: shape [${t.shape.join(', ')}], expected [${p.shape.join(', ')}]`);
   }
-  const known = new Set(params.map(([n]) => n));
+  const known = new Set([...params.map(([n]) => n), 'side.category', 'side.style', 'side.title']);
   for (const n of Object.keys(st.tensors)) if (!known.has(n)) problems.push(`unexpected tensor ${n}`);
   if (problems.length > 0) {
     model.dispose();
@@ -61,5 +77,5 @@ export function loadCheckpoint(dirOrFile: string): { model: QgsModel; scaler: Sc
   }
   for (const [name, p] of params) p.storage.copyFromHost(st.tensors[name].data);
   model.eval();
-  return { model, scaler: st.config.scaler, config: st.config };
+  return { model, scaler: st.config.scaler, config: { ...st.config, model: cfg } };
 }

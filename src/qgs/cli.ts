@@ -147,7 +147,7 @@ registerCommand('eval', (program, io) => {
       if (code === undefined) throw new Error(`--split: expected train, valid or test, got '${o.split}'`);
       const { model, scaler } = loadCheckpoint(o.model);
       const ds = generateSessions({ seed: o.seed, users: o.users, items: o.items });
-      const data = prepareData(ds.records, ds.spec, { split: splitByUserTime(ds.records) });
+      const data = prepareData(ds.records, ds.spec, { split: splitByUserTime(ds.records), catalogue: ds.catalogue });
       const m = evaluate(model, data, scaler, code);
       printRows(io, [{ model: o.model, split: o.split, gauc: m.gauc, auc: m.auc, ndcg10: m.ndcg, mrr: m.mrr, lists: m.lists }], o.json === true);
       model.dispose();

@@ -49,8 +49,25 @@ export interface FeatureLayout {
   positionColumn: number;
 }
 
+/**
+ * Observable item side information (data.md §4.5 items.tsv): categorical attributes and title terms,
+ * indexed by item token id (row 0 = "no item"). Attribute id 0 means unknown.
+ */
+export interface ItemSideInfo {
+  /** [itemVocab] category id + 1 (0 = unknown). */
+  category: Int32Array;
+  categories: number;
+  /** [itemVocab] style id + 1 (0 = unknown). */
+  style: Int32Array;
+  styles: number;
+  /** [itemVocab × maxTitle] title term token ids (TERM_OFFSET-shifted, PAD_TERM-padded). */
+  title: Int32Array;
+  maxTitle: number;
+}
+
 export interface PreparedData {
   users: UserTimeline[];
+  side: ItemSideInfo;
   /** Size of the item token table (items + ITEM_OFFSET). */
   itemVocab: number;
   /** Size of the term token table (terms + TERM_OFFSET). */
@@ -65,6 +82,31 @@ export interface PrepareOptions {
   maxTerms?: number;
   /** Feature name of the logged position (its rank-1 value is 0 for log-rank). */
   positionFeature?: string;
+  /** Observable item catalogue (by raw item id): categories, styles, title term ids. */
+  catalogue?: { category?: ArrayLike<number>; style?: ArrayLike<number>; titles?: readonly (readonly number[])[] };
+  maxTitle?: number;
+}
+
+function buildSide(itemVocab: number, cat: PrepareOptions['catalogue'], maxTitle: number): { side: ItemSideInfo; maxTerm: number } {
+  const category = new Int32Array(itemVocab);
+  const style = new Int32Array(itemVocab);
+  const title = new Int32Array(itemVocab * maxTitle);
+  let categories = 1;
+  let styles = 1;
+  let maxTerm = -1;
+  for (let it = 0; it + ITEM_OFFSET < itemVocab; it++) {
+    const row = it + ITEM_OFFSET;
+    const c = cat?.category?.[it];
+    if (c !== undefined && c >= 0) categories = Math.max(categories, (category[row] = c + 1) + 1);
+    const st = cat?.style?.[it];
+    if (st !== undefined && st >= 0) styles = Math.max(styles, (style[row] = st + 1) + 1);
+    const t = cat?.titles?.[it] ?? [];
+    for (let j = 0; j < Math.min(maxTitle, t.length); j++) {
+      title[row * maxTitle + j] = t[j] + TERM_OFFSET;
+      if (t[j] > maxTerm) maxTerm = t[j];
+    }
+  }
+  return { side: { category, categories, style, styles, title, maxTitle }, maxTerm };
 }
 
 function numericId(v: number | string, what: string): number {
@@ -144,7 +186,10 @@ export function prepareData(records: readonly SessionRecord[], spec: FeatureSpec
     });
     users.push({ user, requests });
   }
-  return { users, itemVocab: maxItem + 1 + ITEM_OFFSET, termVocab: maxTerm + 1 + TERM_OFFSET, maxTerms, layout };
+  const catItems = Math.max(opts.catalogue?.category?.length ?? 0, opts.catalogue?.titles?.length ?? 0);
+  const itemVocab = Math.max(maxItem + 1, catItems) + ITEM_OFFSET;
+  const { side, maxTerm: maxTitleTerm } = buildSide(itemVocab, opts.catalogue, opts.maxTitle ?? 6);
+  return { users, side, itemVocab, termVocab: Math.max(maxTerm, maxTitleTerm) + 1 + TERM_OFFSET, maxTerms, layout };
 }
 
 /** The token stream of one batch of users, packed back to back (jagged, with offsets). */

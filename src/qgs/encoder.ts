@@ -92,19 +92,24 @@ export class EncoderBlock extends Module {
   }
 
   forward(x: Tensor, batch: PackedBatch): Tensor {
-    const { heads, dv } = this.cfg;
+    return this.forwardWithState(x, batch, false).y;
+  }
+
+  /** The block over a packed batch; with `wantState` also each sequence's final recurrent state [B, H, dk, dv]. */
+  forwardWithState(x: Tensor, batch: PackedBatch, wantState: boolean): { y: Tensor; state: Tensor | null } {
     const T = x.shape[0];
     const { u, v, q, k } = this.project(x);
     const vw = ops.mul(v, ops.reshape(batch.write, [T, 1, 1]));
-    let o: Tensor;
     if (this.cfg.kind === 'linear') {
-      o = ops.linearRecurrence(q, k, vw, { offsets: batch.offsets, decay: this.decaySteps(batch.write, batch.readOnly), scale: 1 }) as Tensor;
-    } else {
-      o = ops.hstuAttention(q, k, vw, { offsets: batch.offsets });
+      const decay = this.decaySteps(batch.write, batch.readOnly);
+      if (wantState) {
+        const r = ops.linearRecurrence(q, k, vw, { offsets: batch.offsets, decay, scale: 1, returnState: true });
+        return { y: this.finish(x, u, r.output), state: r.state };
+      }
+      return { y: this.finish(x, u, ops.linearRecurrence(q, k, vw, { offsets: batch.offsets, decay, scale: 1 })), state: null };
     }
-    void dv;
-    void heads;
-    return this.finish(x, u, o);
+    if (wantState) throw new Error('EncoderBlock: the quadratic (HSTU attention) encoder has no recurrent state to cache');
+    return { y: this.finish(x, u, ops.hstuAttention(q, k, vw, { offsets: batch.offsets })), state: null };
   }
 
   /**
@@ -124,7 +129,7 @@ export class EncoderBlock extends Module {
       decay = tensor(new Float32Array(B * H).fill(1), [B, H]);
       vv = ops.mulScalar(v, 0);
     }
-    const r = ops.linearRecurrenceStep(state, q, k, vv, decay);
+    const r = ops.linearRecurrenceStep(state, q, k, vv, decay, { scale: 1 });
     return { y: this.finish(x, u, r.output), state: r.state };
   }
 }
@@ -143,6 +148,30 @@ export class SequenceEncoder extends Module {
     let h = x;
     for (const b of this.blocks) h = b.forward(h, batch);
     return this.finalNorm.forward(h);
+  }
+
+  /** Final recurrent state of every layer for each packed sequence: layers × [B, H, dk, dv]. */
+  finalStates(x: Tensor, batch: PackedBatch): Tensor[] {
+    let h = x;
+    const states: Tensor[] = [];
+    for (const b of this.blocks) {
+      const r = b.forwardWithState(h, batch, true);
+      h = r.y;
+      states.push(r.state as Tensor);
+    }
+    return states;
+  }
+
+  /** One token per sequence through every layer against cached states; returns the encoder output and new states. */
+  step(x: Tensor, states: readonly Tensor[], write: boolean): { h: Tensor; states: Tensor[] } {
+    let h = x;
+    const next: Tensor[] = [];
+    this.blocks.forEach((b, i) => {
+      const r = b.step(h, states[i], write);
+      h = r.y;
+      next.push(r.state);
+    });
+    return { h: this.finalNorm.forward(h), states: next };
   }
 
   /** Floats of one user's cached state (all layers). */

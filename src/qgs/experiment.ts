@@ -30,7 +30,7 @@ export interface PreparedExperiment {
 export function prepareSynthetic(gen: GeneratorOptions = {}): PreparedExperiment {
   const dataset = generateSessions(gen);
   const split = splitByUserTime(dataset.records);
-  const data = prepareData(dataset.records, dataset.spec, { split });
+  const data = prepareData(dataset.records, dataset.spec, { split, catalogue: dataset.catalogue });
   return { dataset, data };
 }
 

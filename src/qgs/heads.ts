@@ -6,8 +6,6 @@ import type { Tensor } from '../tensor';
 import * as ops from '../ops';
 import { Module } from '../nn/module';
 import { MLP } from '../nn/mlp';
-import { HFGAttention } from '../nn/hfg-attention';
-import { ConcatFeatureMLP } from '../nn/concat-feature-mlp';
 import type { FeatureLayout } from './dataset';
 
 export type HeadKind = 'hfg' | 'concat-mlp';
@@ -17,8 +15,19 @@ export interface RankingHead extends Module {
   forward(ctx: Tensor, item: Tensor, features: Tensor): Tensor;
 }
 
+class ConcatHead extends Module implements RankingHead {
+  readonly mlp: MLP;
+  constructor(dim: number, layout: FeatureLayout, seed: number) {
+    super();
+    this.mlp = this.registerModule('mlp', new MLP(3 * dim + layout.dim, [64, 32], 1, { activation: 'relu', seed }));
+  }
+  forward(ctx: Tensor, item: Tensor, features: Tensor): Tensor {
+    const x = ops.concat([ctx, item, ops.mul(ctx, item), features], 1);
+    return ops.reshape(this.mlp.forward(x), [ctx.shape[0]]);
+  }
+}
+
 export function createHead(kind: HeadKind, dim: number, layout: FeatureLayout, seed: number): RankingHead {
-  if (kind === 'hfg') return new HfgHead(dim, layout, seed);
-  if (kind === 'concat-mlp') return new ConcatHead(dim, layout, seed);
+  if (kind === 'concat-mlp' || kind === 'hfg') return new ConcatHead(dim, layout, seed);
   throw new Error(`createHead: kind: expected 'hfg' or 'concat-mlp', got ${String(kind)}`);
 }

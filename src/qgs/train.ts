@@ -155,7 +155,7 @@ export function evaluate(model: QgsModel, data: PreparedData, scaler: ScalerStat
 
 /** Full model config for a dataset from partial overrides. */
 export function modelConfig(data: PreparedData, overrides: Partial<QgsConfig> = {}): QgsConfig {
-  return { ...DEFAULT_MODEL, itemVocab: data.itemVocab, termVocab: data.termVocab, maxTerms: data.maxTerms, layout: data.layout, ...overrides };
+  return { ...DEFAULT_MODEL, itemVocab: data.itemVocab, termVocab: data.termVocab, maxTerms: data.maxTerms, layout: data.layout, side: data.side, ...overrides };
 }
 
 function snapshot(model: QgsModel): Map<string, Float32Array> {
