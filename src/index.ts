@@ -23,3 +23,8 @@ export type { GradNode, BackwardRule } from './autograd';
 export { backendInfo } from './native';
 export type { CudaInfo, BuildInfo } from './native';
 export * as ops from './ops';
+export * as nn from './nn';
+export * as optim from './optim';
+export * as data from './data';
+export * as metrics from './metrics';
+export * as io from './io';
