@@ -13,3 +13,7 @@ export { MLP } from './mlp';
 export type { MLPOptions, Activation } from './mlp';
 export { uniform, xavierUniform, kaimingNormal } from './init';
 export type { LinearInit, InitOptions } from './init';
+export { LinearHSTU } from './linear-hstu';
+export type { LinearHSTUOptions, LinearHSTUState, SequenceBatchOptions } from './linear-hstu';
+export { HSTU } from './hstu';
+export type { HSTUOptions, HSTUBatchOptions, HSTUState } from './hstu';
