@@ -243,6 +243,10 @@ export function trainModel(data: PreparedData, cfg: QgsConfig, opts: TrainOption
       break;
     }
   }
+  dense.dispose();
+  sparse.dispose();
   if (bestSnap !== null) restore(model, bestSnap);
+  // Returned ready for inference: dropout off.
+  model.eval();
   return { model, scaler, history, bestEpoch, trainSeconds: (Date.now() - t0) / 1000 };
 }
