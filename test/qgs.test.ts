@@ -3,7 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { memoryStats } from '../src';
 import type { SessionRecord, FeatureSpec } from '../src/data/schema';
-import { buildTokens, prepareData, NO_ITEM, NO_QUERY, TERM_OFFSET, ITEM_OFFSET } from '../src/qgs/dataset';
+import { buildTokens, prepareTimelines, NO_ITEM, NO_QUERY, TERM_OFFSET, ITEM_OFFSET } from '../src/qgs/dataset';
 import { prepareSynthetic, runVariant, VARIANTS } from '../src/qgs/experiment';
 import { saveCheckpoint, loadCheckpoint } from '../src/qgs/checkpoint';
 import { scoreRequest } from '../src/qgs/scoring';
@@ -18,7 +18,7 @@ function rec(user: number, ts: number, terms: number[], shown: number[], clicks:
 
 describe('token streams', () => {
   const records = [rec(0, 1, [3], [10, 11, 12], [0, 1, 0]), rec(0, 2, [4, 5], [11, 13], [1, 1]), rec(1, 1, [], [10], [0])];
-  const data = prepareData(records, spec, { split: [0, 2, 0] });
+  const data = prepareTimelines(records, spec, { split: [0, 2, 0] });
 
   test('timelines, ids and features', () => {
     expect(data.users.map((u) => u.user)).toEqual([0, 1]);
@@ -51,7 +51,7 @@ describe('token streams', () => {
   });
 
   test('bad ids are rejected with the record named', () => {
-    expect(errorOf(() => prepareData([rec(0, 1, [1], [-3], [0])], spec))).toMatch(/shown\[0\] must be a non-negative integer id/);
+    expect(errorOf(() => prepareTimelines([rec(0, 1, [1], [-3], [0])], spec))).toMatch(/shown\[0\] must be a non-negative integer id/);
   });
 });
 

@@ -9,7 +9,7 @@ import { VARIANTS, prepareSynthetic, runVariant, type ComparisonRow } from './ex
 import { saveCheckpoint, loadCheckpoint } from './checkpoint';
 import { evaluate } from './train';
 import { scoreRequest, type RankRequest } from './scoring';
-import { prepareData, type FeatureLayout } from './dataset';
+import { prepareTimelines, type FeatureLayout } from './dataset';
 import { splitByUserTime } from '../data/split';
 import { generateSessions } from '../data/synthetic';
 
@@ -147,7 +147,7 @@ registerCommand('eval', (program, io) => {
       if (code === undefined) throw new Error(`--split: expected train, valid or test, got '${o.split}'`);
       const { model, scaler } = loadCheckpoint(o.model);
       const ds = generateSessions({ seed: o.seed, users: o.users, items: o.items });
-      const data = prepareData(ds.records, ds.spec, { split: splitByUserTime(ds.records), catalogue: ds.catalogue });
+      const data = prepareTimelines(ds.records, ds.spec, { split: splitByUserTime(ds.records), catalogue: ds.catalogue });
       const m = evaluate(model, data, scaler, code);
       printRows(io, [{ model: o.model, split: o.split, gauc: m.gauc, auc: m.auc, ndcg10: m.ndcg, mrr: m.mrr, lists: m.lists }], o.json === true);
       model.dispose();

@@ -111,7 +111,7 @@ function buildSide(itemVocab: number, cat: PrepareOptions['catalogue'], maxTitle
 
 function numericId(v: number | string, what: string): number {
   const n = typeof v === 'number' ? v : Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`prepareData: ${what} must be a non-negative integer id, got ${String(v)}`);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`prepareTimelines: ${what} must be a non-negative integer id, got ${String(v)}`);
   return n;
 }
 
@@ -121,7 +121,7 @@ export function featureLayout(spec: FeatureSpec, positionFeature = 'log_rank'): 
   let dim = 0;
   let positionColumn = -1;
   for (const g of spec.groups) {
-    if (g.kind !== 'numeric') throw new Error(`prepareData: feature group '${g.name}' is ${g.kind}; the QGS trainer reads numeric groups (map ids to numbers first)`);
+    if (g.kind !== 'numeric') throw new Error(`prepareTimelines: feature group '${g.name}' is ${g.kind}; the QGS trainer reads numeric groups (map ids to numbers first)`);
     g.features.forEach((f, i) => {
       if (f === positionFeature) positionColumn = dim + i;
     });
@@ -136,7 +136,7 @@ export function featureLayout(spec: FeatureSpec, positionFeature = 'log_rank'): 
  * Item and user ids must be non-negative integers (the synthetic generator's are; map others with
  * data.Vocab first). Query terms must be term ids (query.terms).
  */
-export function prepareData(records: readonly SessionRecord[], spec: FeatureSpec, opts: PrepareOptions = {}): PreparedData {
+export function prepareTimelines(records: readonly SessionRecord[], spec: FeatureSpec, opts: PrepareOptions = {}): PreparedData {
   const maxTerms = opts.maxTerms ?? 4;
   const layout = featureLayout(spec, opts.positionFeature);
   const byUser = new Map<number, { r: SessionRecord; split: number }[]>();

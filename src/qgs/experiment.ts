@@ -2,7 +2,7 @@
 // same seeded data and evaluated on the same test split with position-free relevance labels.
 import { generateSessions, type GeneratorOptions, type SyntheticDataset } from '../data/synthetic';
 import { splitByUserTime } from '../data/split';
-import { prepareData, type PreparedData } from './dataset';
+import { prepareTimelines, type PreparedData } from './dataset';
 import { modelConfig, trainModel, evaluate, type TrainOptions, type TrainResult } from './train';
 import type { QgsConfig } from './model';
 
@@ -30,7 +30,7 @@ export interface PreparedExperiment {
 export function prepareSynthetic(gen: GeneratorOptions = {}): PreparedExperiment {
   const dataset = generateSessions(gen);
   const split = splitByUserTime(dataset.records);
-  const data = prepareData(dataset.records, dataset.spec, { split, catalogue: dataset.catalogue });
+  const data = prepareTimelines(dataset.records, dataset.spec, { split, catalogue: dataset.catalogue });
   return { dataset, data };
 }
 
