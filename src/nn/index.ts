@@ -13,6 +13,10 @@ export { MLP } from './mlp';
 export type { MLPOptions, Activation } from './mlp';
 export { uniform, xavierUniform, kaimingNormal } from './init';
 export type { LinearInit, InitOptions } from './init';
+export { LinearHSTU } from './linear-hstu';
+export type { LinearHSTUOptions, LinearHSTUState, SequenceBatchOptions } from './linear-hstu';
+export { HSTU } from './hstu';
+export type { HSTUOptions, HSTUBatchOptions, HSTUState } from './hstu';
 export { FeatureGroups, OOV_ROW, MISSING_ROW, FIRST_VALUE_ROW } from './feature-groups';
 export type {
   FeatureGroupsOptions,
