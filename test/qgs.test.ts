@@ -10,6 +10,7 @@ import { scoreRequest } from '../src/qgs/scoring';
 import { QgsBackend } from '../src/qgs/backend';
 import { CandidateBatch } from '../src/qgs/serving/packed';
 import { errorOf, relError } from './helpers';
+import { runCli } from '../src/cli/main';
 
 const spec: FeatureSpec = { groups: [{ name: 'g', kind: 'numeric', features: ['a', 'log_rank'] }] };
 function rec(user: number, ts: number, terms: number[], shown: number[], clicks: number[]): SessionRecord {
@@ -119,5 +120,37 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     expect(relError(cached, cold)).toBeLessThan(1e-4);
     expect(errorOf(() => be.step(st, { query: {}, item: 10 ** 6 }))).toMatch(/outside the model's catalogue/);
     be.dispose();
+  });
+});
+
+describe('qgs CLI', () => {
+  test('demo (tiny) prints one JSON row per model, saves the model, scores an example; rank reads JSON', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qgs-demo-'));
+    const out: string[] = [];
+    const io = { out: (t: string) => void out.push(t), err: () => undefined };
+    try {
+      const code = await runCli(['demo', '--seed', '3', '--users', '50', '--items', '150', '--epochs', '1', '--out', dir, '--json'], io);
+      expect(code).toBe(0);
+      const rows = out.map((l) => JSON.parse(l) as Record<string, unknown>);
+      const models = rows.filter((r) => typeof r.model === 'string' && 'gauc' in r).map((r) => r.model);
+      expect(models).toEqual(VARIANTS.map((v) => v.name));
+      for (const r of rows.filter((x) => 'gauc' in x)) expect(typeof r.gauc === 'number' || r.gauc === null).toBe(true);
+      const ex = rows.find((r) => r.example === 'rank') as { top: { item: number; score: number }[] } | undefined;
+      expect(ex?.top.length).toBe(5);
+      expect(fs.existsSync(path.join(dir, 'model.safetensors'))).toBe(true);
+      const reqFile = path.join(dir, 'req.json');
+      fs.writeFileSync(reqFile, JSON.stringify({ history: [{ query: { terms: [1] }, item: 2 }], query: { terms: [3] }, candidates: [{ item: 4 }, { item: 5, features: { text_match: { bm25: 2 } } }] }));
+      out.length = 0;
+      expect(await runCli(['rank', '--model', dir, '--input', reqFile], io)).toBe(0);
+      const ranked = JSON.parse(out[0]) as { scores: number[] };
+      expect(ranked.scores.length).toBe(2);
+      expect(ranked.scores.every((s) => Number.isFinite(s))).toBe(true);
+      fs.writeFileSync(reqFile, JSON.stringify({ query: { terms: [3] }, candidates: [{ item: -1 }] }));
+      const errs: string[] = [];
+      expect(await runCli(['rank', '--model', dir, '--input', reqFile], { out: () => undefined, err: (t: string) => void errs.push(t) })).toBe(1);
+      expect(errs.join('\n')).toMatch(/candidates\[0\]\.item: expected a non-negative integer item id, got -1/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -20,6 +20,8 @@ struct Buffer {
   void* ptr = nullptr;
   size_t bytes = 0;
   Device device = Device::CPU;
+  /** Length of a dedicated huge-page mapping (large host buffers), 0 for malloc'd ones. */
+  size_t mapped = 0;
   Buffer(size_t bytes, Device device);
   ~Buffer();
   Buffer(const Buffer&) = delete;
