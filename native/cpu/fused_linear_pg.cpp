@@ -34,29 +34,49 @@ struct ChunkLse {
   float max, sum, zsum;
 };
 
-// max, Σ e^{u−max} and Σ e^{u−max}(u−max) of one row of a logits chunk.
+// max, Σ e^{u−max} and Σ e^{u−max}(u−max) of one row of a logits chunk (8 lanes; the tail lanes
+// are masked out).
 QGS_SIMD_CLONES ChunkLse chunk_lse(const float* QGS_RESTRICT u, int64_t n) {
-  float m = kNegInf;
-#pragma omp simd reduction(max : m)
-  for (int64_t v = 0; v < n; ++v) m = std::max(m, u[v]);
-  float s = 0.f, z = 0.f;
-#pragma omp simd reduction(+ : s, z)
-  for (int64_t v = 0; v < n; ++v) {
-    const float x = u[v] - m;
-    const float e = pg_detail::fast_exp(x);
+  using namespace pg_detail;
+  const int64_t nb = n & ~int64_t(7);
+  alignas(32) float tail[8];
+  const int64_t nt = n - nb;
+  for (int k = 0; k < 8; ++k) tail[k] = k < nt ? u[nb + k] : kNegInf;
+  f8 mv = splat(kNegInf);
+  for (int64_t v = 0; v < nb; v += 8) mv = vmax(mv, load8(u + v));
+  mv = vmax(mv, load8(tail));
+  const float m = hmax(mv);
+  const f8 mm = splat(m), zero = splat(0.f);
+  f8 s = zero, z = zero;
+  for (int64_t v = 0; v < nb; v += 8) {
+    const f8 x = load8(u + v) - mm;
+    const f8 e = fast_exp8(x);
     s += e;
     z += e * x;
   }
-  return ChunkLse{m, s, z};
+  if (nt > 0) {
+    const f8 tv = load8(tail);
+    const i8 on = tv > splat(kNegInf);
+    const f8 x = vsel(on, tv - mm, zero);
+    const f8 e = vsel(on, fast_exp8(x), zero);
+    s += e;
+    z += e * x;
+  }
+  return ChunkLse{m, hsum(s), hsum(z)};
 }
 
 // In place: u → (−G p − E p (u − ū)) / τ with p = exp(u − logZ).
 QGS_SIMD_CLONES void chunk_grad(float* QGS_RESTRICT u, int64_t n, float logz, float ubar, float G, float E, float inv_tau) {
-#pragma omp simd
-  for (int64_t v = 0; v < n; ++v) {
-    const float x = u[v];
-    const float p = pg_detail::fast_exp(x - logz);
-    u[v] = (-G * p - E * p * (x - ubar)) * inv_tau;
+  using namespace pg_detail;
+  const f8 lz = splat(logz), ub = splat(ubar);
+  auto body = [&](f8 x) { const f8 p = fast_exp8(x - lz); return (-G * p - E * p * (x - ub)) * inv_tau; };
+  int64_t v = 0;
+  for (; v + 8 <= n; v += 8) store8(u + v, body(load8(u + v)));
+  if (v < n) {
+    alignas(32) float tail[8] = {0};
+    for (int64_t k = 0; k < n - v; ++k) tail[k] = u[v + k];
+    store8(tail, body(load8(tail)));
+    for (int64_t k = 0; k < n - v; ++k) u[v + k] = tail[k];
   }
 }
 

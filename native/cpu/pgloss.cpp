@@ -101,64 +101,94 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// Per-row partial sums (see PgStat); float inside the row (vectorised), double across rows.
+// Per-row partial sums (see PgStat); float inside the row (8 lanes), double across rows.
 struct RowAcc {
   float cnt, low, high, dual, rsum, rmin, rmax, akl, rkl, lpg, lkl, bad;
 };
 
-// One row of tokens. Template flags keep the hot loop free of loop-invariant branches so it
-// vectorises; masks arrive as f32 (i32 masks and "no mask" are converted per row by the caller).
+struct VecAcc {
+  f8 cnt = splat(0), low = splat(0), high = splat(0), dual = splat(0), rsum = splat(0), akl = splat(0), rkl = splat(0), lpg = splat(0),
+     lkl = splat(0), bad = splat(0), rmin = splat(kInf), rmax = splat(-kInf);
+};
+
+// Eight tokens of the fused loss: accumulates the statistics and returns the gradient lanes.
+template <bool HasKl>
+__attribute__((always_inline)) inline f8 step8(VecAcc& a, f8 lp, f8 ol, f8 rf, f8 mk, f8 A, f8 lo, f8 hi, float c, float bs, float w) {
+  const f8 one = splat(1.f), zero = splat(0.f);
+  const i8 on = mk != zero;
+  const f8 draw = lp - ol;
+  const f8 d = vmin(vmax(draw, splat(-20.f)), splat(20.f));
+  // The clamp has zero derivative outside (−20, 20); NaN compares false and is caught by `bad`.
+  const i8 inr = (draw > -20.f) & (draw < 20.f);
+  const f8 r = fast_exp8(d);
+  const f8 rc = vmin(vmax(r, lo), hi);
+  const f8 l1 = -A * r, l2 = -A * rc;
+  const i8 unclipped = l1 >= l2;
+  f8 l = vsel(unclipped, l1, l2);
+  const f8 capv = -c * A;
+  const i8 dual_on = c > 0.f ? ~i8{} : i8{};  // all lanes on / off
+  const i8 dhit = dual_on & (A < zero) & (l > capv);
+  l = vsel(dhit, capv, l);
+  f8 g = vsel(unclipped & ~dhit & inr, -A * r, zero);
+  const f8 big = splat(FLT_MAX);
+  i8 fin = (vmax(lp, -lp) <= big) & (vmax(ol, -ol) <= big) & (vmax(A, -A) <= big);
+  f8 kl = zero;
+  if (HasKl) {
+    const f8 xr = rf - lp;
+    const f8 x = vmin(vmax(xr, splat(-20.f)), splat(20.f));
+    const i8 inx = (xr > -20.f) & (xr < 20.f);
+    const f8 ex = fast_exp8(x);
+    kl = ex - x - one;
+    g += vsel(inx, bs * (one - ex), zero);
+    fin &= vmax(rf, -rf) <= big;
+  }
+  a.cnt += vsel(on, one, zero);
+  a.low += vsel(on & (r < lo) & (A < zero), one, zero);
+  a.high += vsel(on & (r > hi) & (A > zero), one, zero);
+  a.dual += vsel(on & dhit, one, zero);
+  a.rsum += vsel(on, r, zero);
+  a.rmin = vmin(a.rmin, vsel(on, r, splat(kInf)));
+  a.rmax = vmax(a.rmax, vsel(on, r, splat(-kInf)));
+  a.akl += vsel(on, one / r + d - one, zero);
+  a.rkl += vsel(on, kl, zero);
+  a.lpg += vsel(on, l, zero);
+  a.lkl += vsel(on, kl, zero);
+  a.bad += vsel(on & ~fin, one, zero);
+  return vsel(on, w * g, zero);
+}
+
+// One row of tokens. Masks arrive as f32 (i32 masks and "no mask" are converted per row by the
+// caller); the tail is padded to 8 lanes with mask 0.
 template <bool AdvTok, bool HasKl, bool WriteGrad>
 QGS_SIMD_CLONES RowAcc row_kernel(float* QGS_RESTRICT dl, const float* QGS_RESTRICT lp_, const float* QGS_RESTRICT ol_,
                                   const float* QGS_RESTRICT rf_, const float* QGS_RESTRICT mk_, const float* QGS_RESTRICT adv_,
                                   float arow, float lo, float hi, float c, float bs, float w, int64_t T) {
-  float cnt = 0, low = 0, high = 0, dual = 0, rsum = 0, rmin = kInf, rmax = -kInf, akl = 0, rkl = 0, lpg = 0, lkl = 0, bad = 0;
-  const float negc = -c;
-#pragma omp simd reduction(+ : cnt, low, high, dual, rsum, akl, rkl, lpg, lkl, bad) reduction(min : rmin) reduction(max : rmax)
-  for (int64_t t = 0; t < T; ++t) {
-    const bool on = mk_[t] != 0.f;
-    const float m = on ? 1.f : 0.f;
-    const float lp = lp_[t], ol = ol_[t];
-    const float A = AdvTok ? adv_[t] : arow;
-    const float draw = lp - ol;
-    const float d = std::min(std::max(draw, -20.f), 20.f);
-    // The clamp has zero derivative outside (−20, 20); NaN compares false and is caught by `bad`.
-    const float inr = (draw > -20.f && draw < 20.f) ? 1.f : 0.f;
-    const float r = fast_exp(d);
-    const float rc = std::min(std::max(r, lo), hi);
-    const float l1 = -A * r, l2 = -A * rc;
-    const bool unclipped = l1 >= l2;
-    float l = unclipped ? l1 : l2;
-    const bool dhit = (c > 0.f) & (A < 0.f) & (l > negc * A);
-    l = dhit ? negc * A : l;
-    float g = (unclipped & !dhit) ? -A * r * inr : 0.f;
-    float fin = (std::fabs(lp) <= FLT_MAX) & (std::fabs(ol) <= FLT_MAX) & (std::fabs(A) <= FLT_MAX) ? 1.f : 0.f;
-    float kl = 0.f;
-    if (HasKl) {
-      const float rf = rf_[t];
-      const float xr = rf - lp;
-      const float x = std::min(std::max(xr, -20.f), 20.f);
-      const float inx = (xr > -20.f && xr < 20.f) ? 1.f : 0.f;
-      const float ex = fast_exp(x);
-      kl = ex - x - 1.f;
-      g += bs * (1.f - ex) * inx;
-      fin = (std::fabs(rf) <= FLT_MAX) ? fin : 0.f;
-    }
-    cnt += m;
-    low += (on & (r < lo) & (A < 0.f)) ? 1.f : 0.f;
-    high += (on & (r > hi) & (A > 0.f)) ? 1.f : 0.f;
-    dual += (on & dhit) ? 1.f : 0.f;
-    rsum += on ? r : 0.f;
-    rmin = std::min(rmin, on ? r : kInf);
-    rmax = std::max(rmax, on ? r : -kInf);
-    akl += on ? (1.f / r + d - 1.f) : 0.f;
-    rkl += on ? kl : 0.f;
-    lpg += on ? l : 0.f;
-    lkl += on ? kl : 0.f;
-    bad += on ? 1.f - fin : 0.f;
-    if (WriteGrad) dl[t] = on ? w * g : 0.f;
+  VecAcc a;
+  const f8 lov = splat(lo), hiv = splat(hi), arv = splat(arow);
+  int64_t t = 0;
+  for (; t + 8 <= T; t += 8) {
+    const f8 g = step8<HasKl>(a, load8(lp_ + t), load8(ol_ + t), HasKl ? load8(rf_ + t) : splat(0.f), load8(mk_ + t),
+                              AdvTok ? load8(adv_ + t) : arv, lov, hiv, c, bs, w);
+    if (WriteGrad) store8(dl + t, g);
   }
-  return RowAcc{cnt, low, high, dual, rsum, rmin, rmax, akl, rkl, lpg, lkl, bad};
+  if (t < T) {
+    const int64_t n = T - t;
+    alignas(32) float lp[8] = {0}, ol[8] = {0}, rf[8] = {0}, mk[8] = {0}, av[8] = {0}, out[8];
+    for (int64_t k = 0; k < n; ++k) {
+      lp[k] = lp_[t + k];
+      ol[k] = ol_[t + k];
+      if (HasKl) rf[k] = rf_[t + k];
+      mk[k] = mk_[t + k];
+      av[k] = AdvTok ? adv_[t + k] : arow;
+    }
+    const f8 g = step8<HasKl>(a, load8(lp), load8(ol), load8(rf), load8(mk), load8(av), lov, hiv, c, bs, w);
+    if (WriteGrad) {
+      store8(out, g);
+      for (int64_t k = 0; k < n; ++k) dl[t + k] = out[k];
+    }
+  }
+  return RowAcc{hsum(a.cnt), hsum(a.low), hsum(a.high), hsum(a.dual), hsum(a.rsum), hmin(a.rmin), hmax(a.rmax),
+                hsum(a.akl), hsum(a.rkl), hsum(a.lpg), hsum(a.lkl), hsum(a.bad)};
 }
 
 using RowFn = RowAcc (*)(float*, const float*, const float*, const float*, const float*, const float*, float, float, float, float,
