@@ -5,7 +5,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { tensor, ops, Random, Tensor, memoryStats } from '../src';
+import { tensor, ops, Random, Tensor, memoryStats, noGrad } from '../src';
 import { freshSeed, gradCheck, expectClose, errorOf, tensorFrom, randomArray } from './helpers';
 
 interface FCase {
@@ -257,7 +257,7 @@ describe('fusedLinearPolicyLoss vs unfused float64 reference (materialised logit
   test('chunking does not change the result: default chunks vs many ragged chunks vs one chunk', () => {
     const seed = freshSeed();
     const rng = new Random(seed);
-    const c = makeFCase(rng, { N: 600, T: 1, threeD: false, D: 24, V: 4500, withMask: true, withSft: true, sftWeight: 0.5, entropyCoef: 0.01 });
+    const c = makeFCase(rng, { N: 300, T: 1, threeD: false, D: 16, V: 2500, withMask: true, withSft: true, sftWeight: 0.5, entropyCoef: 0.01 });
     const { opts, targets, all } = fusedTensors(c);
     const h = tensorFrom(c.hidden, [c.N, c.D], true);
     const w = tensorFrom(c.weight, [c.V, c.D], true);
@@ -302,10 +302,10 @@ describe('fusedLinearPolicyLoss vs unfused float64 reference (materialised logit
 
 describe('fusedLinearPolicyLoss memory', () => {
   test('V = 200k: workspace and peak RSS stay far below M·V·4 bytes (the logits are never materialised)', () => {
-    const M = 1024;
-    const D = 8;
+    const M = 512;
+    const D = 16;
     const V = 200_000;
-    const logitsBytes = M * V * 4; // 819 MB
+    const logitsBytes = M * V * 4; // 410 MB
     // In-process: the kernel's own workspace accounting and the live native storages.
     const rng = new Random(freshSeed());
     const h = tensorFrom(randomArray(rng, M * D, 0.3), [M, D], true);
@@ -314,12 +314,12 @@ describe('fusedLinearPolicyLoss memory', () => {
     const old = tensorFrom(randomArray(rng, M, 0.1).map((x) => x - 12), [M]);
     const adv = tensorFrom(randomArray(rng, M), [M]);
     const bytes0 = memoryStats().bytes;
-    const r = ops.fusedLinearPolicyLoss(h, w, targets, { oldLogp: old, advantages: adv });
-    const liveDuring = memoryStats().bytes - bytes0; // loss, logp and the saved dhidden / dweight
+    // Forward only here (the child below measures forward + backward).
+    const r = noGrad(() => ops.fusedLinearPolicyLoss(h, w, targets, { oldLogp: old, advantages: adv }));
+    const liveDuring = memoryStats().bytes - bytes0; // loss and logp only
     expect(r.stats.workspaceBytes).toBeLessThan(logitsBytes / 50);
-    expect(liveDuring).toBeLessThan(M * D * 4 + V * D * 4 + M * 4 + 1024);
-    r.loss.backward();
-    expect(Number.isFinite(h.grad!.toFloat32Array()[0])).toBe(true);
+    expect(liveDuring).toBeLessThan(M * 4 + 1024);
+    expect(Number.isFinite(r.loss.item())).toBe(true);
     for (const t of [h, w, targets, old, adv, r.loss, r.logp]) t.dispose();
 
     // Child process: fresh peak RSS around one forward+backward at the same size.
@@ -334,8 +334,12 @@ describe('fusedLinearPolicyLoss memory', () => {
       const targets = tensor(Int32Array.from({ length: M }, (_, i) => (i * 7919) % V), [M]);
       const old = randn([M], { seed: 3, mean: -12, std: 0.1 });
       const adv = randn([M], { seed: 4 });
-      const small = ops.fusedLinearPolicyLoss(h, w, targets, { oldLogp: old, advantages: adv, chunkRows: 8 });
+      // Warm-up at the same V with 8 rows: allocates dweight [V, D] once, so the measured call
+      // below reuses it from the allocator and only its own temporaries can raise the peak.
+      const h8 = randn([8, D], { seed: 5, std: 0.3, requiresGrad: true });
+      const small = ops.fusedLinearPolicyLoss(h8, w, tensor(Int32Array.from({ length: 8 }, (_, i) => i), [8]), { oldLogp: randn([8], { seed: 6, mean: -12 }), advantages: randn([8], { seed: 7 }) });
       small.loss.backward();
+      small.loss.dispose(); small.logp.dispose();
       h.grad = null; w.grad = null;
       if (global.gc) global.gc();
       const rss0 = process.memoryUsage().rss;
