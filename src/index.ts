@@ -23,3 +23,4 @@ export type { GradNode, BackwardRule } from './autograd';
 export { backendInfo } from './native';
 export type { CudaInfo, BuildInfo } from './native';
 export * as ops from './ops';
+export * as rl from './rl';
