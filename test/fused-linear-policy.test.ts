@@ -245,7 +245,7 @@ describe('fusedLinearPolicyLoss vs unfused float64 reference (materialised logit
         en++;
       }
     expectClose([r.stats.entropy], [es / en], 1e-5, 'entropy stat', seed);
-    expectClose([r.loss.item()], [fusedRef(c)], 1e-5, 'loss', seed);
+    expectClose([r.loss.item()], [fusedRef(c)], 1e-4, 'loss', seed);
     const { temperature: _t, ...pgOpts } = opts;
     const pl = ops.clippedPolicyLoss(r.logp, pgOpts);
     expectClose([pl.loss.item()], [r.loss.item()], 1e-6, 'same as clippedPolicyLoss', seed);
