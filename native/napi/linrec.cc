@@ -1,8 +1,146 @@
-// Bindings for the linrec kernel family (filled in by its issue).
+// Bindings for the linrec kernel family: the causal linear recurrence (qgs/linrec.h) and the quadratic
+// HSTU pointwise attention (qgs/hstu.h). Sizes are re-checked here against the storages (a wrong size
+// from JS becomes a JS Error, never an out-of-bounds access); dispatch on the tensors' device.
+#include <string>
+#include <vector>
+
 #include "napi_util.h"
+#include "qgs/hstu.h"
+#include "qgs/linrec.h"
 
 namespace qgs::napi {
 
-void register_linrec(Napi::Env /*env*/, Napi::Object /*exports*/) {}
+namespace {
+
+// Optional host Int32Array / integer array argument (null/undefined → empty, has = false).
+struct HostInts {
+  bool has = false;
+  std::vector<int32_t> v;
+};
+HostInts host_ints(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  HostInts r;
+  if (info[i].IsNull() || info[i].IsUndefined()) return r;
+  std::vector<int64_t> raw = ints_arg(info, i, name);
+  r.has = true;
+  r.v.reserve(raw.size());
+  for (size_t k = 0; k < raw.size(); ++k) {
+    if (raw[k] < INT32_MIN || raw[k] > INT32_MAX) throw KernelError(std::string(name) + "[" + std::to_string(k) + "]: out of int32 range");
+    r.v.push_back(static_cast<int32_t>(raw[k]));
+  }
+  return r;
+}
+
+struct LinrecArgs {
+  LinrecConfig cfg;
+  HostInts offsets, lengths;
+  int64_t rows = 0;
+};
+
+// Reads offsets, lengths, B, L, H, dk, dv, decayMode, scale, invT, chunk starting at argument `at`.
+void linrec_args(const Napi::CallbackInfo& info, size_t at, LinrecArgs& a) {
+  a.offsets = host_ints(info, at, "offsets");
+  a.lengths = host_ints(info, at + 1, "lengths");
+  LinrecConfig& c = a.cfg;
+  c.batch = int_arg(info, at + 2, "batch", 0, INT32_MAX);
+  c.max_len = int_arg(info, at + 3, "maxLen", 0, INT32_MAX);
+  c.heads = int_arg(info, at + 4, "heads", 1, 1 << 16);
+  c.dk = int_arg(info, at + 5, "dk", 1, 1 << 16);
+  c.dv = int_arg(info, at + 6, "dv", 1, 1 << 16);
+  c.decay = static_cast<LinrecDecay>(int_arg(info, at + 7, "decayMode", 0, 2));
+  c.scale = static_cast<float>(num_arg(info, at + 8, "scale"));
+  c.inv_t = bool_arg(info, at + 9, "invT");
+  c.chunk = int_arg(info, at + 10, "chunk", 1, 1024);
+  if (a.offsets.has) {
+    require(static_cast<int64_t>(a.offsets.v.size()) == c.batch + 1,
+            "offsets: expected " + std::to_string(c.batch + 1) + " entries, got " + std::to_string(a.offsets.v.size()));
+    c.offsets = a.offsets.v.data();
+  }
+  if (a.lengths.has) {
+    require(static_cast<int64_t>(a.lengths.v.size()) == c.batch,
+            "lengths: expected " + std::to_string(c.batch) + " entries, got " + std::to_string(a.lengths.v.size()));
+    c.lengths = a.lengths.v.data();
+  }
+  a.rows = linrec_rows(c);
+}
+
+int64_t decay_elems(const LinrecConfig& c, int64_t rows) {
+  return c.decay == LinrecDecay::PerHead ? c.heads : c.decay == LinrecDecay::PerStep ? rows * c.heads : 0;
+}
+
+float* opt_f32(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t n, View* view = nullptr) {
+  View v = optional_storage_arg(info, i, name, static_cast<size_t>(n) * 4);
+  if (view) *view = v;
+  return v.as<float>();
+}
+
+}  // namespace
+
+// linrecForward(out, stateOut|null, q, k, v, decay|null, init|null, offsets, lengths, B, L, H, dk, dv,
+//               decayMode, scale, invT, chunk)
+QGS_BINDING(linrecForward) {
+  LinrecArgs a;
+  linrec_args(info, 7, a);
+  const LinrecConfig& c = a.cfg;
+  const int64_t st = c.batch * c.heads * c.dk * c.dv;
+  View vo = storage_arg(info, 0, "out", a.rows * c.heads * c.dv * 4);
+  View vs, vd, vi;
+  float* state_out = opt_f32(info, 1, "stateOut", st, &vs);
+  View vq = storage_arg(info, 2, "q", a.rows * c.heads * c.dk * 4);
+  View vk = storage_arg(info, 3, "k", a.rows * c.heads * c.dk * 4);
+  View vv = storage_arg(info, 4, "v", a.rows * c.heads * c.dv * 4);
+  const float* decay = opt_f32(info, 5, "decay", decay_elems(c, a.rows), &vd);
+  require(c.decay == LinrecDecay::None || decay != nullptr || decay_elems(c, a.rows) == 0, "decay: missing for decayMode != 0");
+  const float* init = opt_f32(info, 6, "initialState", st, &vi);
+  Device dev = common_device("linrecForward", {&vo, &vs, &vq, &vk, &vv, &vd, &vi});
+  if (dev == Device::CUDA) {
+    require_cuda_build(info.Env(), "linrecForward");
+#ifdef QGS_WITH_CUDA
+    qgs::cuda::linrec_forward(vo.as<float>(), state_out, vq.as<float>(), vk.as<float>(), vv.as<float>(), decay, init, c);
+#endif
+  } else {
+    qgs::cpu::linrec_forward(vo.as<float>(), state_out, vq.as<float>(), vk.as<float>(), vv.as<float>(), decay, init, c);
+  }
+  return info.Env().Undefined();
+}
+
+// linrecBackward(dq|null, dk|null, dv|null, ddecay|null, dinit|null, q, k, v, decay|null, init|null,
+//                dout|null, dstateOut|null, offsets, lengths, B, L, H, dk, dv, decayMode, scale, invT, chunk)
+QGS_BINDING(linrecBackward) {
+  LinrecArgs a;
+  linrec_args(info, 12, a);
+  const LinrecConfig& c = a.cfg;
+  const int64_t st = c.batch * c.heads * c.dk * c.dv, nqk = a.rows * c.heads * c.dk, nv = a.rows * c.heads * c.dv;
+  View vdq, vdk, vdv, vdd, vdi, vd, vi, vdo, vds;
+  float* dq = opt_f32(info, 0, "dq", nqk, &vdq);
+  float* dk = opt_f32(info, 1, "dk", nqk, &vdk);
+  float* dv = opt_f32(info, 2, "dv", nv, &vdv);
+  float* ddecay = opt_f32(info, 3, "ddecay", decay_elems(c, a.rows), &vdd);
+  float* dinit = opt_f32(info, 4, "dinit", st, &vdi);
+  View vq = storage_arg(info, 5, "q", nqk * 4);
+  View vk = storage_arg(info, 6, "k", nqk * 4);
+  View vv = storage_arg(info, 7, "v", nv * 4);
+  const float* decay = opt_f32(info, 8, "decay", decay_elems(c, a.rows), &vd);
+  require(c.decay == LinrecDecay::None || decay != nullptr || decay_elems(c, a.rows) == 0, "decay: missing for decayMode != 0");
+  const float* init = opt_f32(info, 9, "initialState", st, &vi);
+  const float* dout = opt_f32(info, 10, "dout", nv, &vdo);
+  const float* dstate = opt_f32(info, 11, "dstateOut", st, &vds);
+  Device dev = common_device("linrecBackward", {&vdq, &vdk, &vdv, &vdd, &vdi, &vq, &vk, &vv, &vd, &vi, &vdo, &vds});
+  if (dev == Device::CUDA) {
+    require_cuda_build(info.Env(), "linrecBackward");
+#ifdef QGS_WITH_CUDA
+    qgs::cuda::linrec_backward(dq, dk, dv, ddecay, dinit, vq.as<float>(), vk.as<float>(), vv.as<float>(), decay, init, dout,
+                               dstate, c);
+#endif
+  } else {
+    qgs::cpu::linrec_backward(dq, dk, dv, ddecay, dinit, vq.as<float>(), vk.as<float>(), vv.as<float>(), decay, init, dout,
+                              dstate, c);
+  }
+  return info.Env().Undefined();
+}
+
+void register_linrec(Napi::Env env, Napi::Object exports) {
+  QGS_EXPORT(exports, env, linrecForward);
+  QGS_EXPORT(exports, env, linrecBackward);
+}
 
 }  // namespace qgs::napi
