@@ -280,6 +280,40 @@ describe('fusedLinearPolicyLoss vs unfused float64 reference (materialised logit
     for (const t of [...all, h, w]) t.dispose();
   });
 
+  test('V = 10^6 + 3 (an item catalogue): log-probs match a float64 log-softmax over materialised logits', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const M = 3;
+    const D = 2;
+    const V = 1_000_003;
+    // Cheap pseudo-random weights (a normal generator is too slow for 2M values in a unit test).
+    const off = rng.uniform() * 1000;
+    const wv = new Float32Array(V * D);
+    for (let k = 0; k < wv.length; k++) wv[k] = Math.sin(k * 0.7 + off) * 2;
+    const hv = Float32Array.from(randomArray(rng, M * D));
+    const y = Int32Array.from({ length: M }, () => rng.int(V));
+    const ref = new Float64Array(M);
+    for (let m = 0; m < M; m++) {
+      const h0 = hv[m * D];
+      const h1 = hv[m * D + 1];
+      let mx = -Infinity;
+      for (let v = 0; v < V; v++) mx = Math.max(mx, h0 * wv[2 * v] + h1 * wv[2 * v + 1]);
+      let se = 0;
+      for (let v = 0; v < V; v++) se += Math.exp(h0 * wv[2 * v] + h1 * wv[2 * v + 1] - mx);
+      ref[m] = h0 * wv[2 * y[m]] + h1 * wv[2 * y[m] + 1] - mx - Math.log(se);
+    }
+    const h = tensor(hv, [M, D], { requiresGrad: true });
+    const w = tensor(wv, [V, D], { requiresGrad: true });
+    const targets = tensor(y, [M]);
+    const old = tensorFrom(Array.from(ref, (x) => x + 0.1), [M]);
+    const adv = tensor([1, -0.5, 0.25]);
+    const r = ops.fusedLinearPolicyLoss(h, w, targets, { oldLogp: old, advantages: adv });
+    expectClose(r.logp.toFloat32Array(), ref, 1e-5, 'logp at V = 1e6', seed);
+    r.loss.backward();
+    expect(Array.from(h.grad!.toFloat32Array()).every(Number.isFinite)).toBe(true);
+    for (const t of [h, w, targets, old, adv, r.loss, r.logp]) t.dispose();
+  });
+
   test('rows with no RL and no SFT token get zero hidden gradient; tensors are freed', () => {
     const seed = freshSeed();
     const rng = new Random(seed);
