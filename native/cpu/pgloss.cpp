@@ -108,7 +108,7 @@ struct RowAcc {
 
 struct VecAcc {
   f8 cnt = splat(0), low = splat(0), high = splat(0), dual = splat(0), rsum = splat(0), akl = splat(0), rkl = splat(0), lpg = splat(0),
-     lkl = splat(0), bad = splat(0), rmin = splat(kInf), rmax = splat(-kInf);
+     bad = splat(0), rmin = splat(kInf), rmax = splat(0);
 };
 
 // Eight tokens of the fused loss: accumulates the statistics and returns the gradient lanes.
@@ -142,19 +142,18 @@ __attribute__((always_inline)) inline f8 step8(VecAcc& a, f8 lp, f8 ol, f8 rf, f
     g += vsel(inx, bs * (one - ex), zero);
     fin &= vmax(rf, -rf) <= big;
   }
-  a.cnt += vsel(on, one, zero);
-  a.low += vsel(on & (r < lo) & (A < zero), one, zero);
-  a.high += vsel(on & (r > hi) & (A > zero), one, zero);
-  a.dual += vsel(on & dhit, one, zero);
-  a.rsum += vsel(on, r, zero);
+  a.cnt += vand(on, one);
+  a.low += vand(on & (r < lo) & (A < zero), one);
+  a.high += vand(on & (r > hi) & (A > zero), one);
+  a.dual += vand(on & dhit, one);
+  a.rsum += vand(on, r);
   a.rmin = vmin(a.rmin, vsel(on, r, splat(kInf)));
-  a.rmax = vmax(a.rmax, vsel(on, r, splat(-kInf)));
-  a.akl += vsel(on, one / r + d - one, zero);
-  a.rkl += vsel(on, kl, zero);
-  a.lpg += vsel(on, l, zero);
-  a.lkl += vsel(on, kl, zero);
-  a.bad += vsel(on & ~fin, one, zero);
-  return vsel(on, w * g, zero);
+  a.rmax = vmax(a.rmax, vand(on, r));  // r > 0, so masked lanes contribute 0 to the max
+  a.akl += vand(on, one / r + d - one);
+  a.rkl += vand(on, kl);
+  a.lpg += vand(on, l);
+  a.bad += vand(on & ~fin, one);
+  return vand(on, w * g);
 }
 
 // One row of tokens. Masks arrive as f32 (i32 masks and "no mask" are converted per row by the
@@ -188,7 +187,7 @@ QGS_SIMD_CLONES RowAcc row_kernel(float* QGS_RESTRICT dl, const float* QGS_RESTR
     }
   }
   return RowAcc{hsum(a.cnt), hsum(a.low), hsum(a.high), hsum(a.dual), hsum(a.rsum), hmin(a.rmin), hmax(a.rmax),
-                hsum(a.akl), hsum(a.rkl), hsum(a.lpg), hsum(a.lkl), hsum(a.bad)};
+                hsum(a.akl), hsum(a.rkl), hsum(a.lpg), hsum(a.rkl), hsum(a.bad)};
 }
 
 using RowFn = RowAcc (*)(float*, const float*, const float*, const float*, const float*, const float*, float, float, float, float,

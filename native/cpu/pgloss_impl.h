@@ -31,6 +31,8 @@ __attribute__((always_inline)) inline void store8(float* p, f8 v) { std::memcpy(
 __attribute__((always_inline)) inline f8 vmin(f8 a, f8 b) { return a < b ? a : b; }
 __attribute__((always_inline)) inline f8 vmax(f8 a, f8 b) { return a > b ? a : b; }
 __attribute__((always_inline)) inline f8 vsel(i8 c, f8 a, f8 b) { return c ? a : b; }
+// c ? a : 0 as one bitwise AND (cheaper than a blend).
+__attribute__((always_inline)) inline f8 vand(i8 c, f8 a) { return (f8)(c & (i8)a); }
 __attribute__((always_inline)) inline float hsum(f8 v) {
   float s = 0.f;
   for (int k = 0; k < 8; ++k) s += v[k];
