@@ -125,12 +125,19 @@ async function part1() {
   const rows = [];
   const fused = fusedCase();
   const fusedMs = medianMs(fused.fn, { reps: quick ? 5 : 51, warmup: 3 });
+  // Best of a few reps as well: on the shared 2-core box the median mostly measures other load.
+  let best = Infinity;
+  for (let i = 0; i < (quick ? 20 : 200); i++) {
+    const s = process.hrtime.bigint();
+    fused.fn();
+    best = Math.min(best, Number(process.hrtime.bigint() - s) / 1e6);
+  }
   const [fusedLoss, fusedGrad] = fused.value();
   // Bytes the fused pass moves: logp, oldLogp, refLogp, mask read, dlogp written (the backward
   // hands the saved gradient over without another pass when the upstream gradient is 1).
   const bytes = 5 * N * T * 4;
   const gbps = bytes / (fusedMs * 1e6);
-  rows.push({ impl: 'ours fused (clippedPolicyLoss)', ms: fusedMs, ratio: 1, note: `${gbps.toFixed(1)} GB/s = ${((100 * gbps) / DRAM_GBPS).toFixed(0)}% of ~${DRAM_GBPS} GB/s DRAM (data is L3-resident between reps)` });
+  rows.push({ impl: 'ours fused (clippedPolicyLoss)', ms: fusedMs, ratio: 1, note: `best ${best.toFixed(3)} ms; median ${gbps.toFixed(1)} GB/s, best ${(bytes / (best * 1e6)).toFixed(1)} GB/s vs ~${DRAM_GBPS} GB/s DRAM (L3-resident between reps)` });
   fused.dispose();
 
   const comp = composedCase();
