@@ -314,6 +314,61 @@ describe('fusedLinearPolicyLoss vs unfused float64 reference (materialised logit
     for (const t of [h, w, targets, old, adv, r.loss, r.logp]) t.dispose();
   });
 
+  test('micro-batch invariance: parts with the global RL and SFT normalizers reproduce the full-batch gradients', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const c = makeFCase(rng, { N: 6, T: 5, D: 6, V: 29, withMask: true, withSft: true, sftWeight: 0.4, withRef: true, klBeta: 0.1, entropyCoef: 0.02, agg: 'seq-mean-token-mean' });
+    const { opts, targets, all } = fusedTensors(c);
+    const full = (h: Tensor, w: Tensor, o: ops.FusedLinearPolicyLossOptions, y: Tensor): { loss: number; stats: ops.FusedLinearPolicyLossStats } => {
+      const r = ops.fusedLinearPolicyLoss(h, w, y, o);
+      r.loss.backward();
+      const out = { loss: r.loss.item(), stats: r.stats };
+      r.loss.dispose();
+      r.logp.dispose();
+      return out;
+    };
+    const h = tensorFrom(c.hidden, [c.N, c.T, c.D], true);
+    const w = tensorFrom(c.weight, [c.V, c.D], true);
+    const f = full(h, w, opts, targets);
+    const gh = h.grad!.toFloat32Array();
+    const gw = w.grad!.toFloat32Array();
+    // Two parts of 2 and 4 sequences, each with the global normalizers of the full batch.
+    let lossParts = 0;
+    const ghParts = new Float32Array(gh.length);
+    const gwParts = new Float64Array(gw.length);
+    for (const [b, e] of [
+      [0, 2],
+      [2, 6],
+    ]) {
+      const n = e - b;
+      const tokSlice = (x: Float64Array): Float64Array => x.slice(b * c.T, e * c.T);
+      const part: typeof c = {
+        ...c,
+        N: n,
+        hidden: c.hidden.slice(b * c.T * c.D, e * c.T * c.D),
+        targets: c.targets.slice(b * c.T, e * c.T),
+        old: tokSlice(c.old),
+        ref: c.ref === null ? null : tokSlice(c.ref),
+        mask: c.mask === null ? null : tokSlice(c.mask),
+        sftMask: c.sftMask === null ? null : tokSlice(c.sftMask),
+        adv: c.adv.slice(b, e),
+      };
+      const pt = fusedTensors(part);
+      const ph = tensorFrom(part.hidden, [n, c.T, c.D], true);
+      const pw = tensorFrom(c.weight, [c.V, c.D], true);
+      const pr = full(ph, pw, { ...pt.opts, normalizer: f.stats.normalizer, sftNormalizer: f.stats.sftTokens }, pt.targets);
+      lossParts += pr.loss;
+      ghParts.set(ph.grad!.toFloat32Array(), b * c.T * c.D);
+      const g = pw.grad!.toFloat32Array();
+      for (let k = 0; k < g.length; k++) gwParts[k] += g[k];
+      for (const t of [...pt.all, ph, pw]) t.dispose();
+    }
+    expectClose([lossParts], [f.loss], 1e-5, 'loss of parts', seed);
+    expectClose(ghParts, gh, 1e-5, 'hidden grad of parts', seed);
+    expectClose(gwParts, gw, 1e-5, 'weight grad of parts', seed);
+    for (const t of [...all, h, w]) t.dispose();
+  });
+
   test('rows with no RL and no SFT token get zero hidden gradient; tensors are freed', () => {
     const seed = freshSeed();
     const rng = new Random(seed);
