@@ -30,4 +30,5 @@ export * as metrics from './metrics';
 export * as io from './io';
 export { Ranker } from './qgs/serving';
 export * as serving from './qgs/serving';
+export * as qgs from './qgs';
 export * as rl from './rl';

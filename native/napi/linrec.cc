@@ -138,9 +138,109 @@ QGS_BINDING(linrecBackward) {
   return info.Env().Undefined();
 }
 
+namespace {
+
+struct HstuArgs {
+  HstuConfig cfg;
+  HostInts offsets, lengths;
+  int64_t rows = 0;
+};
+
+// Reads offsets, lengths, B, L, H, dqk, dv, alpha, invN, numPos, numTime, timeDiv starting at `at`.
+void hstu_args(const Napi::CallbackInfo& info, size_t at, HstuArgs& a) {
+  a.offsets = host_ints(info, at, "offsets");
+  a.lengths = host_ints(info, at + 1, "lengths");
+  HstuConfig& c = a.cfg;
+  c.batch = int_arg(info, at + 2, "batch", 0, INT32_MAX);
+  c.max_len = int_arg(info, at + 3, "maxLen", 0, INT32_MAX);
+  c.heads = int_arg(info, at + 4, "heads", 1, 1 << 16);
+  c.dqk = int_arg(info, at + 5, "dqk", 1, 1 << 16);
+  c.dv = int_arg(info, at + 6, "dv", 1, 1 << 16);
+  c.alpha = static_cast<float>(num_arg(info, at + 7, "alpha"));
+  c.inv_n = static_cast<float>(num_arg(info, at + 8, "invN"));
+  c.num_pos = int_arg(info, at + 9, "numPos", 0, INT32_MAX);
+  c.num_time = int_arg(info, at + 10, "numTime", 0, INT32_MAX);
+  c.time_div = static_cast<float>(num_arg(info, at + 11, "timeDiv"));
+  if (a.offsets.has) {
+    require(static_cast<int64_t>(a.offsets.v.size()) == c.batch + 1,
+            "offsets: expected " + std::to_string(c.batch + 1) + " entries, got " + std::to_string(a.offsets.v.size()));
+    c.offsets = a.offsets.v.data();
+  }
+  if (a.lengths.has) {
+    require(static_cast<int64_t>(a.lengths.v.size()) == c.batch,
+            "lengths: expected " + std::to_string(c.batch) + " entries, got " + std::to_string(a.lengths.v.size()));
+    c.lengths = a.lengths.v.data();
+  }
+  a.rows = hstu_rows(c);
+}
+
+}  // namespace
+
+// hstuForward(out, q, k, v, posBias|null, timeBias|null, timestamps|null, offsets, lengths, B, L, H, dqk, dv,
+//             alpha, invN, numPos, numTime, timeDiv)
+QGS_BINDING(hstuForward) {
+  HstuArgs a;
+  hstu_args(info, 7, a);
+  const HstuConfig& c = a.cfg;
+  View vo = storage_arg(info, 0, "out", a.rows * c.heads * c.dv * 4);
+  View vq = storage_arg(info, 1, "q", a.rows * c.heads * c.dqk * 4);
+  View vk = storage_arg(info, 2, "k", a.rows * c.heads * c.dqk * 4);
+  View vv = storage_arg(info, 3, "v", a.rows * c.heads * c.dv * 4);
+  View vp = optional_storage_arg(info, 4, "positionBias", c.num_pos * 4);
+  View vt = optional_storage_arg(info, 5, "timeBias", c.num_time * 4);
+  View vts = optional_storage_arg(info, 6, "timestamps", c.num_time > 0 ? a.rows * 4 : 0);
+  Device dev = common_device("hstuForward", {&vo, &vq, &vk, &vv, &vp, &vt, &vts});
+  if (dev == Device::CUDA) {
+    require_cuda_build(info.Env(), "hstuForward");
+#ifdef QGS_WITH_CUDA
+    qgs::cuda::hstu_forward(vo.as<float>(), vq.as<float>(), vk.as<float>(), vv.as<float>(), vp.as<float>(), vt.as<float>(),
+                            vts.as<int32_t>(), c);
+#endif
+  } else {
+    qgs::cpu::hstu_forward(vo.as<float>(), vq.as<float>(), vk.as<float>(), vv.as<float>(), vp.as<float>(), vt.as<float>(),
+                           vts.as<int32_t>(), c);
+  }
+  return info.Env().Undefined();
+}
+
+// hstuBackward(dq|null, dk|null, dv|null, dpos|null, dtime|null, q, k, v, posBias|null, timeBias|null,
+//              timestamps|null, dout, offsets, lengths, B, L, H, dqk, dv, alpha, invN, numPos, numTime, timeDiv)
+QGS_BINDING(hstuBackward) {
+  HstuArgs a;
+  hstu_args(info, 12, a);
+  const HstuConfig& c = a.cfg;
+  const int64_t nqk = a.rows * c.heads * c.dqk, nv = a.rows * c.heads * c.dv;
+  View vdq = optional_storage_arg(info, 0, "dq", nqk * 4);
+  View vdk = optional_storage_arg(info, 1, "dk", nqk * 4);
+  View vdv = optional_storage_arg(info, 2, "dv", nv * 4);
+  View vdp = optional_storage_arg(info, 3, "dpos", c.num_pos * 4);
+  View vdt = optional_storage_arg(info, 4, "dtime", c.num_time * 4);
+  View vq = storage_arg(info, 5, "q", nqk * 4);
+  View vk = storage_arg(info, 6, "k", nqk * 4);
+  View vv = storage_arg(info, 7, "v", nv * 4);
+  View vp = optional_storage_arg(info, 8, "positionBias", c.num_pos * 4);
+  View vt = optional_storage_arg(info, 9, "timeBias", c.num_time * 4);
+  View vts = optional_storage_arg(info, 10, "timestamps", c.num_time > 0 ? a.rows * 4 : 0);
+  View vdo = storage_arg(info, 11, "dout", nv * 4);
+  Device dev = common_device("hstuBackward", {&vdq, &vdk, &vdv, &vdp, &vdt, &vq, &vk, &vv, &vp, &vt, &vts, &vdo});
+  if (dev == Device::CUDA) {
+    require_cuda_build(info.Env(), "hstuBackward");
+#ifdef QGS_WITH_CUDA
+    qgs::cuda::hstu_backward(vdq.as<float>(), vdk.as<float>(), vdv.as<float>(), vdp.as<float>(), vdt.as<float>(), vq.as<float>(),
+                             vk.as<float>(), vv.as<float>(), vp.as<float>(), vt.as<float>(), vts.as<int32_t>(), vdo.as<float>(), c);
+#endif
+  } else {
+    qgs::cpu::hstu_backward(vdq.as<float>(), vdk.as<float>(), vdv.as<float>(), vdp.as<float>(), vdt.as<float>(), vq.as<float>(),
+                            vk.as<float>(), vv.as<float>(), vp.as<float>(), vt.as<float>(), vts.as<int32_t>(), vdo.as<float>(), c);
+  }
+  return info.Env().Undefined();
+}
+
 void register_linrec(Napi::Env env, Napi::Object exports) {
   QGS_EXPORT(exports, env, linrecForward);
   QGS_EXPORT(exports, env, linrecBackward);
+  QGS_EXPORT(exports, env, hstuForward);
+  QGS_EXPORT(exports, env, hstuBackward);
 }
 
 }  // namespace qgs::napi

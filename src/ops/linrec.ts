@@ -8,6 +8,7 @@ import { native } from '../native';
 import { Tensor, empty, zeros, formatShape } from '../tensor';
 import { record, needsGrad } from '../autograd';
 import { checkTensor, sameDevice } from './validate';
+import { intArray, checkOffsets, checkLengths, callNative } from './jagged';
 
 declare module '../native' {
   interface NativeBinding {
@@ -70,41 +71,8 @@ interface Plan {
   chunk: number;
 }
 
-function intArray(op: string, name: string, x: unknown): Int32Array {
-  if (x instanceof Int32Array) return x;
-  if (Array.isArray(x)) {
-    const a = new Int32Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const e: unknown = x[i];
-      if (typeof e !== 'number' || !Number.isInteger(e)) throw new TypeError(`${op}: ${name}[${i}]: expected an integer, got ${String(e)}`);
-      a[i] = e;
-    }
-    return a;
-  }
-  throw new TypeError(`${op}: ${name}: expected an Int32Array or an array of integers, got ${x === null ? 'null' : typeof x}`);
-}
 
-/** Checks packed offsets against the row count: offsets[0] = 0, non-decreasing, offsets[B] = rows. */
-export function checkOffsets(op: string, offsets: Int32Array, rows: number): void {
-  if (offsets.length < 1) throw new Error(`${op}: offsets: expected at least 1 entry (B+1), got 0`);
-  if (offsets[0] !== 0) throw new Error(`${op}: offsets[0]: expected 0, got ${offsets[0]}`);
-  for (let b = 1; b < offsets.length; b++) {
-    if (offsets[b] < offsets[b - 1]) {
-      throw new Error(`${op}: offsets: expected non-decreasing values, got offsets[${b}] = ${offsets[b]} < offsets[${b - 1}] = ${offsets[b - 1]}`);
-    }
-  }
-  const last = offsets[offsets.length - 1];
-  if (last > rows) throw new Error(`${op}: offsets: offsets[${offsets.length - 1}] = ${last} is past the end of the packed rows (${rows})`);
-  if (last !== rows) throw new Error(`${op}: offsets: expected offsets[${offsets.length - 1}] = ${rows} (the packed row count), got ${last}`);
-}
 
-/** Checks padded lengths: B entries in [0, L]. */
-export function checkLengths(op: string, lengths: Int32Array, batch: number, maxLen: number): void {
-  if (lengths.length !== batch) throw new Error(`${op}: lengths: expected ${batch} entries (one per sequence), got ${lengths.length}`);
-  for (let b = 0; b < batch; b++) {
-    if (lengths[b] < 0 || lengths[b] > maxLen) throw new RangeError(`${op}: lengths[${b}]: expected 0..${maxLen}, got ${lengths[b]}`);
-  }
-}
 
 function maxSeqLen(plan: { offsets: Int32Array | null; maxLen: number }): number {
   if (plan.offsets === null) return plan.maxLen;
@@ -113,15 +81,6 @@ function maxSeqLen(plan: { offsets: Int32Array | null; maxLen: number }): number
   return m;
 }
 
-// Native errors (decay outside [0, 1], ...) get the op name in front.
-function call(op: string, fn: () => void): void {
-  try {
-    fn();
-  } catch (e) {
-    const msg = (e as Error).message;
-    throw new Error(msg.startsWith(`${op}:`) ? msg : `${op}: ${msg}`);
-  }
-}
 
 function planFor(op: string, q: Tensor, k: Tensor, v: Tensor, opts: LinearRecurrenceOptions): Plan {
   const packed = opts.offsets !== undefined && opts.offsets !== null;
@@ -196,7 +155,7 @@ function run(op: string, q: Tensor, k: Tensor, v: Tensor, decay: Tensor | null, 
   const output = empty(outShape, { device });
   const state = wantState ? empty(stateShape, { device }) : null;
   const b = native();
-  call(op, () => b.linrecForward(output.storage, st(state), q.storage, k.storage, v.storage, st(decay), st(init),
+  callNative(op, () => b.linrecForward(output.storage, st(state), q.storage, k.storage, v.storage, st(decay), st(init),
     p.offsets, p.lengths, p.batch, p.maxLen, p.heads, p.dk, p.dv, p.decayMode, p.scale, p.invT, p.chunk));
   const inputs: Tensor[] = [q, k, v];
   if (decay !== null) inputs.push(decay);
@@ -209,7 +168,7 @@ function run(op: string, q: Tensor, k: Tensor, v: Tensor, decay: Tensor | null, 
     const dv = want(v);
     const dd = decay !== null ? want(decay) : null;
     const di = init !== null ? want(init) : null;
-    call(op, () => b.linrecBackward(st(dq), st(dk), st(dv), st(dd), st(di), q.storage, k.storage, v.storage, st(decay),
+    callNative(op, () => b.linrecBackward(st(dq), st(dk), st(dv), st(dd), st(di), q.storage, k.storage, v.storage, st(decay),
       st(init), st(dout), st(dstate), p.offsets, p.lengths, p.batch, p.maxLen, p.heads, p.dk, p.dv, p.decayMode,
       p.scale, p.invT, p.chunk));
     const grads: (Tensor | null)[] = [dq, dk, dv];
