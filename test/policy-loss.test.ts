@@ -2,7 +2,7 @@
 // combination (aggregation × KL × dual clip × per-sequence bounds × masks with empty rows × per-token
 // advantages), values, statistics and gradients (central differences), micro-batch invariance,
 // extreme ratios, and bad inputs.
-import { tensor, ops, Random, Tensor, memoryStats, noGrad, scope } from '../src';
+import { tensor, ops, Random, Tensor, memoryStats, noGrad, scope, backendInfo } from '../src';
 import { freshSeed, gradCheck, expectClose, errorOf, tensorFrom } from './helpers';
 
 type Agg = ops.PolicyLossAgg;
@@ -443,5 +443,65 @@ describe('clippedPolicyLoss bad inputs', () => {
     const r = ops.clippedPolicyLoss(bad, { oldLogp: old, advantages: adv, mask });
     expect(Number.isFinite(r.loss.item())).toBe(true);
     for (const t of [lp, old, adv, ref, bad, mask, r.loss]) t.dispose();
+  });
+});
+
+// Runs only where a GPU answers (the CUDA kernels are compiled in CI but can only run on a lent GPU).
+const onGpu = backendInfo().cuda ? test : test.skip;
+describe('CUDA kernels match the CPU kernels', () => {
+  onGpu('clippedPolicyLoss and fusedLinearPolicyLoss on cuda vs cpu (values, stats, gradients)', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const c = makeCase(rng, 7, 300, { withRef: true, klBeta: 0.1, withMask: true, perSeqEps: true, dualClip: 3, agg: 'seq-mean-token-mean' });
+    const results = (['cpu', 'cuda'] as const).map((device) =>
+      scope(() => {
+        const a = tensors(c);
+        const mv = (t: Tensor | number | undefined): Tensor | number | undefined => (t instanceof Tensor ? t.to(device) : t);
+        const o = a.opts;
+        const lp = tensorFrom(c.logp, [c.N, c.T]).to(device);
+        lp.requiresGrad = true;
+        const r = ops.clippedPolicyLoss(lp, {
+          ...o,
+          oldLogp: o.oldLogp.to(device),
+          refLogp: o.refLogp?.to(device),
+          mask: o.mask?.to(device),
+          advantages: o.advantages.to(device),
+          epsLow: mv(o.epsLow),
+          epsHigh: mv(o.epsHigh),
+        });
+        r.loss.backward();
+        return { loss: r.loss.item(), grad: lp.grad!.toFloat32Array(), stats: r.stats };
+      }),
+    );
+    expectClose([results[1].loss], [results[0].loss], 1e-4, 'cuda loss', seed);
+    expectClose(results[1].grad, results[0].grad, 1e-4, 'cuda grad', seed);
+    expect(results[1].stats.tokenCount).toBe(results[0].stats.tokenCount);
+
+    const M = 40;
+    const D = 16;
+    const V = 3001;
+    const hv = Float32Array.from(Array.from({ length: M * D }, () => rng.normal() * 0.5));
+    const wv = Float32Array.from(Array.from({ length: V * D }, () => rng.normal() * 0.5));
+    const y = Int32Array.from({ length: M }, () => rng.int(V));
+    const fl = (['cpu', 'cuda'] as const).map((device) =>
+      scope(() => {
+        const h = tensor(hv, [M, D], { device, requiresGrad: true });
+        const w = tensor(wv, [V, D], { device, requiresGrad: true });
+        const r = ops.fusedLinearPolicyLoss(h, w, tensor(y, [M], { device }), {
+          oldLogp: tensor(new Float32Array(M).fill(-8), [M], { device }),
+          advantages: tensor(Float32Array.from({ length: M }, (_, i) => Math.sin(i)), [M], { device }),
+          sftMask: tensor(Float32Array.from({ length: M }, (_, i) => (i % 5 === 0 ? 1 : 0)), [M], { device }),
+          sftWeight: 0.3,
+          entropyCoef: 0.01,
+          chunkVocab: 512,
+        });
+        r.loss.backward();
+        return { loss: r.loss.item(), gh: h.grad!.toFloat32Array(), gw: w.grad!.toFloat32Array(), logp: r.logp.toFloat32Array() };
+      }),
+    );
+    expectClose([fl[1].loss], [fl[0].loss], 1e-4, 'cuda fused loss', seed);
+    expectClose(fl[1].logp, fl[0].logp, 1e-4, 'cuda fused logp', seed);
+    expectClose(fl[1].gh, fl[0].gh, 1e-4, 'cuda fused dhidden', seed);
+    expectClose(fl[1].gw, fl[0].gw, 1e-4, 'cuda fused dweight', seed);
   });
 });
