@@ -31,3 +31,4 @@ export * as io from './io';
 export { Ranker } from './qgs/serving';
 export * as serving from './qgs/serving';
 export * as qgs from './qgs';
+export * as rl from './rl';
