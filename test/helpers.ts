@@ -79,7 +79,9 @@ export function gradCheck(o: GradCheckOptions): void {
   const yRef = o.ref(x32);
   expectClose(y.toFloat32Array(), yRef, o.tol ?? 1e-4, `${what} forward`, seed);
   const G = randomArray(rng, y.size);
-  y.backward(tensorFrom(G, y.shape));
+  const cotangent = tensorFrom(G, y.shape);
+  y.backward(cotangent);
+  cotangent.dispose();
   const h = o.h ?? 1e-5;
   const which = o.check ?? ts.map((_, i) => i);
   for (const k of which) {
