@@ -100,7 +100,7 @@ struct Scratch {
     Vc.assign(C * dvp, 0.f);
     KcT.assign(c.dk * Cp, 0.f);
     Qs.assign(C * dkp, 0.f);
-    KdT.assign(c.dk * Cp, 0.f);
+    KdT.assign(C * dkp, 0.f);
     P.assign(C * Cp, 0.f);
     O.assign(C * dvp, 0.f);
     M.assign(C * Cp, 0.f);
@@ -179,18 +179,18 @@ void gather(float* dst, int64_t ld, const float* src, int64_t row_stride, int64_
 float scale_at(const LinrecConfig& c, int64_t t) { return c.inv_t ? c.scale / static_cast<float>(t + 1) : c.scale; }
 
 // S ← e^{A_last} S + (diag(F) K)ᵀ V for the chunk in s (KcT, Vc, F, E filled).
-void advance_state(Scratch& s, float* S, int64_t dk, int64_t n) {
-  const int64_t np = r16(n);
-  for (int64_t p = 0; p < dk; ++p) {
-    const float* kt = s.KcT.data() + p * s.Cp;
-    float* kd = s.KdT.data() + p * s.Cp;
-    for (int64_t j = 0; j < n; ++j) kd[j] = kt[j] * s.F[j];
-    for (int64_t j = n; j < np; ++j) kd[j] = 0.f;
+QGS_SIMD_CLONES void advance_state(Scratch& s, float* S, int64_t dk, int64_t n) {
+  float* kd = s.KdT.data();  // [n, dkp]: rows k_j · F_j, used transposed
+  for (int64_t j = 0; j < n; ++j) {
+    const float f = s.F[j];
+    const float* kr = s.Kc.data() + j * s.dkp;
+#pragma omp simd
+    for (int64_t p = 0; p < s.dkp; ++p) kd[j * s.dkp + p] = kr[p] * f;
   }
   const float el = s.E[n - 1];
   if (el != 1.f)
     for (int64_t i = 0; i < dk * s.dvp; ++i) S[i] *= el;
-  mm(S, s.dvp, s.KdT.data(), s.Cp, s.Vc.data(), s.dvp, dk, n, s.dvp, true);
+  mm(S, s.dvp, kd, s.dkp, s.Vc.data(), s.dvp, dk, n, s.dvp, true, tile::Tri::Full, true);
 }
 
 void load_chunk_kv(Scratch& s, const float* k, const float* v, const LinrecConfig& c, int64_t row0, int64_t h, int64_t n) {
@@ -330,8 +330,7 @@ QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* d
     mm(VR, s.dkp, s.Vc.data(), s.dvp, s.RcT.data(), s.dkp, n, dv, s.dkp, false);
     if (want_decay)
       for (int64_t j = 0; j < n; ++j) s.y[j] = tile::dot(s.Kc.data() + j * s.dkp, VR + j * s.dkp, dk);
-    tile::transpose(s.T1.data(), s.Cp, s.Pg.data(), s.Cp, n, n);  // PgT
-    mm(D, s.dkp, s.T1.data(), s.Cp, s.Qc.data(), s.dkp, n, n, s.dkp, false, tile::Tri::UpperK);
+    mm(D, s.dkp, s.Pg.data(), s.Cp, s.Qc.data(), s.dkp, n, n, s.dkp, false, tile::Tri::UpperK, true);  // Pgᵀ Q
     if (dk_out) {
       for (int64_t i = 0; i < n; ++i) {
         float* o = dk_out + (row0 + i) * rsq + h * dk;
@@ -342,8 +341,7 @@ QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* d
     if (dv_out) {
       float* KR = s.T2.data();
       mm(KR, s.dvp, s.Kc.data(), s.dkp, Rc, s.dvp, n, dk, s.dvp, false);
-      tile::transpose(s.T1.data(), s.Cp, s.P.data(), s.Cp, n, n);  // Pᵀ
-      mm(D, s.dvp, s.T1.data(), s.Cp, s.Gc.data(), s.dvp, n, n, s.dvp, false, tile::Tri::UpperK);
+      mm(D, s.dvp, s.P.data(), s.Cp, s.Gc.data(), s.dvp, n, n, s.dvp, false, tile::Tri::UpperK, true);  // Pᵀ G
       for (int64_t i = 0; i < n; ++i) {
         float* o = dv_out + (row0 + i) * rsv + h * dv;
         for (int64_t j = 0; j < dv; ++j) o[j] = D[i * s.dvp + j] + s.F[i] * KR[i * s.dvp + j];
@@ -391,11 +389,10 @@ QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* d
     // Rc ← e^{A_last} Rc + (diag(E) Q)ᵀ G
     for (int64_t i = 0; i < n; ++i)
       for (int64_t p = 0; p < s.dkp; ++p) s.Qs[i * s.dkp + p] = s.Qc[i * s.dkp + p] * s.E[i];
-    tile::transpose(s.KdT.data(), s.Cp, s.Qs.data(), s.dkp, n, dk);  // (diag(E) Q)ᵀ [dk, Cp]
     const float el = s.E[n - 1];
     if (el != 1.f)
       for (int64_t i = 0; i < sdim; ++i) Rc[i] *= el;
-    mm(Rc, s.dvp, s.KdT.data(), s.Cp, s.Gc.data(), s.dvp, dk, n, s.dvp, true);
+    mm(Rc, s.dvp, s.Qs.data(), s.dkp, s.Gc.data(), s.dvp, dk, n, s.dvp, true, tile::Tri::Full, true);  // (diag(E) Q)ᵀ G
   }
   // Padding rows: zero gradients.
   for (int64_t r = sq.start + sq.len; r < sq.start + sq.cap; ++r) {
