@@ -28,3 +28,6 @@ export * as optim from './optim';
 export * as data from './data';
 export * as metrics from './metrics';
 export * as io from './io';
+export { Ranker } from './qgs/serving';
+export * as serving from './qgs/serving';
+export * as qgs from './qgs';

@@ -257,6 +257,26 @@ describe('unary and scalar ops', () => {
     }
   });
 
+  test('exp / sigmoid / silu at the float range limits (vectorised exp path)', () => {
+    const v = [0, 1, -1, 88, 88.72, 89, 1000, -87, -88, -103, -200, NaN, Infinity, -Infinity, 1e-8, 20, -20];
+    const x = tensor(v);
+    const xs = x.toFloat32Array();
+    const e = ops.exp(x).toFloat32Array();
+    const s = ops.sigmoid(x).toFloat32Array();
+    xs.forEach((xv, i) => {
+      const ref = Math.fround(Math.exp(xv));
+      if (Number.isNaN(ref)) expect(e[i]).toBeNaN();
+      else if (!Number.isFinite(ref)) expect(e[i]).toBe(ref);
+      else if (ref < 1e-37) expect(Math.abs(e[i] - ref)).toBeLessThanOrEqual(Math.abs(ref) * 1e-6 + 1e-44);
+      else expect(Math.abs(e[i] - ref) / ref).toBeLessThan(3e-7);
+      const sref = 1 / (1 + Math.exp(-xv));
+      if (Number.isNaN(sref)) expect(s[i]).toBeNaN();
+      else expect(Math.abs(s[i] - sref)).toBeLessThan(1e-7 * Math.max(1, sref) + 1e-44);
+    });
+    expect(e[6]).toBe(Infinity);
+    expect(e[10]).toBe(0);
+  });
+
   test('clamp with infinite bounds and gradient at the boundary', () => {
     const x = tensor([-2, 0, 3], [3], { requiresGrad: true });
     expect(Array.from(ops.clamp(x, -Infinity, 1).toFloat32Array())).toEqual([-2, 0, 1]);

@@ -72,6 +72,24 @@ describe('reshape', () => {
   });
 });
 
+describe('unsqueeze, squeeze, flatten', () => {
+  test('shapes, shared storage, gradient, errors', () => {
+    const x = tensor([1, 2, 3, 4, 5, 6], [2, 1, 3], { requiresGrad: true });
+    expect(ops.unsqueeze(x, 0).shape).toEqual([1, 2, 1, 3]);
+    expect(ops.unsqueeze(x, -1).shape).toEqual([2, 1, 3, 1]);
+    expect(ops.squeeze(x).shape).toEqual([2, 3]);
+    expect(ops.squeeze(x, 1).shape).toEqual([2, 3]);
+    expect(ops.flatten(x).shape).toEqual([6]);
+    expect(ops.flatten(x, 1).shape).toEqual([2, 3]);
+    expect(ops.flatten(tensor(2)).shape).toEqual([1]);
+    ops.sum(ops.mul(ops.flatten(ops.unsqueeze(ops.squeeze(x), 0)), tensor([1, 2, 3, 4, 5, 6]))).backward();
+    expect(Array.from(x.grad!.toFloat32Array())).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(errorOf(() => ops.squeeze(x, 0))).toMatch(/squeeze: axes: axis 0 of x \[2, 1, 3\] has size 2, expected 1/);
+    expect(errorOf(() => ops.unsqueeze(x, 4))).toMatch(/unsqueeze: axis: expected an integer in \[-4, 3\], got 4/);
+    expect(errorOf(() => ops.flatten(x, 2, 1))).toMatch(/flatten: expected start <= end/);
+  });
+});
+
 describe('transpose and broadcastTo', () => {
   test('transpose forward (default reverse and perms), gradient, i32', () => {
     const seed = freshSeed();

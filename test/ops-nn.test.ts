@@ -187,6 +187,20 @@ describe('embedding', () => {
     W.dispose(); // frees the sparse gradient too
   });
 
+  test('a 10^6-row table never gets a dense gradient (memory stays O(rows touched))', () => {
+    const V = 1_000_000, D = 8;
+    const W = zeros([V, D], { requiresGrad: true });
+    const before = memoryStats().bytes;
+    scope(() => {
+      ops.embedding(W, tensor([999_999, 5, 5, 123_456], [4], { dtype: 'i32' }), { sparse: true }).backward(tensor(new Float32Array(32).fill(1), [4, D]));
+    });
+    expect(W.grad).toBeNull();
+    expect(Array.from(W.sparseGrad!.rows.toInt32Array())).toEqual([5, 123_456, 999_999]);
+    expect(W.sparseGrad!.values.shape).toEqual([3, D]);
+    expect(memoryStats().bytes - before).toBeLessThan(4096); // the sparse gradient only, not V*D floats
+    W.dispose();
+  });
+
   test('out-of-range and wrong-dtype indices are clear errors', () => {
     const W = zeros([4, 2]);
     expect(errorOf(() => ops.embedding(W, tensor([0, 4, 1], [3], { dtype: 'i32' })))).toMatch(/embedding: indices: expected values in \[0, 4\), got 4 at flat position 1/);

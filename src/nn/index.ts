@@ -17,3 +17,20 @@ export { LinearHSTU } from './linear-hstu';
 export type { LinearHSTUOptions, LinearHSTUState, SequenceBatchOptions } from './linear-hstu';
 export { HSTU } from './hstu';
 export type { HSTUOptions, HSTUBatchOptions, HSTUState } from './hstu';
+export { FeatureGroups, OOV_ROW, MISSING_ROW, FIRST_VALUE_ROW } from './feature-groups';
+export type {
+  FeatureGroupsOptions,
+  FeatureGroupsOutput,
+  FeatureGroupSpec,
+  FeatureSpec,
+  DenseFeatureSpec,
+  CategoricalFeatureSpec,
+  CategoryValue,
+  RawFeatureValue,
+  FeatureRecord,
+  DenseStats,
+} from './feature-groups';
+export { HFGAttention } from './hfg-attention';
+export type { HFGAttentionOptions, HFGPooling } from './hfg-attention';
+export { ConcatFeatureMLP } from './concat-feature-mlp';
+export type { ConcatFeatureMLPOptions } from './concat-feature-mlp';

@@ -48,6 +48,38 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   return record('reshape', out, [x], (g) => [g.view(x.shape)]);
 }
 
+/** Inserts a size-1 axis at `axis` (in [-rank-1, rank]); a zero-copy view. */
+export function unsqueeze(x: Tensor, axis: number): Tensor {
+  checkTensor('unsqueeze', 'x', x);
+  const a = normAxis('unsqueeze', axis, x.rank + 1);
+  return reshape(x, [...x.shape.slice(0, a), 1, ...x.shape.slice(a)]);
+}
+
+/** Removes size-1 axes (all of them, or the given ones, which must have size 1); a zero-copy view. */
+export function squeeze(x: Tensor, axes?: number | readonly number[]): Tensor {
+  checkTensor('squeeze', 'x', x);
+  let drop: number[];
+  if (axes === undefined) {
+    drop = x.shape.flatMap((d, i) => (d === 1 ? [i] : []));
+  } else {
+    drop = (typeof axes === 'number' ? [axes] : [...axes]).map((a) => normAxis('squeeze', a, x.rank, 'axes'));
+    for (const a of drop) {
+      if (x.shape[a] !== 1) throw new Error(`squeeze: axes: axis ${a} of x ${formatShape(x.shape)} has size ${x.shape[a]}, expected 1`);
+    }
+  }
+  return reshape(x, x.shape.filter((_, i) => !drop.includes(i)));
+}
+
+/** Merges axes start..end (inclusive, default all) into one; a zero-copy view. */
+export function flatten(x: Tensor, start = 0, end = -1): Tensor {
+  checkTensor('flatten', 'x', x);
+  if (x.rank === 0) return reshape(x, [1]);
+  const s = normAxis('flatten', start, x.rank, 'start');
+  const e = normAxis('flatten', end, x.rank, 'end');
+  if (s > e) throw new RangeError(`flatten: expected start <= end, got start ${start} and end ${end} for rank ${x.rank}`);
+  return reshape(x, [...x.shape.slice(0, s), shapeSize(x.shape.slice(s, e + 1)), ...x.shape.slice(e + 1)]);
+}
+
 // ---- transpose ----
 
 function checkPerm(op: string, perm: readonly number[], rank: number): number[] {

@@ -1,0 +1,172 @@
+// The QGS serving backend (what Ranker loads by default from dist/qgs/backend.js). A user state is
+// the concatenation of every encoder layer's recurrent state [H, dk, dv]: a new interaction costs one
+// O(layers · H · dk · dv) step; scoring reads the state with a read-out token (no write, no decay),
+// exactly as in training, then runs the ranking head over the candidates.
+import { tensor, scope } from '../tensor';
+import { noGrad } from '../autograd';
+import * as ops from '../ops';
+import { loadCheckpoint } from './checkpoint';
+import { ITEM_OFFSET, NO_ITEM, NO_QUERY, TERM_OFFSET } from './dataset';
+import { scaleFeatures, type ScalerState } from './features';
+import type { QgsModel } from './model';
+import type { BackendScoreRequest, Interaction, Query, ScoringBackend } from './serving/backend';
+import { tagHash } from './serving/state-codec';
+
+export class QgsBackend implements ScoringBackend {
+  readonly stateSize: number;
+  readonly stateTag: string;
+  private readonly perLayer: number;
+  private readonly columns: { group: string; feature: string }[];
+
+  constructor(readonly model: QgsModel, readonly scaler: ScalerState) {
+    const c = model.cfg;
+    if (c.encoder !== 'linear') throw new Error(`QgsBackend: the ${c.encoder} encoder keeps no recurrent state; serve a linear (Linear HSTU) model`);
+    this.perLayer = c.heads * c.dk * c.dv;
+    this.stateSize = c.layers * this.perLayer;
+    this.stateTag = `qgs:${c.variant}:${c.layers}x${c.heads}x${c.dk}x${c.dv}:${tagHash(JSON.stringify(scaler))}`;
+    this.columns = c.layout.groups.flatMap((g) => g.features.map((f) => ({ group: g.name, feature: f })));
+  }
+
+  emptyState(): Float32Array {
+    return new Float32Array(this.stateSize);
+  }
+
+  private termRow(q: Query | null | undefined): Int32Array {
+    const m = this.model.cfg.maxTerms;
+    const row = new Int32Array(m);
+    const t = this.model.cfg.variant === 'item-only' ? [] : q?.terms ?? [];
+    if (t.length === 0) row[0] = NO_QUERY;
+    for (let j = 0; j < Math.min(m, t.length); j++) row[j] = t[j] + TERM_OFFSET < this.model.cfg.termVocab ? t[j] + TERM_OFFSET : NO_QUERY;
+    return row;
+  }
+
+  private itemToken(item: number): number {
+    const tok = item + ITEM_OFFSET;
+    if (!Number.isInteger(item) || item < 0 || tok >= this.model.cfg.itemVocab) {
+      throw new Error(`item ${item} is outside the model's catalogue (0..${this.model.cfg.itemVocab - ITEM_OFFSET - 1})`);
+    }
+    return tok;
+  }
+
+  /** Interaction → the write tokens it adds (flattened: a query token then the item token). */
+  private tokens(ev: Interaction): { terms: Int32Array; items: number[] } {
+    const m = this.model.cfg.maxTerms;
+    if (this.model.cfg.variant === 'flattened') {
+      const terms = new Int32Array(2 * m);
+      terms.set(this.termRow(ev.query), 0);
+      terms[m] = NO_QUERY;
+      return { terms, items: [NO_ITEM, this.itemToken(ev.item)] };
+    }
+    return { terms: this.termRow(ev.query), items: [this.itemToken(ev.item)] };
+  }
+
+  encode(history: readonly Interaction[]): Float32Array {
+    if (history.length === 0) return this.emptyState();
+    const m = this.model.cfg.maxTerms;
+    const parts = history.map((e) => this.tokens(e));
+    const T = parts.reduce((s, p) => s + p.items.length, 0);
+    const terms = new Int32Array(T * m);
+    const items = new Int32Array(T);
+    let o = 0;
+    for (const p of parts) {
+      terms.set(p.terms, o * m);
+      items.set(p.items, o);
+      o += p.items.length;
+    }
+    return scope(() =>
+      noGrad(() => {
+        const x = this.model.embedTokens(terms, items);
+        const write = new Float32Array(T).fill(1);
+        const states = this.model.encoder.finalStates(x, {
+          offsets: Int32Array.of(0, T),
+          write: tensor(write, [T, 1]),
+          readOnly: tensor(new Float32Array(T), [T, 1]),
+        });
+        return this.pack(states.map((s) => s.toFloat32Array()));
+      }),
+    );
+  }
+
+  private pack(layers: Float32Array[]): Float32Array {
+    const out = new Float32Array(this.stateSize);
+    layers.forEach((l, i) => out.set(l, i * this.perLayer));
+    return out;
+  }
+
+  private unpack(states: readonly Float32Array[]): ReturnType<typeof tensor>[] {
+    const c = this.model.cfg;
+    const B = states.length;
+    const out = [];
+    for (let l = 0; l < c.layers; l++) {
+      const buf = new Float32Array(B * this.perLayer);
+      states.forEach((s, b) => buf.set(s.subarray(l * this.perLayer, (l + 1) * this.perLayer), b * this.perLayer));
+      out.push(tensor(buf, [B, c.heads, c.dk, c.dv]));
+    }
+    return out;
+  }
+
+  step(state: Float32Array, event: Interaction): Float32Array {
+    const { terms, items } = this.tokens(event);
+    return scope(() =>
+      noGrad(() => {
+        let states = this.unpack([state]);
+        const m = this.model.cfg.maxTerms;
+        for (let i = 0; i < items.length; i++) {
+          const x = this.model.embedTokens(terms.subarray(i * m, (i + 1) * m), Int32Array.of(items[i]));
+          states = this.model.encoder.step(x, states, true).states;
+        }
+        return this.pack(states.map((s) => s.toFloat32Array()));
+      }),
+    );
+  }
+
+  scoreBatch(reqs: readonly BackendScoreRequest[]): Float32Array[] {
+    if (reqs.length === 0) return [];
+    const m = this.model.cfg.maxTerms;
+    const R = reqs.length;
+    return scope(() =>
+      noGrad(() => {
+        const terms = new Int32Array(R * m);
+        reqs.forEach((r, i) => terms.set(this.termRow(r.query), i * m));
+        const x = this.model.embedTokens(terms, new Int32Array(R).fill(NO_ITEM));
+        const { h } = this.model.encoder.step(x, this.unpack(reqs.map((r) => r.state)), false);
+        const counts = reqs.map((r) => r.candidates.length);
+        const N = counts.reduce((a, b) => a + b, 0);
+        if (N === 0) return reqs.map(() => new Float32Array(0));
+        const rowReq = new Int32Array(N);
+        const items = new Int32Array(N);
+        const F = this.columns.length;
+        const feats = new Float32Array(N * F);
+        let o = 0;
+        reqs.forEach((r, i) => {
+          const n = r.candidates.length;
+          rowReq.fill(i, o, o + n);
+          for (let j = 0; j < n; j++) items[o + j] = this.itemToken(r.candidates.items[j]);
+          const { values, mask } = r.candidates.featureMatrix(this.columns);
+          for (let k = 0; k < values.length; k++) if (mask[k] === 0) values[k] = Number.NaN;
+          feats.set(scaleFeatures(this.scaler, values, true), o * F);
+          o += n;
+        });
+        const ctx = ops.gather(h, tensor(rowReq, [N], { dtype: 'i32' }), 0);
+        const s = this.model.rankLogits(ctx, items, tensor(feats, [N, F])).toFloat32Array();
+        const out: Float32Array[] = [];
+        let p = 0;
+        for (const n of counts) {
+          out.push(s.slice(p, p + n));
+          p += n;
+        }
+        return out;
+      }),
+    );
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+/** Ranker's backend factory: loads a QGS checkpoint directory. */
+export function createBackend(checkpointDir: string): QgsBackend {
+  const { model, scaler } = loadCheckpoint(checkpointDir);
+  return new QgsBackend(model, scaler);
+}

@@ -1,0 +1,176 @@
+// `qgs train`, `qgs eval`, `qgs rank` and `qgs demo` (issue 6). Every command that prints results
+// takes --json (one JSON object per line).
+import * as fs from 'fs';
+import * as path from 'path';
+import { GENERATOR_DEFAULTS } from '../data/synthetic';
+import { type CliIO, type Row, printRows } from '../cli/io';
+import { intOption, numberOption, registerCommand } from '../cli/registry';
+import { VARIANTS, prepareSynthetic, runVariant, type ComparisonRow } from './experiment';
+import { saveCheckpoint, loadCheckpoint } from './checkpoint';
+import { evaluate } from './train';
+import { scoreRequest, type RankRequest } from './scoring';
+import { prepareTimelines, type FeatureLayout } from './dataset';
+import { splitByUserTime } from '../data/split';
+import { generateSessions } from '../data/synthetic';
+
+function variantByName(name: string): (typeof VARIANTS)[number] {
+  const v = VARIANTS.find((x) => x.name === name);
+  if (v === undefined) throw new Error(`--model: expected one of ${VARIANTS.map((x) => x.name).join(', ')}, got '${name}'`);
+  return v;
+}
+
+function metricsRow(r: ComparisonRow): Row {
+  return { model: r.model, gauc: r.gauc, auc: r.auc, ndcg10: r.ndcg10, mrr: r.mrr, valid_gauc: r.valid_gauc, epochs: r.epochs, train_s: Math.round(r.train_s * 10) / 10 };
+}
+
+export interface DemoOptions {
+  seed: number;
+  users?: number;
+  items?: number;
+  epochs: number;
+  out: string;
+  json: boolean;
+  models: string[];
+}
+
+/** The README's main job: data → QGS + baselines → comparison table → saved model → one request. */
+export function runDemo(o: DemoOptions, io: CliIO): ComparisonRow[] {
+  const t0 = Date.now();
+  const { dataset, data } = prepareSynthetic({ seed: o.seed, users: o.users, items: o.items });
+  if (!o.json) {
+    const s = dataset.stats;
+    io.out(`data: seed ${o.seed}, ${s.users} users, ${s.items} items, ${s.requests} requests, ${s.impressions} impressions, ${s.clicks} clicks (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+  const rows: ComparisonRow[] = [];
+  let saved = '';
+  for (const name of o.models) {
+    const v = variantByName(name);
+    const { row, result } = runVariant(data, v, { epochs: o.epochs, seed: o.seed });
+    rows.push(row);
+    if (!o.json) io.out(`trained ${name}: test GAUC ${row.gauc.toFixed(4)} (${row.epochs} epochs, ${row.train_s.toFixed(1)} s)`);
+    if (name === 'qgs') saved = saveCheckpoint(o.out, result.model, result.scaler, { seed: o.seed, test: metricsRow(row) });
+    result.model.dispose();
+  }
+  if (!o.json) io.out('\ntest split (last session per user), position-free relevance labels:');
+  printRows(io, rows.map(metricsRow), o.json);
+  if (saved) {
+    const { model, scaler } = loadCheckpoint(o.out);
+    const example = exampleRequest(dataset.records, data.layout);
+    const scores = scoreRequest(model, scaler, example);
+    const order = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a]);
+    const top = order.slice(0, 5).map((i) => ({ item: example.candidates[i].item, score: Math.round(scores[i] * 1000) / 1000 }));
+    if (o.json) io.out(JSON.stringify({ example: 'rank', model: saved, top }));
+    else io.out(`\nsaved ${saved}\nexample request (${example.history?.length ?? 0} history events, ${example.candidates.length} candidates) top 5: ${JSON.stringify(top)}`);
+    model.dispose();
+  }
+  if (!o.json) io.out(`\ntotal ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return rows;
+}
+
+/** A realistic request from the generated log: the last request of the log, with its user's clicks before it as history. */
+function exampleRequest(records: ReturnType<typeof generateSessions>['records'], layout: FeatureLayout): RankRequest {
+  const last = records[records.length - 1];
+  const mine = records.filter((r) => r.user === last.user && r !== last);
+  const history = mine.flatMap((r) => r.shown.filter((_, i) => r.clicks[i] > 0).map((item) => ({ query: { terms: [...(r.query?.terms ?? [])] }, item: Number(item) })));
+  const candidates = last.shown.map((item, i) => {
+    const features: Record<string, Record<string, number | null>> = {};
+    for (const g of layout.groups) {
+      const col = last.features?.[g.name] as readonly (number | null)[] | undefined;
+      if (col === undefined) continue;
+      features[g.name] = {};
+      g.features.forEach((f, j) => {
+        features[g.name][f] = col[i * g.width + j];
+      });
+    }
+    return { item: Number(item), features };
+  });
+  return { history, query: { terms: [...(last.query?.terms ?? [])] }, candidates };
+}
+
+registerCommand('demo', (program, io) => {
+  program
+    .command('demo')
+    .description('generate the default data, train QGS and its baselines, print the comparison, save the model and score one request')
+    .option('--seed <n>', 'data and model seed', intOption('--seed'), GENERATOR_DEFAULTS.seed)
+    .option('--users <n>', 'users to generate', intOption('--users', 1))
+    .option('--items <n>', 'items to generate', intOption('--items', 1))
+    .option('--epochs <n>', 'epochs per model (early stopping may end sooner)', intOption('--epochs', 1), 4)
+    .option('--models <list>', `comma-separated subset of ${VARIANTS.map((v) => v.name).join(',')}`, VARIANTS.map((v) => v.name).join(','))
+    .option('--out <dir>', 'where the QGS model is saved', 'qgs-model')
+    .option('--json', 'machine-readable rows')
+    .action((opts: { seed: number; users?: number; items?: number; epochs: number; models: string; out: string; json?: boolean }) => {
+      runDemo({ ...opts, json: opts.json === true, models: opts.models.split(',').map((s) => s.trim()).filter(Boolean) }, io);
+    });
+});
+
+registerCommand('train', (program, io) => {
+  program
+    .command('train')
+    .description('train one model on the seeded synthetic data and save it')
+    .option('--seed <n>', 'data and model seed', intOption('--seed'), GENERATOR_DEFAULTS.seed)
+    .option('--users <n>', 'users to generate', intOption('--users', 1))
+    .option('--items <n>', 'items to generate', intOption('--items', 1))
+    .option('--model <name>', `one of ${VARIANTS.map((v) => v.name).join(', ')}`, 'qgs')
+    .option('--epochs <n>', 'epochs', intOption('--epochs', 1), 6)
+    .option('--lr <x>', 'peak learning rate', numberOption('--lr'))
+    .option('--out <dir>', 'checkpoint directory', 'qgs-model')
+    .option('--json', 'machine-readable rows')
+    .action((o: { seed: number; users?: number; items?: number; model: string; epochs: number; lr?: number; out: string; json?: boolean }) => {
+      const v = variantByName(o.model);
+      const { data } = prepareSynthetic({ seed: o.seed, users: o.users, items: o.items });
+      const { row, result } = runVariant(data, v, {
+        epochs: o.epochs,
+        seed: o.seed,
+        lr: o.lr,
+        onProgress: o.json ? undefined : (p) => {
+          if (p.batch === p.batches) io.err(`epoch ${p.epoch + 1}: loss ${p.loss.toFixed(4)}, ${Math.round(p.eventsPerSec)} events/s`);
+        },
+      });
+      const file = saveCheckpoint(o.out, result.model, result.scaler, { seed: o.seed, test: metricsRow(row) });
+      printRows(io, [{ ...metricsRow(row), saved: file }], o.json === true);
+      result.model.dispose();
+    });
+});
+
+registerCommand('eval', (program, io) => {
+  program
+    .command('eval')
+    .description('evaluate a saved model on the seeded synthetic data')
+    .requiredOption('--model <dir>', 'checkpoint directory')
+    .option('--seed <n>', 'data seed', intOption('--seed'), GENERATOR_DEFAULTS.seed)
+    .option('--users <n>', 'users to generate', intOption('--users', 1))
+    .option('--items <n>', 'items to generate', intOption('--items', 1))
+    .option('--split <name>', 'train | valid | test', 'test')
+    .option('--json', 'machine-readable rows')
+    .action((o: { model: string; seed: number; users?: number; items?: number; split: string; json?: boolean }) => {
+      const code = { train: 0, valid: 1, test: 2 }[o.split];
+      if (code === undefined) throw new Error(`--split: expected train, valid or test, got '${o.split}'`);
+      const { model, scaler } = loadCheckpoint(o.model);
+      const ds = generateSessions({ seed: o.seed, users: o.users, items: o.items });
+      const data = prepareTimelines(ds.records, ds.spec, { split: splitByUserTime(ds.records), catalogue: ds.catalogue });
+      const m = evaluate(model, data, scaler, code);
+      printRows(io, [{ model: o.model, split: o.split, gauc: m.gauc, auc: m.auc, ndcg10: m.ndcg, mrr: m.mrr, lists: m.lists }], o.json === true);
+      model.dispose();
+    });
+});
+
+registerCommand('rank', (program, io) => {
+  program
+    .command('rank')
+    .description('score candidates for one request: JSON in (file or stdin), JSON out')
+    .requiredOption('--model <dir>', 'checkpoint directory')
+    .option('--input <file>', 'request JSON file (default: stdin)')
+    .action((o: { model: string; input?: string }) => {
+      const text = fs.readFileSync(o.input ?? 0, 'utf8');
+      let req: RankRequest;
+      try {
+        req = JSON.parse(text) as RankRequest;
+      } catch (e) {
+        throw new Error(`rank: input is not valid JSON: ${(e as Error).message}`);
+      }
+      const { model, scaler } = loadCheckpoint(o.model);
+      const scores = scoreRequest(model, scaler, req);
+      io.out(JSON.stringify({ model: path.resolve(o.model), scores: Array.from(scores) }));
+      model.dispose();
+    });
+});

@@ -1,0 +1,181 @@
+// The QGS sequence encoder: N HSTU-style blocks over a packed (jagged) token batch, with either the
+// causal linear recurrence (Linear HSTU, O(L)) or quadratic pointwise HSTU attention (baseline).
+// Block (research/papers.md §7.1): LN → SiLU(W1 x) split into U, V, Q, K → mixing → LN → ⊙ U →
+// W2 → dropout → + x. Read-out tokens carry write = 0: their V is zeroed (they add nothing to the
+// state / to later tokens' attention) and, for the recurrence, their decay is 1, so a read-out is a
+// pure read of the state — which is what lets serving score from a cached state without a step.
+import { Tensor, tensor } from '../tensor';
+import * as ops from '../ops';
+import { Module } from '../nn/module';
+import { Linear } from '../nn/linear';
+import { LayerNorm } from '../nn/layernorm';
+import { Dropout } from '../nn/dropout';
+
+export type EncoderKind = 'linear' | 'quadratic';
+
+export interface EncoderConfig {
+  kind: EncoderKind;
+  dim: number;
+  layers: number;
+  heads: number;
+  /** Per-head key/query width. */
+  dk: number;
+  /** Per-head value width. */
+  dv: number;
+  dropout: number;
+  /** Initial per-head decay γ of the recurrence (learned through a sigmoid). */
+  decayInit: number;
+  seed: number;
+}
+
+/** Everything the block needs about the packed batch. */
+export interface PackedBatch {
+  /** [users + 1] token offsets. */
+  offsets: Int32Array;
+  /** [tokens, 1] 1 for tokens that write, 0 for read-out tokens. */
+  write: Tensor;
+  /** [tokens, 1] 1 − write. */
+  readOnly: Tensor;
+}
+
+export function packBatch(offsets: Int32Array, write: Float32Array): PackedBatch {
+  const ro = Float32Array.from(write, (w) => 1 - w);
+  return { offsets, write: tensor(write, [write.length, 1]), readOnly: tensor(ro, [ro.length, 1]) };
+}
+
+function logit(p: number): number {
+  return Math.log(p / (1 - p));
+}
+
+export class EncoderBlock extends Module {
+  readonly inNorm: LayerNorm;
+  readonly outNorm: LayerNorm;
+  readonly proj: Linear;
+  readonly out: Linear;
+  readonly drop: Dropout;
+  /** Per-head decay logits (linear kind only). */
+  readonly decayLogit: Tensor | null;
+
+  constructor(readonly cfg: EncoderConfig, index: number) {
+    super();
+    const { dim, heads, dk, dv } = cfg;
+    const seed = cfg.seed + 101 * index;
+    this.inNorm = this.registerModule('inNorm', new LayerNorm(dim));
+    this.proj = this.registerModule('proj', new Linear(dim, heads * (2 * dv + 2 * dk), { seed }));
+    this.outNorm = this.registerModule('outNorm', new LayerNorm(heads * dv));
+    this.out = this.registerModule('out', new Linear(heads * dv, dim, { seed: seed + 1 }));
+    this.drop = this.registerModule('drop', new Dropout(cfg.dropout, { seed: seed + 2 }));
+    this.decayLogit =
+      cfg.kind === 'linear' ? this.registerParameter('decayLogit', tensor(new Float32Array(heads).fill(logit(cfg.decayInit)), [heads])) : null;
+  }
+
+  /** Splits the SiLU projection into U [T, H·dv], V [T, H, dv], Q [T, H, dk], K [T, H, dk]. */
+  private project(x: Tensor): { u: Tensor; v: Tensor; q: Tensor; k: Tensor } {
+    const { heads, dk, dv } = this.cfg;
+    const T = x.shape[0];
+    const p = ops.silu(this.proj.forward(this.inNorm.forward(x)));
+    const [u, v, q, k] = ops.split(p, [heads * dv, heads * dv, heads * dk, heads * dk], 1);
+    return { u, v: ops.reshape(v, [T, heads, dv]), q: ops.reshape(q, [T, heads, dk]), k: ops.reshape(k, [T, heads, dk]) };
+  }
+
+  /** Per-step decays [T, H]: γ_h where the token writes, 1 at read-out tokens. */
+  decaySteps(write: Tensor, readOnly: Tensor): Tensor {
+    const gamma = ops.reshape(ops.sigmoid(this.decayLogit as Tensor), [1, this.cfg.heads]);
+    return ops.add(ops.mul(write, gamma), readOnly);
+  }
+
+  private finish(x: Tensor, u: Tensor, o: Tensor): Tensor {
+    const { heads, dv } = this.cfg;
+    const T = x.shape[0];
+    const mixed = this.outNorm.forward(ops.reshape(o, [T, heads * dv]));
+    return ops.add(x, this.drop.forward(this.out.forward(ops.mul(mixed, u))));
+  }
+
+  forward(x: Tensor, batch: PackedBatch): Tensor {
+    return this.forwardWithState(x, batch, false).y;
+  }
+
+  /** The block over a packed batch; with `wantState` also each sequence's final recurrent state [B, H, dk, dv]. */
+  forwardWithState(x: Tensor, batch: PackedBatch, wantState: boolean): { y: Tensor; state: Tensor | null } {
+    const T = x.shape[0];
+    const { u, v, q, k } = this.project(x);
+    const vw = ops.mul(v, ops.reshape(batch.write, [T, 1, 1]));
+    if (this.cfg.kind === 'linear') {
+      const decay = this.decaySteps(batch.write, batch.readOnly);
+      if (wantState) {
+        const r = ops.linearRecurrence(q, k, vw, { offsets: batch.offsets, decay, scale: 1, returnState: true });
+        return { y: this.finish(x, u, r.output), state: r.state };
+      }
+      return { y: this.finish(x, u, ops.linearRecurrence(q, k, vw, { offsets: batch.offsets, decay, scale: 1 })), state: null };
+    }
+    if (wantState) throw new Error('EncoderBlock: the quadratic (HSTU attention) encoder has no recurrent state to cache');
+    return { y: this.finish(x, u, ops.hstuAttention(q, k, vw, { offsets: batch.offsets })), state: null };
+  }
+
+  /**
+   * One token per user against cached recurrent states (linear kind): x [B, D], states
+   * [B, H, dk, dv] (updated in place semantics: returns the new states). write=false reads only.
+   */
+  step(x: Tensor, state: Tensor, write: boolean): { y: Tensor; state: Tensor } {
+    if (this.cfg.kind !== 'linear') throw new Error('EncoderBlock.step: only the linear (recurrent) encoder has an O(1) step');
+    const B = x.shape[0];
+    const { u, v, q, k } = this.project(x);
+    const H = this.cfg.heads;
+    let decay: Tensor;
+    let vv = v;
+    if (write) {
+      decay = ops.broadcastTo(ops.reshape(ops.sigmoid(this.decayLogit as Tensor), [1, H]), [B, H]);
+    } else {
+      decay = tensor(new Float32Array(B * H).fill(1), [B, H]);
+      vv = ops.mulScalar(v, 0);
+    }
+    const r = ops.linearRecurrenceStep(state, q, k, vv, decay, { scale: 1 });
+    return { y: this.finish(x, u, r.output), state: r.state };
+  }
+}
+
+export class SequenceEncoder extends Module {
+  readonly blocks: EncoderBlock[] = [];
+  readonly finalNorm: LayerNorm;
+
+  constructor(readonly cfg: EncoderConfig) {
+    super();
+    for (let i = 0; i < cfg.layers; i++) this.blocks.push(this.registerModule(`block${i}`, new EncoderBlock(cfg, i)));
+    this.finalNorm = this.registerModule('finalNorm', new LayerNorm(cfg.dim));
+  }
+
+  forward(x: Tensor, batch: PackedBatch): Tensor {
+    let h = x;
+    for (const b of this.blocks) h = b.forward(h, batch);
+    return this.finalNorm.forward(h);
+  }
+
+  /** Final recurrent state of every layer for each packed sequence: layers × [B, H, dk, dv]. */
+  finalStates(x: Tensor, batch: PackedBatch): Tensor[] {
+    let h = x;
+    const states: Tensor[] = [];
+    for (const b of this.blocks) {
+      const r = b.forwardWithState(h, batch, true);
+      h = r.y;
+      states.push(r.state as Tensor);
+    }
+    return states;
+  }
+
+  /** One token per sequence through every layer against cached states; returns the encoder output and new states. */
+  step(x: Tensor, states: readonly Tensor[], write: boolean): { h: Tensor; states: Tensor[] } {
+    let h = x;
+    const next: Tensor[] = [];
+    this.blocks.forEach((b, i) => {
+      const r = b.step(h, states[i], write);
+      h = r.y;
+      next.push(r.state);
+    });
+    return { h: this.finalNorm.forward(h), states: next };
+  }
+
+  /** Floats of one user's cached state (all layers). */
+  get stateSize(): number {
+    return this.cfg.layers * this.cfg.heads * this.cfg.dk * this.cfg.dv;
+  }
+}

@@ -1,0 +1,63 @@
+// Ranking heads: map (context state, candidate item representation, candidate feature groups) to a
+// click logit. Each numeric feature group of the dense rows becomes one D-dim token through its own
+// projection; then 'hfg' fuses [context, item, group tokens] with HFG-Attention (nn.HFGAttention),
+// and 'concat-mlp' (the paper's ablation) concatenates the same tokens into an MLP
+// (nn.ConcatFeatureMLP). Both end in a linear click logit, so the comparison isolates the fusion.
+import type { Tensor } from '../tensor';
+import * as ops from '../ops';
+import { Module } from '../nn/module';
+import { Linear } from '../nn/linear';
+import { HFGAttention } from '../nn/hfg-attention';
+import { ConcatFeatureMLP } from '../nn/concat-feature-mlp';
+import type { FeatureLayout } from './dataset';
+
+export type HeadKind = 'hfg' | 'concat-mlp';
+
+/**
+ * Dense feature rows [N, F] → one token per group [N, G, D]. This is nn.FeatureGroups' dense path
+ * applied to packed rows (already standardised by the trainer's scaler), which avoids building one
+ * JS object per candidate on the training hot path.
+ */
+class DenseGroupTokens extends Module {
+  readonly projections: Linear[] = [];
+  constructor(readonly layout: FeatureLayout, dim: number, seed: number) {
+    super();
+    layout.groups.forEach((g, i) => this.projections.push(this.registerModule(`group${i}`, new Linear(g.width, dim, { seed: seed + i }))));
+  }
+  forward(features: Tensor): Tensor {
+    const N = features.shape[0];
+    const slices = ops.split(features, this.layout.groups.map((g) => g.width), 1);
+    const tokens = slices.map((x, i) => ops.reshape(this.projections[i].forward(x), [N, 1, -1]));
+    return ops.concat(tokens, 1);
+  }
+}
+
+export class RankingHead extends Module {
+  readonly groups: DenseGroupTokens;
+  readonly fusion: HFGAttention | ConcatFeatureMLP;
+  readonly logit: Linear;
+
+  constructor(readonly kind: HeadKind, dim: number, layout: FeatureLayout, seed: number) {
+    super();
+    const G = layout.groups.length;
+    this.groups = this.registerModule('groups', new DenseGroupTokens(layout, dim, seed));
+    if (kind === 'hfg') {
+      this.fusion = this.registerModule('fusion', new HFGAttention({ dim, numGroups: G, heads: 2, layers: 1, pooling: 'context', seed: seed + 50 }));
+    } else if (kind === 'concat-mlp') {
+      this.fusion = this.registerModule('fusion', new ConcatFeatureMLP({ dim, numGroups: G, hidden: [4 * dim, 2 * dim], seed: seed + 50 }));
+    } else {
+      throw new Error(`RankingHead: kind: expected 'hfg' or 'concat-mlp', got ${String(kind)}`);
+    }
+    this.logit = this.registerModule('logit', new Linear(dim, 1, { seed: seed + 99 }));
+  }
+
+  /** ctx [N, D], item [N, D], standardised features [N, F] → logits [N]. */
+  forward(ctx: Tensor, item: Tensor, features: Tensor): Tensor {
+    const pooled = this.fusion.forward(ctx, item, this.groups.forward(features));
+    return ops.reshape(this.logit.forward(pooled), [ctx.shape[0]]);
+  }
+}
+
+export function createHead(kind: HeadKind, dim: number, layout: FeatureLayout, seed: number): RankingHead {
+  return new RankingHead(kind, dim, layout, seed);
+}

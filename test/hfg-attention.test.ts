@@ -1,0 +1,207 @@
+// nn.HFGAttention and nn.ConcatFeatureMLP against float64 references (every pooling, several
+// layers), gradient checks through FeatureGroups → HFGAttention (group projections included),
+// missing-group invariance, bad inputs.
+import { Random, memoryStats, nn, scope, tensor, type Tensor } from '../src';
+import type { FeatureRecord } from '../src/nn';
+import { errorOf, expectClose, freshSeed, randomArray, tensorFrom } from './helpers';
+import { denseGroupsRef, hfgRef, linear, paramsOf, type DenseGroupRef, type HFGRefConfig, type Params } from './hfg-reference';
+
+function randomMask(rng: Random, N: number, G: number): Float64Array {
+  const m = new Float64Array(N * G);
+  for (let i = 0; i < m.length; i++) m[i] = rng.uniform() < 0.7 ? 1 : 0;
+  m[0] = 0; // at least one missing group in the batch
+  return m;
+}
+
+describe('nn.HFGAttention', () => {
+  test.each(['context', 'mean', 'attention'] as const)('forward matches the float64 reference (pooling %s, 2 layers, 2 heads)', (pooling) => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const N = 5, D = 8, G = 3, H = 2, hidden = 12;
+    const before = memoryStats().count;
+    const m = new nn.HFGAttention({ dim: D, numGroups: G, heads: H, layers: 2, ffnHidden: hidden, activation: 'tanh', pooling, seed });
+    // Non-trivial LayerNorm affine parameters, so the reference checks them too.
+    for (const [name, p] of m.namedParameters()) {
+      if (name.includes('norm')) p.storage.copyFromHost(Float32Array.from(randomArray(rng, p.size, 0.3), (x) => x + (name.endsWith('weight') ? 1 : 0)));
+    }
+    const ctx = randomArray(rng, N * D), item = randomArray(rng, N * D), tok = randomArray(rng, N * G * D);
+    const mask = randomMask(rng, N, G);
+    const out = scope(() => m.forward(tensorFrom(ctx, [N, D]), tensorFrom(item, [N, D]), tensorFrom(tok, [N, G, D]), tensorFrom(mask, [N, G])));
+    expect(out.shape).toEqual([N, D]);
+    const cfg: HFGRefConfig = { D, G, H, layers: 2, hidden, pooling, act: Math.tanh };
+    const f32 = (a: Float64Array): Float64Array => Float64Array.from(Float32Array.from(a));
+    const ref = hfgRef(paramsOf(m.namedParameters()), '', cfg, f32(ctx), f32(item), f32(tok), mask, N);
+    expectClose(out.toFloat32Array(), ref, 1e-4, `HFGAttention ${pooling}`, seed);
+    out.dispose();
+    m.dispose();
+    expect(memoryStats().count).toBe(before);
+  });
+
+  test('gradient check through FeatureGroups → HFGAttention (group projections, type embeddings, qkv, FFN, pool query, inputs)', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const N = 4, D = 8, H = 2, hidden = 6, clip = 10;
+    const groups: DenseGroupRef[] = [
+      { name: 'text', features: [{ name: 'bm25', mean: 1.5, std: 2 }, { name: 'cover', mean: 0.2, std: 0.5 }] },
+      { name: 'stats', features: [{ name: 'ctr', mean: -3, std: 1 }] },
+    ];
+    const G = groups.length;
+    const fg = new nn.FeatureGroups(groups.map((g) => ({ name: g.name, features: g.features.map((f) => ({ ...f, kind: 'dense' as const })) })), { dim: D, seed, clip });
+    const hfg = new nn.HFGAttention({ dim: D, numGroups: G, heads: H, layers: 1, ffnHidden: hidden, activation: 'tanh', pooling: 'attention', seed: seed + 1 });
+    // values[n][g][f]; candidate 1 misses the 'stats' group, candidate 2 has a NaN bm25.
+    const values: (number | undefined)[][][] = [];
+    const present: boolean[][] = [];
+    const records: FeatureRecord[] = [];
+    for (let n = 0; n < N; n++) {
+      const vals = groups.map((g) => g.features.map((f) => f.mean + f.std * rng.normal()));
+      if (n === 2) vals[0][0] = NaN;
+      const pres = [true, n !== 1];
+      values.push(vals.map((v) => v.map((x) => (Number.isNaN(x) ? undefined : x))));
+      present.push(pres);
+      const rec: Record<string, Record<string, number> | null> = {};
+      groups.forEach((g, gi) => {
+        rec[g.name] = pres[gi] ? Object.fromEntries(g.features.map((f, fi) => [f.name, vals[gi][fi]])) : null;
+      });
+      records.push(rec);
+    }
+    const ctx = Float64Array.from(Float32Array.from(randomArray(rng, N * D)));
+    const item = Float64Array.from(Float32Array.from(randomArray(rng, N * D)));
+    const cotangent = randomArray(rng, N * D);
+    const ctxT = tensorFrom(ctx, [N, D], true);
+    scope(() => {
+      const { tokens, mask } = fg.forward(records);
+      const out = hfg.forward(ctxT, tensorFrom(item, [N, D]), tokens, mask);
+      out.backward(tensorFrom(cotangent, [N, D]));
+    });
+    const named = [...fg.namedParameters('feat'), ...hfg.namedParameters('hfg')];
+    const P0 = paramsOf(named);
+    const maskArr = Float64Array.from(present.flatMap((p) => p.map((b) => (b ? 1 : 0))));
+    const cfg: HFGRefConfig = { D, G, H, layers: 1, hidden, pooling: 'attention', act: Math.tanh };
+    const f = (P: Params, c: Float64Array): number => {
+      const tok = denseGroupsRef(P, 'feat.', groups, values, present, D, clip);
+      const y = hfgRef(P, 'hfg.', cfg, c, item, tok, maskArr, N);
+      let s = 0;
+      for (let i = 0; i < y.length; i++) s += y[i] * cotangent[i];
+      return s;
+    };
+    const h = 1e-5;
+    const check = (what: string, grad: Tensor | null, perturb: (i: number, dx: number) => number, n: number): void => {
+      if (grad === null) throw new Error(`${what}: no gradient (seed ${seed})`);
+      const g = grad.toFloat32Array();
+      const coords = Array.from({ length: Math.min(n, 16) }, (_, j) => (n <= 16 ? j : rng.int(n)));
+      const num = coords.map((i) => (perturb(i, h) - perturb(i, -h)) / (2 * h));
+      expectClose(coords.map((i) => g[i]), num, 2e-3, `grad ${what}`, seed);
+    };
+    for (const [name, t] of named) {
+      if (!/proj\.weight|norm\.bias|typeEmbedding|qkv\.weight|fc0\.weight|out\.bias|poolQuery/.test(name)) continue;
+      check(name, t.grad, (i, dx) => {
+        const P = new Map(P0);
+        const v = Float64Array.from(P0.get(name) as Float64Array);
+        v[i] += dx;
+        P.set(name, v);
+        return f(P, ctx);
+      }, t.size);
+    }
+    check('context input', ctxT.grad, (i, dx) => {
+      const c = Float64Array.from(ctx);
+      c[i] += dx;
+      return f(P0, c);
+    }, ctx.length);
+    // The missing group's projection got no gradient from candidate 1 but does from the others.
+    expect((fg.namedParameters().find(([n]) => n === 'stats.proj.weight')?.[1].grad as Tensor).toFloat32Array().some((x) => x !== 0)).toBe(true);
+    ctxT.dispose();
+    fg.dispose();
+    hfg.dispose();
+  });
+
+  test('a masked group cannot change the output (its token is neither key nor pooled)', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const N = 3, D = 8, G = 2;
+    for (const pooling of ['context', 'mean', 'attention'] as const) {
+      const m = new nn.HFGAttention({ dim: D, numGroups: G, heads: 2, layers: 2, pooling, seed });
+      const ctx = tensorFrom(randomArray(rng, N * D), [N, D]);
+      const item = tensorFrom(randomArray(rng, N * D), [N, D]);
+      const tokA = randomArray(rng, N * G * D);
+      const tokB = Float64Array.from(tokA);
+      for (let n = 0; n < N; n++) for (let c = 0; c < D; c++) tokB[(n * G + 1) * D + c] = 100 * rng.normal();
+      const mask = tensor([1, 0, 1, 0, 1, 0], [N, G]);
+      const a = scope(() => m.forward(ctx, item, tensorFrom(tokA, [N, G, D]), mask));
+      const b = scope(() => m.forward(ctx, item, tensorFrom(tokB, [N, G, D]), mask));
+      expectClose(b.toFloat32Array(), a.toFloat32Array(), 1e-6, `masked group invariance (${pooling})`, seed);
+      expect(Array.from(a.toFloat32Array()).every(Number.isFinite)).toBe(true);
+      for (const t of [ctx, item, mask, a, b]) t.dispose();
+      m.dispose();
+    }
+  });
+
+  test('defaults (gelu, 4 heads, context pooling), no mask, N = 0, and no leaks inside scope()', () => {
+    const m = new nn.HFGAttention({ dim: 16, numGroups: 4, seed: 3 });
+    expect(m.heads).toBe(4);
+    const before = memoryStats().count;
+    scope(() => {
+      const out = m.forward(tensorFrom(new Float64Array(6 * 16).fill(0.1), [6, 16]), tensorFrom(new Float64Array(6 * 16).fill(-0.2), [6, 16]), tensorFrom(randomArray(new Random(1), 6 * 4 * 16), [6, 4, 16]));
+      expect(out.shape).toEqual([6, 16]);
+      expect(Array.from(out.toFloat32Array()).every(Number.isFinite)).toBe(true);
+      const empty = m.forward(tensorFrom([], [0, 16]), tensorFrom([], [0, 16]), tensorFrom([], [0, 4, 16]), tensorFrom([], [0, 4]));
+      expect(empty.shape).toEqual([0, 16]);
+    });
+    expect(memoryStats().count).toBe(before);
+    m.dispose();
+  });
+
+  test('bad configuration and inputs give clear errors', () => {
+    expect(errorOf(() => new nn.HFGAttention({ dim: 10, numGroups: 2, heads: 4 }))).toMatch(/HFGAttention: heads: expected a divisor of dim 10, got 4/);
+    expect(errorOf(() => new nn.HFGAttention({ dim: 8, numGroups: 63 }))).toMatch(/HFGAttention: numGroups: expected <= 62, got 63/);
+    expect(errorOf(() => new nn.HFGAttention({ dim: 8, numGroups: 2, pooling: 'max' as 'mean' }))).toMatch(/HFGAttention: pooling: expected 'context', 'mean' or 'attention', got "max"/);
+    expect(errorOf(() => new nn.HFGAttention({ dim: 256, numGroups: 2, heads: 1 }))).toMatch(/dim \/ heads must be <= 128, got 256 \/ 1 = 256/);
+    const m = new nn.HFGAttention({ dim: 8, numGroups: 2, heads: 2 });
+    const c = tensorFrom(new Float64Array(24), [3, 8]);
+    expect(errorOf(() => m.forward(c, c, tensorFrom(new Float64Array(3 * 3 * 8), [3, 3, 8])))).toMatch(/HFGAttention: groupTokens: expected shape \[3, 2, 8\], got \[3, 3, 8\]/);
+    expect(errorOf(() => m.forward(c, tensorFrom(new Float64Array(16), [2, 8]), tensorFrom(new Float64Array(48), [3, 2, 8])))).toMatch(/HFGAttention: item: expected shape \[3, 8\], got \[2, 8\]/);
+    expect(errorOf(() => m.forward(c, c, tensorFrom(new Float64Array(48), [3, 2, 8]), tensorFrom([1, 1], [1, 2])))).toMatch(/HFGAttention: groupMask: expected shape \[3, 2\], got \[1, 2\]/);
+    c.dispose();
+    m.dispose();
+  });
+});
+
+describe('nn.ConcatFeatureMLP (ablation baseline)', () => {
+  test('same interface; forward matches the float64 reference; masked groups get no gradient', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const N = 4, D = 6, G = 3, hidden = 10;
+    const m = new nn.ConcatFeatureMLP({ dim: D, numGroups: G, hidden: [hidden], activation: 'tanh', seed });
+    const ctx = Float64Array.from(Float32Array.from(randomArray(rng, N * D)));
+    const item = Float64Array.from(Float32Array.from(randomArray(rng, N * D)));
+    const tok = Float64Array.from(Float32Array.from(randomArray(rng, N * G * D)));
+    const mask = randomMask(rng, N, G);
+    const tokT = tensorFrom(tok, [N, G, D], true);
+    const out = scope(() => m.forward(tensorFrom(ctx, [N, D]), tensorFrom(item, [N, D]), tokT, tensorFrom(mask, [N, G])));
+    const W = (G + 2) * D + G;
+    const x = new Float64Array(N * W);
+    for (let n = 0; n < N; n++) {
+      for (let c = 0; c < D; c++) x[n * W + c] = ctx[n * D + c];
+      for (let c = 0; c < D; c++) x[n * W + D + c] = item[n * D + c];
+      for (let g = 0; g < G; g++) for (let c = 0; c < D; c++) x[n * W + 2 * D + g * D + c] = mask[n * G + g] * tok[(n * G + g) * D + c];
+      for (let g = 0; g < G; g++) x[n * W + (G + 2) * D + g] = mask[n * G + g];
+    }
+    const P = paramsOf(m.namedParameters());
+    const h1 = linear(x, N, W, P.get('mlp.fc0.weight') as Float64Array, P.get('mlp.fc0.bias') as Float64Array, hidden).map(Math.tanh);
+    const ref = linear(h1, N, hidden, P.get('mlp.fc1.weight') as Float64Array, P.get('mlp.fc1.bias') as Float64Array, D);
+    expectClose(out.toFloat32Array(), ref, 1e-5, 'ConcatFeatureMLP forward', seed);
+    scope(() => {
+      const y = m.forward(tensorFrom(ctx, [N, D]), tensorFrom(item, [N, D]), tokT, tensorFrom(mask, [N, G]));
+      y.backward(tensorFrom(randomArray(rng, N * D), [N, D]));
+    });
+    const g = (tokT.grad as Tensor).toFloat32Array();
+    for (let n = 0; n < N; n++) {
+      for (let gi = 0; gi < G; gi++) {
+        const slice = g.subarray((n * G + gi) * D, (n * G + gi + 1) * D);
+        if (mask[n * G + gi] === 0) expect(slice.every((v) => v === 0)).toBe(true);
+      }
+    }
+    expect(errorOf(() => m.forward(tensorFrom(ctx, [N, D]), tensorFrom(item, [N, D]), tensorFrom(new Float64Array(N * 2 * D), [N, 2, D])))).toMatch(/ConcatFeatureMLP: groupTokens: expected shape \[4, 3, 6\], got \[4, 2, 6\]/);
+    for (const t of [out, tokT]) t.dispose();
+    m.dispose();
+  });
+});

@@ -1,0 +1,123 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { memoryStats } from '../src';
+import type { SessionRecord, FeatureSpec } from '../src/data/schema';
+import { buildTokens, prepareTimelines, NO_ITEM, NO_QUERY, TERM_OFFSET, ITEM_OFFSET } from '../src/qgs/dataset';
+import { prepareSynthetic, runVariant, VARIANTS } from '../src/qgs/experiment';
+import { saveCheckpoint, loadCheckpoint } from '../src/qgs/checkpoint';
+import { scoreRequest } from '../src/qgs/scoring';
+import { QgsBackend } from '../src/qgs/backend';
+import { CandidateBatch } from '../src/qgs/serving/packed';
+import { errorOf, relError } from './helpers';
+
+const spec: FeatureSpec = { groups: [{ name: 'g', kind: 'numeric', features: ['a', 'log_rank'] }] };
+function rec(user: number, ts: number, terms: number[], shown: number[], clicks: number[]): SessionRecord {
+  return { user, ts, query: { terms }, shown, clicks, features: { g: shown.flatMap((_, i) => [i * 0.5, Math.log(i + 1)]) } };
+}
+
+describe('token streams', () => {
+  const records = [rec(0, 1, [3], [10, 11, 12], [0, 1, 0]), rec(0, 2, [4, 5], [11, 13], [1, 1]), rec(1, 1, [], [10], [0])];
+  const data = prepareTimelines(records, spec, { split: [0, 2, 0] });
+
+  test('timelines, ids and features', () => {
+    expect(data.users.map((u) => u.user)).toEqual([0, 1]);
+    const r = data.users[0].requests[1];
+    expect(Array.from(r.items)).toEqual([11 + ITEM_OFFSET, 13 + ITEM_OFFSET]);
+    expect(Array.from(r.terms)).toEqual([4 + TERM_OFFSET, 5 + TERM_OFFSET]);
+    expect(r.split).toBe(2);
+    expect(data.layout.positionColumn).toBe(1);
+    expect(Array.from(data.users[1].requests[0].terms)).toEqual([NO_QUERY]);
+  });
+
+  test('qgs: read-out (query, no item) before each request, pair tokens for clicks', () => {
+    const tb = buildTokens(data.users, 'qgs', data.maxTerms);
+    // user 0: R(q3) P(q3,11) R(q45) P(q45,11) P(q45,13); user 1: R(noq)
+    expect(Array.from(tb.items)).toEqual([NO_ITEM, 11 + ITEM_OFFSET, NO_ITEM, 11 + ITEM_OFFSET, 13 + ITEM_OFFSET, NO_ITEM]);
+    expect(Array.from(tb.write)).toEqual([0, 1, 0, 1, 1, 0]);
+    expect(Array.from(tb.readout)).toEqual([0, 2, 5]);
+    expect(Array.from(tb.offsets)).toEqual([0, 5, 6]);
+    expect(tb.terms[1 * data.maxTerms]).toBe(3 + TERM_OFFSET);
+  });
+
+  test('item-only: no query anywhere; flattened: read-out precedes the query token', () => {
+    const io = buildTokens(data.users, 'item-only', data.maxTerms);
+    for (let t = 0; t < io.tokens; t++) expect(io.terms[t * data.maxTerms]).toBe(NO_QUERY);
+    const fl = buildTokens(data.users, 'flattened', data.maxTerms);
+    expect(Array.from(fl.write)).toEqual([0, 1, 1, 0, 1, 1, 1, 0, 1]);
+    expect(Array.from(fl.readout)).toEqual([0, 3, 7]);
+    expect(fl.terms[0]).toBe(NO_QUERY);
+    expect(fl.terms[1 * data.maxTerms]).toBe(3 + TERM_OFFSET);
+  });
+
+  test('bad ids are rejected with the record named', () => {
+    expect(errorOf(() => prepareTimelines([rec(0, 1, [1], [-3], [0])], spec))).toMatch(/shown\[0\] must be a non-negative integer id/);
+  });
+});
+
+describe('QGS model end to end (tiny synthetic data)', () => {
+  const { data, dataset } = prepareSynthetic({ seed: 3, users: 60, items: 200, topics: 4 });
+  let dir = '';
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qgs-test-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('trains (loss falls), is reproducible, and the checkpoint round-trips exactly', () => {
+    const before = memoryStats().count;
+    const v = VARIANTS[0];
+    const a = runVariant(data, v, { epochs: 3, seed: 5, batchTokens: 400 });
+    const b = runVariant(data, v, { epochs: 3, seed: 5, batchTokens: 400 });
+    const la = a.result.history.map((h) => h.loss);
+    expect(la[la.length - 1]).toBeLessThan(la[0]);
+    expect(b.result.history.map((h) => h.loss)).toEqual(la);
+    expect(Number.isFinite(a.row.gauc)).toBe(true);
+    saveCheckpoint(dir, a.result.model, a.result.scaler);
+    const { model, scaler } = loadCheckpoint(dir);
+    const last = dataset.records[dataset.records.length - 1];
+    const req = {
+      history: [{ query: { terms: [1, 2] }, item: 3 }],
+      query: { terms: [...(last.query?.terms ?? [])] },
+      candidates: last.shown.map((item) => ({ item: Number(item), features: { text_match: { bm25: 1.5 } } })),
+    };
+    const s1 = scoreRequest(a.result.model, a.result.scaler, req);
+    const s2 = scoreRequest(model, scaler, req);
+    expect(Array.from(s2)).toEqual(Array.from(s1));
+    for (const m of [model, a.result.model, b.result.model]) m.dispose();
+    expect(memoryStats().count).toBe(before);
+  });
+
+  test('corrupted or foreign checkpoints are refused', () => {
+    const f = path.join(dir, 'model.safetensors');
+    const bytes = fs.readFileSync(f);
+    fs.writeFileSync(f, bytes.subarray(0, bytes.length - 10));
+    expect(errorOf(() => loadCheckpoint(dir))).toMatch(/safetensors|truncated|length|size/i);
+    expect(errorOf(() => loadCheckpoint(path.join(dir, 'nope')))).toMatch(/does not exist/);
+  });
+
+  test('serving backend: cached steps equal the full encode, batch scores equal the cold path', () => {
+    const { result } = runVariant(data, VARIANTS[0], { epochs: 1, seed: 2, batchTokens: 400 });
+    const be = new QgsBackend(result.model, result.scaler);
+    const history = [
+      { query: { terms: [1, 2] }, item: 5 },
+      { query: { terms: [3] }, item: 7 },
+      { query: { terms: [2, 4] }, item: 9 },
+    ];
+    let st = be.emptyState();
+    for (const e of history) st = be.step(st, e);
+    const full = be.encode(history);
+    expect(relError(st, full)).toBeLessThan(1e-5);
+    const items = Int32Array.from([1, 2, 3, 4]);
+    const values = Float32Array.from([0.5, 1, 0.2, 2, 0.1, 0, 0.9, 3]);
+    const cands = new CandidateBatch({ items, columns: [{ group: 'text_match', feature: 'bm25' }, { group: 'item_stats', feature: 'log_impressions' }], values, extras: [] });
+    const [cached] = be.scoreBatch([{ state: st, query: { terms: [2] }, candidates: cands }]);
+    const cold = scoreRequest(result.model, result.scaler, {
+      history,
+      query: { terms: [2] },
+      candidates: Array.from(items, (item, i) => ({ item, features: { text_match: { bm25: values[2 * i] }, item_stats: { log_impressions: values[2 * i + 1] } } })),
+    });
+    expect(relError(cached, cold)).toBeLessThan(1e-4);
+    expect(errorOf(() => be.step(st, { query: {}, item: 10 ** 6 }))).toMatch(/outside the model's catalogue/);
+    be.dispose();
+  });
+});

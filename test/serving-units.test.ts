@@ -1,0 +1,281 @@
+// Serving building blocks without a worker: the byte-bounded LRU state cache, the state codec and
+// request validation.
+import {
+  StateCache,
+  ENTRY_OVERHEAD_BYTES,
+  encodeState,
+  decodeState,
+  tagHash,
+  STATE_HEADER_BYTES,
+  validateScoreRequest,
+  resolveLimits,
+  DEFAULT_LIMITS,
+  packScoreRequest,
+  CandidateBatch,
+  unpackHistory,
+  type ServingLimits,
+  type Candidate,
+} from '../src/qgs/serving';
+import { Random } from '../src';
+import { freshSeed } from './helpers';
+import { errorOf } from './helpers';
+
+describe('StateCache (LRU bounded by bytes)', () => {
+  const st = (n: number, v = 0) => new Float32Array(n).fill(v);
+  const per = 16 * 4 + ENTRY_OVERHEAD_BYTES + 8; // a 16-float state under a number key
+
+  test('get / put / hit and miss counts / recency', () => {
+    const c = new StateCache(10 * per);
+    expect(c.get(1)).toBeUndefined();
+    c.put(1, st(16, 1));
+    c.put(2, st(16, 2));
+    expect(c.get(1)?.[0]).toBe(1);
+    expect(c.keys()).toEqual([2, 1]); // 1 was touched last
+    expect(c.peek(2)?.[0]).toBe(2);
+    expect(c.keys()).toEqual([2, 1]); // peek does not touch
+    const s = c.stats();
+    expect(s).toMatchObject({ entries: 2, bytes: 2 * per, hits: 1, misses: 1, evictions: 0, maxBytes: 10 * per });
+  });
+
+  test('evicts least recently used entries by bytes, replacing an entry re-accounts its bytes', () => {
+    const c = new StateCache(3 * per);
+    for (const u of [1, 2, 3]) c.put(u, st(16, u));
+    expect(c.bytes).toBe(3 * per);
+    c.get(1); // order now 2, 3, 1
+    c.put(4, st(16, 4)); // evicts 2
+    expect(c.keys()).toEqual([3, 1, 4]);
+    expect(c.has(2)).toBe(false);
+    expect(c.stats().evictions).toBe(1);
+    c.put(3, st(16, 33)); // replace: no eviction, same bytes, 3 becomes most recent
+    expect(c.keys()).toEqual([1, 4, 3]);
+    expect(c.bytes).toBe(3 * per);
+    expect(c.stats().evictions).toBe(1);
+    // a bigger state for a new user evicts as many as needed
+    c.put(5, st(16 * 2 + ENTRY_OVERHEAD_BYTES / 4 + 2, 5)); // = 2 entries' worth of bytes
+    expect(c.keys()).toEqual([3, 5]);
+    expect(c.stats().evictions).toBe(3);
+    expect(c.bytes).toBeLessThanOrEqual(3 * per);
+  });
+
+  test('a state larger than the bound is not cached; string keys count their length; delete/clear', () => {
+    const c = new StateCache(per);
+    expect(c.put(1, st(1000))).toBe(false);
+    expect(c.stats().rejected).toBe(1);
+    expect(c.size).toBe(0);
+    const c2 = new StateCache(1 << 20);
+    c2.put('alice', st(16));
+    expect(c2.bytes).toBe(16 * 4 + ENTRY_OVERHEAD_BYTES + 10);
+    expect(c2.delete('alice')).toBe(true);
+    expect(c2.delete('alice')).toBe(false);
+    expect(c2.bytes).toBe(0);
+    c2.put('b', st(4));
+    c2.clear();
+    expect(c2.size).toBe(0);
+    expect(c2.bytes).toBe(0);
+    const z = new StateCache(0);
+    expect(z.put(1, st(1))).toBe(false);
+    expect(errorOf(() => new StateCache(-1))).toMatch(/maxBytes: expected a non-negative integer, got -1/);
+  });
+
+  test('many puts stay within the bound (O(1) per operation)', () => {
+    const c = new StateCache(100 * per);
+    const t0 = Date.now();
+    for (let i = 0; i < 100_000; i++) {
+      c.put(i, st(16));
+      if (i % 3 === 0) c.get(i - 50);
+    }
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(c.size).toBe(100);
+    expect(c.bytes).toBe(100 * per);
+    expect(c.stats().evictions).toBe(100_000 - 100);
+  });
+});
+
+describe('state codec', () => {
+  const state = Float32Array.from({ length: 37 }, (_, i) => Math.sin(i) * 1e3);
+
+  test('round trip with header fields, also from an unaligned Buffer', () => {
+    const b = encodeState(state, 'model-a');
+    expect(b.length).toBe(STATE_HEADER_BYTES + 37 * 4);
+    expect(String.fromCharCode(...b.subarray(0, 4))).toBe('QGSS');
+    const dv = new DataView(b.buffer);
+    expect(dv.getUint16(4, true)).toBe(1);
+    expect(dv.getUint32(8, true)).toBe(37);
+    expect(dv.getUint32(12, true)).toBe(tagHash('model-a'));
+    expect(Array.from(decodeState(b, { stateSize: 37, tag: 'model-a' }))).toEqual(Array.from(state));
+    const big = Buffer.alloc(b.length + 3);
+    big.set(b, 3);
+    const unaligned = big.subarray(3);
+    expect(Array.from(decodeState(unaligned, { stateSize: 37, tag: 'model-a' }))).toEqual(Array.from(state));
+    expect(tagHash(undefined)).toBe(0);
+    expect(tagHash('')).not.toBe(0);
+  });
+
+  test('mismatches and corruption are rejected with the reason', () => {
+    const b = encodeState(state, 'model-a');
+    const exp = { stateSize: 37, tag: 'model-a' };
+    expect(errorOf(() => decodeState(b, { stateSize: 38, tag: 'model-a' }))).toMatch(/state size mismatch: the bytes hold a state of 37 floats, this model's states have 38/);
+    expect(errorOf(() => decodeState(b, { stateSize: 37, tag: 'model-b' }))).toMatch(/model mismatch: the state was exported by a model with tag hash 0x[0-9a-f]{8}, this model's is 0x/);
+    expect(errorOf(() => decodeState(b, { stateSize: 37 }))).toMatch(/model mismatch/);
+    const v = b.slice();
+    new DataView(v.buffer).setUint16(4, 2, true);
+    expect(errorOf(() => decodeState(v, exp))).toMatch(/unsupported state format version 2 \(this qgs-engine reads version 1\)/);
+    const m = b.slice();
+    m[0] = 0x58;
+    expect(errorOf(() => decodeState(m, exp))).toMatch(/not a serialised qgs user state \(magic "XGSS"/);
+    const c = b.slice();
+    c[c.length - 1] ^= 0x40;
+    expect(errorOf(() => decodeState(c, exp))).toMatch(/checksum mismatch .* corrupted/);
+    expect(errorOf(() => decodeState(b.subarray(0, b.length - 4), exp))).toMatch(/length mismatch: expected 172 bytes for 37 floats, got 168/);
+    expect(errorOf(() => decodeState(b.subarray(0, 10), exp))).toMatch(/too short/);
+    const d = b.slice();
+    new DataView(d.buffer).setUint16(6, 1, true);
+    expect(errorOf(() => decodeState(d, exp))).toMatch(/unsupported state dtype code 1/);
+    expect(errorOf(() => decodeState('abc' as never, exp))).toMatch(/expected a Uint8Array/);
+  });
+});
+
+describe('request validation', () => {
+  const ok = { query: { terms: [1, 2] }, candidates: [{ item: 1 }, { item: 2, features: { stats: { ctr: 0.1, tags: ['a'], emb: [1, 2] }, text: { title: 'x', none: null } } }] };
+  // Both validators (object copy and one-pass packing) must give the same message.
+  const msg = (r: unknown, lim: ServingLimits = DEFAULT_LIMITS) => {
+    const a = errorOf(() => validateScoreRequest(r, lim));
+    const b = errorOf(() => packScoreRequest(r, lim));
+    expect(b).toBe(a);
+    return a;
+  };
+
+  test('a valid request comes back as a clean copy (extra fields dropped)', () => {
+    const r = validateScoreRequest({ ...ok, user: 'u', history: [{ query: { id: 3 }, item: 4, ts: 1.5, action: 1, extra: 'x' }] });
+    expect(r).toEqual({ ...ok, user: 'u', history: [{ query: { id: 3 }, item: 4, ts: 1.5, action: 1 }] });
+    const withExtra = validateScoreRequest({ query: { text: 'shoes' }, candidates: [{ item: 1, title: 'dropped' }] });
+    expect(withExtra.candidates[0]).toEqual({ item: 1 });
+    expect(validateScoreRequest({ query: { id: 0 }, candidates: [] }).candidates).toEqual([]);
+  });
+
+  test('every field is checked, messages name the path, the expectation and the value', () => {
+    const c = (cands: unknown[]) => msg({ query: { terms: [1] }, candidates: cands });
+    expect(c([{ item: 1 }, { item: 2 }, { item: 3 }, { item: -1 }])).toBe('candidates[3].item: expected a non-negative integer, got -1');
+    expect(c([{ item: 1.5 }])).toBe('candidates[0].item: expected a non-negative integer, got 1.5');
+    expect(c([{ item: '7' }])).toBe('candidates[0].item: expected a non-negative integer, got "7"');
+    expect(c([{ item: 2 ** 31 }])).toBe('candidates[0].item: expected a non-negative integer below 2^31, got 2147483648');
+    expect(c([{}])).toBe('candidates[0].item: expected a non-negative integer, got undefined');
+    expect(c([null])).toBe('candidates[0]: expected an object, got null');
+    expect(c([{ item: 1, features: { stats: { ctr: NaN } } }])).toBe('candidates[0].features.stats.ctr: expected a finite number, got NaN');
+    expect(c([{ item: 1, features: { stats: 3 } }])).toBe('candidates[0].features.stats: expected an object, got 3');
+    expect(c([{ item: 1, features: { stats: { v: [1, 'a'] } } }])).toMatch(/^candidates\[0\]\.features\.stats\.v\[1\]: expected a finite number .*got "a"$/);
+    expect(c([{ item: 1, features: { stats: { v: ['a', 2] } } }])).toMatch(/^candidates\[0\]\.features\.stats\.v\[1\]: expected a string .*got 2$/);
+    expect(c([{ item: 1, features: { stats: { v: { x: 1 } } } }])).toBe('candidates[0].features.stats.v: expected a number, string, array of numbers, array of strings or null, got an object');
+    expect(c([{ item: 1, features: { stats: { v: true } } }])).toMatch(/stats\.v: expected a number, .*got true/);
+    expect(msg({ query: { terms: [1] }, candidates: 'abc' })).toBe('candidates: expected an array of candidates, got "abc"');
+    expect(msg({ query: { terms: [1] } })).toBe('candidates: expected an array of candidates, got undefined');
+    expect(msg({ candidates: [] })).toBe('query: expected an object, got undefined');
+    expect(msg({ query: {}, candidates: [] })).toBe('query: expected at least one of terms (non-empty), text or id, got none');
+    expect(msg({ query: { terms: [] }, candidates: [] })).toMatch(/^query: expected at least one of/);
+    expect(msg({ query: { terms: [1, -2] }, candidates: [] })).toBe('query.terms[1]: expected a non-negative integer, got -2');
+    expect(msg({ query: { text: 5 }, candidates: [] })).toBe('query.text: expected a string, got 5');
+    expect(msg({ query: { id: 1 }, candidates: [], user: '' })).toBe('user: expected a non-empty string or a safe integer user key, got ""');
+    expect(msg({ query: { id: 1 }, candidates: [], user: 1.5 })).toMatch(/^user: expected .* got 1.5$/);
+    expect(msg({ query: { id: 1 }, candidates: [], user: {} })).toMatch(/^user: expected .* got an object$/);
+    expect(msg({ query: { id: 1 }, candidates: [], history: {} })).toBe('history: expected an array of events, got an object');
+    expect(msg({ query: { id: 1 }, candidates: [], history: [{ query: { id: 1 }, item: 2 }, { item: 3 }] })).toBe('history[1].query: expected an object, got undefined');
+    expect(msg({ query: { id: 1 }, candidates: [], history: [{ query: { id: 1 }, item: 2, ts: Infinity }] })).toBe('history[0].ts: expected a finite number, got Infinity');
+    expect(msg({ query: { id: 1 }, candidates: [], history: [{ query: { id: 1 }, item: 2, action: -1 }] })).toBe('history[0].action: expected a non-negative integer, got -1');
+    expect(msg({ query: { id: 1 }, candidates: [], candidate: [] })).toBe('request.candidate: unknown field (expected user, history, query, candidates)');
+    expect(msg(null)).toBe('request: expected an object, got null');
+    expect(msg([1])).toBe('request: expected an object, got an array of length 1');
+  });
+
+  test('limits are enforced and configurable', () => {
+    const lim = resolveLimits({ maxCandidates: 3, maxHistory: 2, maxQueryTerms: 2, maxTextLength: 5, maxFeatureGroups: 1, maxFeaturesPerGroup: 1, maxFeatureArrayLength: 2 });
+    const q = { id: 1 };
+    expect(msg({ query: q, candidates: [{ item: 1 }, { item: 1 }, { item: 1 }, { item: 1 }] }, lim)).toBe('candidates: at most 3 candidates allowed (limit), got 4');
+    expect(msg({ query: q, candidates: [], history: [{ query: q, item: 1 }, { query: q, item: 1 }, { query: q, item: 1 }] }, lim)).toBe('history: at most 2 events allowed (limit), got 3');
+    expect(msg({ query: { terms: [1, 2, 3] }, candidates: [] }, lim)).toBe('query.terms: at most 2 term ids allowed (limit), got 3');
+    expect(msg({ query: { text: 'abcdef' }, candidates: [] }, lim)).toBe('query.text: expected at most 5 characters (limit), got 6');
+    expect(msg({ query: q, candidates: [{ item: 1, features: { a: {}, b: {} } }] }, lim)).toBe('candidates[0].features: at most 1 feature groups allowed (limit), got 2');
+    expect(msg({ query: q, candidates: [{ item: 1, features: { a: { x: 1, y: 2 } } }] }, lim)).toBe('candidates[0].features.a: at most 1 features per group allowed (limit), got 2');
+    expect(msg({ query: q, candidates: [{ item: 1, features: { a: { x: [1, 2, 3] } } }] }, lim)).toBe('candidates[0].features.a.x: at most 2 elements allowed (limit), got 3');
+    expect(errorOf(() => resolveLimits({ maxCandidates: 0 }))).toBe('limits.maxCandidates: expected a positive integer, got 0');
+    expect(errorOf(() => resolveLimits({ maxCandidatez: 3 } as never))).toMatch(/^limits.maxCandidatez: unknown limit \(expected one of maxCandidates, /);
+    expect(resolveLimits(undefined)).toEqual(DEFAULT_LIMITS);
+  });
+});
+
+describe('packed requests (what crosses to the worker)', () => {
+  test('candidates: dense NaN-padded numeric matrix, extras, toArray() round trip', () => {
+    const cands = [
+      { item: 5, features: { stats: { ctr: 0.5, views: 10 }, text: { title: 'red', tags: ['a', 'b'] } } },
+      { item: 6 },
+      { item: 7, features: { stats: { views: 3, gone: null }, ctx: { hour: 4, emb: [1, 2] } } },
+    ];
+    const p = packScoreRequest({ query: { id: 1 }, candidates: cands }).candidates;
+    const b = new CandidateBatch(p);
+    expect(b.length).toBe(3);
+    expect(Array.from(b.items)).toEqual([5, 6, 7]);
+    expect(b.columns).toEqual([{ group: 'stats', feature: 'ctr' }, { group: 'stats', feature: 'views' }, { group: 'ctx', feature: 'hour' }]);
+    expect(Array.from(b.values)).toEqual([0.5, 10, NaN, NaN, NaN, NaN, NaN, 3, 4]);
+    expect(b.column('stats', 'views')).toBe(1);
+    expect(b.column('stats', 'nope')).toBe(-1);
+    expect(b.value(2, b.column('ctx', 'hour'))).toBe(4);
+    expect(b.extras).toEqual([
+      { row: 0, group: 'text', feature: 'title', value: 'red' },
+      { row: 0, group: 'text', feature: 'tags', value: ['a', 'b'] },
+      { row: 2, group: 'ctx', feature: 'emb', value: [1, 2] },
+    ]);
+    // objects again (null features are "absent")
+    expect(b.toArray()).toEqual([
+      { item: 5, features: { stats: { ctr: 0.5, views: 10 }, text: { title: 'red', tags: ['a', 'b'] } } },
+      { item: 6 },
+      { item: 7, features: { stats: { views: 3 }, ctx: { hour: 4, emb: [1, 2] } } },
+    ]);
+    // in a model's column order, with a presence mask
+    const m = b.featureMatrix([{ group: 'ctx', feature: 'hour' }, { group: 'stats', feature: 'views' }, { group: 'none', feature: 'x' }], -1);
+    expect(Array.from(m.values)).toEqual([-1, 10, -1, -1, -1, -1, 4, 3, -1]);
+    expect(Array.from(m.mask)).toEqual([0, 1, 0, 0, 0, 0, 1, 1, 0]);
+    expect(Array.from(b.featureMatrix([{ group: 'stats', feature: 'ctr' }]).values)).toEqual([0.5, 0, 0]);
+    const empty = new CandidateBatch(packScoreRequest({ query: { id: 1 }, candidates: [] }).candidates);
+    expect(empty.length).toBe(0);
+    expect(empty.toArray()).toEqual([]);
+  });
+
+  test('random histories survive packing exactly; random candidates up to float32 rounding', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const history = Array.from({ length: 200 }, (_, t) => {
+      const q: Record<string, unknown> = {};
+      const k = rng.int(4);
+      if (k !== 1) q.terms = Array.from({ length: rng.int(5) + (k === 0 ? 1 : 0) }, () => rng.int(1 << 30));
+      if (k === 1 || rng.int(3) === 0) q.text = `t${rng.int(1000)}`;
+      if (k !== 0 || rng.int(2) === 0) q.id = rng.int(1 << 30);
+      const e: Record<string, unknown> = { query: q, item: rng.int(1 << 30) };
+      if (rng.int(2)) e.ts = rng.normal() * 1e9;
+      if (rng.int(2)) e.action = rng.int(5);
+      return e;
+    });
+    const req = { query: { id: 1 }, candidates: [], history };
+    const copy = validateScoreRequest(req);
+    const packed = packScoreRequest(req);
+    expect(unpackHistory(packed.history!)).toEqual(copy.history);
+    const cands = Array.from({ length: 300 }, (_, i) => {
+      const f: Record<string, Record<string, unknown>> = {};
+      for (const g of ['a', 'b', 'c']) if (rng.int(2)) f[g] = { x: Math.fround(rng.normal()), [`y${rng.int(3)}`]: rng.int(100) };
+      return rng.int(4) === 0 ? { item: i } : { item: i, features: f };
+    });
+    const c2 = { query: { id: 1 }, candidates: cands };
+    // packed form has no notion of empty feature objects / null values: they are simply absent
+    const norm = (cs: readonly Candidate[]) =>
+      cs.map((c) => {
+        const groups = Object.entries(c.features ?? {}).filter(([, g]) => Object.values(g).some((v) => v !== null));
+        return groups.length ? { item: c.item, features: Object.fromEntries(groups) } : { item: c.item };
+      });
+    expect(new CandidateBatch(packScoreRequest(c2).candidates).toArray()).toEqual(norm(validateScoreRequest(c2).candidates));
+  });
+
+  test('an invalid element deep in a large request is reported by path', () => {
+    const cands = Array.from({ length: 5000 }, (_, i) => ({ item: i, features: { g: { v: i } } }));
+    (cands[4321].features.g as Record<string, unknown>).v = 'x';
+    (cands[4321].features.g as Record<string, unknown>).w = [1, 'a'];
+    expect(errorOf(() => packScoreRequest({ query: { id: 1 }, candidates: cands }))).toMatch(/^candidates\[4321\]\.features\.g\.w\[1\]: expected a finite number/);
+  });
+});
