@@ -86,7 +86,7 @@ void check_decay(const float* decay, const LinrecConfig& c, int64_t rows) {
 // Per-thread buffers, sized once per call.
 struct Scratch {
   int64_t C, Cp, dkp, dvp;
-  std::vector<float> S, Qc, Kc, Vc, Gc, KcT, VcT, Qs, KdT, P, Pg, X, T1, T2, O, O2, M, E, F, ST, RcT, Rc, y, z;
+  std::vector<float> rev, S, Qc, Kc, Vc, Gc, KcT, VcT, Qs, KdT, P, Pg, X, T1, T2, O, O2, M, E, F, ST, RcT, Rc, y, z;
   std::vector<double> A, ell, pw;
   std::vector<float> states;  // backward: chunk-start states
   Scratch(const LinrecConfig& c, bool backward) {
@@ -100,7 +100,7 @@ struct Scratch {
     Vc.assign(C * dvp, 0.f);
     KcT.assign(c.dk * Cp, 0.f);
     Qs.assign(C * dkp, 0.f);
-    KdT.assign(c.dk * Cp, 0.f);
+    KdT.assign(C * dkp, 0.f);
     P.assign(C * Cp, 0.f);
     O.assign(C * dvp, 0.f);
     M.assign(C * Cp, 0.f);
@@ -109,6 +109,7 @@ struct Scratch {
     A.assign(C, 0.0);
     ell.assign(C, 0.0);
     pw.assign(C + 1, 0.0);
+    rev.assign(2 * Cp, 0.f);
     if (backward) {
       Gc.assign(C * dvp, 0.f);
       VcT.assign(c.dv * Cp, 0.f);
@@ -127,12 +128,47 @@ struct Scratch {
 };
 
 // log γ per step of the chunk, A (inclusive cumsum), E = e^A, F = e^{A_last − A}, M (lower, zero upper).
-QGS_SIMD_CLONES void chunk_decays(Scratch& s, const float* decay, const LinrecConfig& c, int64_t row0, int64_t h, int64_t n) {
+QGS_SIMD_CLONES void chunk_decays(Scratch& s, const float* decay, const LinrecConfig& c, int64_t row0, int64_t h, int64_t n,
+                                  bool need_M) {
+  const int64_t np = r16(n);
+  if (c.decay == LinrecDecay::None) {
+    for (int64_t i = 0; i < n; ++i) s.E[i] = s.F[i] = 1.f;
+    if (need_M)
+      for (int64_t i = 0; i < n; ++i) {
+        float* m = s.M.data() + i * s.Cp;
+#pragma omp simd
+        for (int64_t j = 0; j < np; ++j) m[j] = j <= i ? 1.f : 0.f;
+      }
+    return;
+  }
   const double lmin = std::log(static_cast<double>(FLT_MIN));
+  if (c.decay == LinrecDecay::PerHead) {
+    // Constant γ: E_i = γ^{i+1}, F_i = γ^{n−1−i}, M[i][j] = γ^{i−j} all come from one table of n+1
+    // powers instead of O(n) + O(n²) exponentials.
+    const double g = decay[h];
+    const double ell = g >= 1.0 ? 0.0 : std::max(std::log(g), lmin);
+    s.ell[0] = ell;
+    std::vector<double>& pw = s.pw;
+    for (int64_t d = 0; d <= n; ++d) pw[d] = std::exp(static_cast<double>(d) * ell);
+    for (int64_t i = 0; i < n; ++i) {
+      s.E[i] = static_cast<float>(pw[i + 1]);
+      s.F[i] = static_cast<float>(pw[n - 1 - i]);
+    }
+    if (need_M) {
+      // rev[k] = γ^{n−1−k}: row i of M reads rev[n−1−i+j], contiguous in j (vectorises).
+      float* rev = s.rev.data();
+      for (int64_t k = 0; k < n + np; ++k) rev[k] = k <= n - 1 ? static_cast<float>(pw[n - 1 - k]) : 0.f;
+      for (int64_t i = 0; i < n; ++i) {
+        float* m = s.M.data() + i * s.Cp;
+        const float* r = rev + (n - 1 - i);
+#pragma omp simd
+        for (int64_t j = 0; j < np; ++j) m[j] = j <= i ? r[j] : 0.f;
+      }
+    }
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) {
-    double g = 1.0;
-    if (c.decay == LinrecDecay::PerHead) g = decay[h];
-    else if (c.decay == LinrecDecay::PerStep) g = decay[(row0 + i) * c.heads + h];
+    const double g = decay[(row0 + i) * c.heads + h];
     s.ell[i] = g >= 1.0 ? 0.0 : std::max(std::log(g), lmin);
   }
   double acc = 0;
@@ -144,34 +180,21 @@ QGS_SIMD_CLONES void chunk_decays(Scratch& s, const float* decay, const LinrecCo
     s.E[i] = static_cast<float>(std::exp(s.A[i]));
     s.F[i] = static_cast<float>(std::exp(s.A[n - 1] - s.A[i]));
   }
-  const int64_t np = r16(n);
-  if (c.decay == LinrecDecay::None) {
-    for (int64_t i = 0; i < n; ++i) {
-      float* m = s.M.data() + i * s.Cp;
-      for (int64_t j = 0; j < np; ++j) m[j] = j <= i ? 1.f : 0.f;
-    }
-  } else if (c.decay == LinrecDecay::PerHead) {
-    // M[i][j] = γ^{i−j}: one table of powers instead of n² exponentials.
-    std::vector<double>& pw = s.pw;
-    for (int64_t d = 0; d <= n; ++d) pw[d] = std::exp(static_cast<double>(d) * s.ell[0]);
-    for (int64_t i = 0; i < n; ++i) {
-      float* m = s.M.data() + i * s.Cp;
-      for (int64_t j = 0; j < np; ++j) m[j] = j <= i ? static_cast<float>(pw[i - j]) : 0.f;
-    }
-  } else {
+  if (need_M)
     for (int64_t i = 0; i < n; ++i) {
       float* m = s.M.data() + i * s.Cp;
       for (int64_t j = 0; j < np; ++j) m[j] = j <= i ? static_cast<float>(std::exp(s.A[i] - s.A[j])) : 0.f;
     }
-  }
 }
 
 // Gathers n rows of head h into a dense [n, ld] tile (zero padded).
-void gather(float* dst, int64_t ld, const float* src, int64_t row_stride, int64_t off, int64_t n, int64_t d) {
+QGS_SIMD_CLONES void gather(float* QGS_RESTRICT dst, int64_t ld, const float* QGS_RESTRICT src, int64_t row_stride, int64_t off,
+                            int64_t n, int64_t d) {
   for (int64_t i = 0; i < n; ++i) {
     const float* r = src + i * row_stride + off;
     float* o = dst + i * ld;
-    std::memcpy(o, r, sizeof(float) * d);
+#pragma omp simd
+    for (int64_t j = 0; j < d; ++j) o[j] = r[j];  // inline copy: rows are short, memcpy calls cost more
     for (int64_t j = d; j < ld; ++j) o[j] = 0.f;
   }
 }
@@ -179,18 +202,18 @@ void gather(float* dst, int64_t ld, const float* src, int64_t row_stride, int64_
 float scale_at(const LinrecConfig& c, int64_t t) { return c.inv_t ? c.scale / static_cast<float>(t + 1) : c.scale; }
 
 // S ← e^{A_last} S + (diag(F) K)ᵀ V for the chunk in s (KcT, Vc, F, E filled).
-void advance_state(Scratch& s, float* S, int64_t dk, int64_t n) {
-  const int64_t np = r16(n);
-  for (int64_t p = 0; p < dk; ++p) {
-    const float* kt = s.KcT.data() + p * s.Cp;
-    float* kd = s.KdT.data() + p * s.Cp;
-    for (int64_t j = 0; j < n; ++j) kd[j] = kt[j] * s.F[j];
-    for (int64_t j = n; j < np; ++j) kd[j] = 0.f;
+QGS_SIMD_CLONES void advance_state(Scratch& s, float* S, int64_t dk, int64_t n) {
+  float* kd = s.KdT.data();  // [n, dkp]: rows k_j · F_j, used transposed
+  for (int64_t j = 0; j < n; ++j) {
+    const float f = s.F[j];
+    const float* kr = s.Kc.data() + j * s.dkp;
+#pragma omp simd
+    for (int64_t p = 0; p < s.dkp; ++p) kd[j * s.dkp + p] = kr[p] * f;
   }
   const float el = s.E[n - 1];
   if (el != 1.f)
     for (int64_t i = 0; i < dk * s.dvp; ++i) S[i] *= el;
-  mm(S, s.dvp, s.KdT.data(), s.Cp, s.Vc.data(), s.dvp, dk, n, s.dvp, true);
+  mm(S, s.dvp, kd, s.dkp, s.Vc.data(), s.dvp, dk, n, s.dvp, true, tile::Tri::Full, true);
 }
 
 void load_chunk_kv(Scratch& s, const float* k, const float* v, const LinrecConfig& c, int64_t row0, int64_t h, int64_t n) {
@@ -216,7 +239,7 @@ QGS_SIMD_CLONES void forward_item(int64_t item, Scratch& s, float* out, float* s
     const int64_t n = std::min(s.C, sq.len - c0), np = r16(n), row0 = sq.start + c0;
     gather(s.Qc.data(), s.dkp, q + row0 * rsq, rsq, h * dk, n, dk);
     load_chunk_kv(s, k, v, c, row0, h, n);
-    chunk_decays(s, decay, c, row0, h, n);
+    chunk_decays(s, decay, c, row0, h, n, true);
     // P = M ⊙ (Q Kᵀ)
     mm(s.P.data(), s.Cp, s.Qc.data(), s.dkp, s.KcT.data(), s.Cp, n, dk, np, false, tile::Tri::LowerCols);
     for (int64_t i = 0; i < n; ++i) {
@@ -266,7 +289,7 @@ QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* d
   for (int64_t ci = 0; ci + 1 < nch; ++ci) {
     const int64_t c0 = ci * s.C, n = std::min(s.C, sq.len - c0), row0 = sq.start + c0;
     load_chunk_kv(s, k, v, c, row0, h, n);
-    chunk_decays(s, decay, c, row0, h, n);
+    chunk_decays(s, decay, c, row0, h, n, false);
     float* next = s.states.data() + (ci + 1) * sdim;
     std::memcpy(next, s.states.data() + ci * sdim, sizeof(float) * sdim);
     advance_state(s, next, dk, n);
@@ -292,7 +315,7 @@ QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* d
       for (int64_t j = 0; j < dv; ++j) s.Gc[i * s.dvp + j] *= sc;
     }
     tile::transpose(s.VcT.data(), s.Cp, s.Vc.data(), s.dvp, n, dv);
-    chunk_decays(s, decay, c, row0, h, n);
+    chunk_decays(s, decay, c, row0, h, n, true);
     tile::transpose(s.ST.data(), s.dkp, Sp, s.dvp, dk, dv);   // ST [dv, dkp]
     tile::transpose(s.RcT.data(), s.dkp, Rc, s.dvp, dk, dv);  // RcT [dv, dkp]
     // P_raw = Q Kᵀ, Pg_raw = G Vᵀ; X = P_raw ⊙ Pg_raw (for dγ); P, Pg masked and decayed.
@@ -330,8 +353,7 @@ QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* d
     mm(VR, s.dkp, s.Vc.data(), s.dvp, s.RcT.data(), s.dkp, n, dv, s.dkp, false);
     if (want_decay)
       for (int64_t j = 0; j < n; ++j) s.y[j] = tile::dot(s.Kc.data() + j * s.dkp, VR + j * s.dkp, dk);
-    tile::transpose(s.T1.data(), s.Cp, s.Pg.data(), s.Cp, n, n);  // PgT
-    mm(D, s.dkp, s.T1.data(), s.Cp, s.Qc.data(), s.dkp, n, n, s.dkp, false, tile::Tri::UpperK);
+    mm(D, s.dkp, s.Pg.data(), s.Cp, s.Qc.data(), s.dkp, n, n, s.dkp, false, tile::Tri::UpperK, true);  // Pgᵀ Q
     if (dk_out) {
       for (int64_t i = 0; i < n; ++i) {
         float* o = dk_out + (row0 + i) * rsq + h * dk;
@@ -342,8 +364,7 @@ QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* d
     if (dv_out) {
       float* KR = s.T2.data();
       mm(KR, s.dvp, s.Kc.data(), s.dkp, Rc, s.dvp, n, dk, s.dvp, false);
-      tile::transpose(s.T1.data(), s.Cp, s.P.data(), s.Cp, n, n);  // Pᵀ
-      mm(D, s.dvp, s.T1.data(), s.Cp, s.Gc.data(), s.dvp, n, n, s.dvp, false, tile::Tri::UpperK);
+      mm(D, s.dvp, s.P.data(), s.Cp, s.Gc.data(), s.dvp, n, n, s.dvp, false, tile::Tri::UpperK, true);  // Pᵀ G
       for (int64_t i = 0; i < n; ++i) {
         float* o = dv_out + (row0 + i) * rsv + h * dv;
         for (int64_t j = 0; j < dv; ++j) o[j] = D[i * s.dvp + j] + s.F[i] * KR[i * s.dvp + j];
@@ -391,11 +412,10 @@ QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* d
     // Rc ← e^{A_last} Rc + (diag(E) Q)ᵀ G
     for (int64_t i = 0; i < n; ++i)
       for (int64_t p = 0; p < s.dkp; ++p) s.Qs[i * s.dkp + p] = s.Qc[i * s.dkp + p] * s.E[i];
-    tile::transpose(s.KdT.data(), s.Cp, s.Qs.data(), s.dkp, n, dk);  // (diag(E) Q)ᵀ [dk, Cp]
     const float el = s.E[n - 1];
     if (el != 1.f)
       for (int64_t i = 0; i < sdim; ++i) Rc[i] *= el;
-    mm(Rc, s.dvp, s.KdT.data(), s.Cp, s.Gc.data(), s.dvp, dk, n, s.dvp, true);
+    mm(Rc, s.dvp, s.Qs.data(), s.dkp, s.Gc.data(), s.dvp, dk, n, s.dvp, true, tile::Tri::Full, true);  // (diag(E) Q)ᵀ G
   }
   // Padding rows: zero gradients.
   for (int64_t r = sq.start + sq.len; r < sq.start + sq.cap; ++r) {

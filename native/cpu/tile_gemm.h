@@ -15,33 +15,44 @@ namespace qgs::cpu::tile {
 // vector loops need no tails; padding columns are kept at zero.
 inline int64_t r16(int64_t n) { return (n + 15) / 16 * 16; }
 
-// acc[R][W] += A[R rows, K] * B[K, W]; W is a compile-time width so the accumulators stay in registers.
-template <int R, int W>
-static inline __attribute__((always_inline)) void block(float* QGS_RESTRICT C, int64_t ldc, const float* QGS_RESTRICT A,
-                                                        int64_t lda, const float* QGS_RESTRICT B, int64_t ldb, int64_t K,
-                                                        bool accumulate) {
-  float acc[R][W];
+// Register block: acc[R][NV vectors of V] += A[R rows, K] · B[K, NV·lanes]. GCC vector types make the
+// accumulators explicit registers (auto-vectorising a float acc[R][W] array spilled it to the stack).
+template <typename V, int R, int NV, bool TA>
+static inline __attribute__((always_inline)) void vblock(float* QGS_RESTRICT C, int64_t ldc, const float* QGS_RESTRICT A,
+                                                         int64_t lda, const float* QGS_RESTRICT B, int64_t ldb, int64_t K,
+                                                         bool accumulate) {
+  constexpr int kLanes = sizeof(V) / sizeof(float);
+  V acc[R][NV];
   for (int r = 0; r < R; ++r)
-    for (int j = 0; j < W; ++j) acc[r][j] = accumulate ? C[r * ldc + j] : 0.f;
+    for (int v = 0; v < NV; ++v) {
+      if (accumulate) __builtin_memcpy(&acc[r][v], C + r * ldc + v * kLanes, sizeof(V));
+      else acc[r][v] = V{};
+    }
   for (int64_t p = 0; p < K; ++p) {
-    const float* b = B + p * ldb;
+    V b[NV];
+    for (int v = 0; v < NV; ++v) __builtin_memcpy(&b[v], B + p * ldb + v * kLanes, sizeof(V));
     for (int r = 0; r < R; ++r) {
-      const float a = A[r * lda + p];
-#pragma omp simd
-      for (int j = 0; j < W; ++j) acc[r][j] += a * b[j];
+      const float a = TA ? A[p * lda + r] : A[r * lda + p];
+      for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int j = 0; j < W; ++j) C[r * ldc + j] = acc[r][j];
+    for (int v = 0; v < NV; ++v) __builtin_memcpy(C + r * ldc + v * kLanes, &acc[r][v], sizeof(V));
 }
 
-template <int R, int WMAX>
+typedef float v4f __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
+
+// One row block over all N columns: strips of WIDE floats, then 16-float strips.
+template <typename V, int R, int WIDE, bool TA>
 static inline __attribute__((always_inline)) void rows(float* C, int64_t ldc, const float* A, int64_t lda, const float* B,
                                                        int64_t ldb, int64_t K, int64_t N, bool accumulate) {
+  constexpr int kLanes = sizeof(V) / sizeof(float);
   int64_t j = 0;
-  if (WMAX >= 64)
-    for (; j + 64 <= N; j += 64) block<R, 64>(C + j, ldc, A, lda, B + j, ldb, K, accumulate);
-  for (; j < N; j += 16) block<R, 16>(C + j, ldc, A, lda, B + j, ldb, K, accumulate);
+  if (WIDE > 16)
+    for (; j + WIDE <= N; j += WIDE) vblock<V, R, WIDE / kLanes, TA>(C + j, ldc, A, lda, B + j, ldb, K, accumulate);
+  for (; j < N; j += 16) vblock<V, R, 16 / kLanes, TA>(C + j, ldc, A, lda, B + j, ldb, K, accumulate);
 }
 
 // Which part of the product a row block needs, for triangular (causal) tiles:
@@ -51,7 +62,7 @@ static inline __attribute__((always_inline)) void rows(float* C, int64_t ldc, co
 //  UpperK     A[i, p] = 0 for p < i (the sum starts at the diagonal).
 enum class Tri { Full, LowerCols, LowerK, UpperK };
 
-template <int R, int WMAX>
+template <typename V, int R, int WIDE, bool TA>
 static inline __attribute__((always_inline)) void row_block(float* C, int64_t ldc, const float* A, int64_t lda,
                                                             const float* B, int64_t ldb, int64_t i0, int64_t K, int64_t N,
                                                             bool accumulate, Tri tri) {
@@ -59,36 +70,48 @@ static inline __attribute__((always_inline)) void row_block(float* C, int64_t ld
   if (tri == Tri::LowerCols) n_i = std::min(N, r16(i0 + R));
   if (tri == Tri::LowerK) k1 = std::min(K, i0 + R);
   if (tri == Tri::UpperK) k0 = std::min(K, i0);
-  rows<R, WMAX>(C + i0 * ldc, ldc, A + i0 * lda + k0, lda, B + k0 * ldb, ldb, k1 - k0, n_i, accumulate);
+  const float* a0 = TA ? A + k0 * lda + i0 : A + i0 * lda + k0;
+  rows<V, R, WIDE, TA>(C + i0 * ldc, ldc, a0, lda, B + k0 * ldb, ldb, k1 - k0, n_i, accumulate);
 }
 
-template <int R, int WMAX>
-static inline __attribute__((always_inline)) void mm_impl(float* C, int64_t ldc, const float* A, int64_t lda,
+template <typename V, int R, int WIDE, bool TA>
+static inline __attribute__((always_inline)) void mm_rows(float* C, int64_t ldc, const float* A, int64_t lda,
                                                           const float* B, int64_t ldb, int64_t m, int64_t K, int64_t N,
                                                           bool accumulate, Tri tri) {
   int64_t i = 0;
-  for (; i + R <= m; i += R) row_block<R, WMAX>(C, ldc, A, lda, B, ldb, i, K, N, accumulate, tri);
-  for (; i < m; ++i) row_block<1, WMAX>(C, ldc, A, lda, B, ldb, i, K, N, accumulate, tri);
+  for (; i + R <= m; i += R) row_block<V, R, WIDE, TA>(C, ldc, A, lda, B, ldb, i, K, N, accumulate, tri);
+  for (; i < m; ++i) row_block<V, 1, WIDE, TA>(C, ldc, A, lda, B, ldb, i, K, N, accumulate, tri);
+}
+
+template <typename V, int R, int WIDE>
+static inline __attribute__((always_inline)) void mm_impl(float* C, int64_t ldc, const float* A, int64_t lda,
+                                                          const float* B, int64_t ldb, int64_t m, int64_t K, int64_t N,
+                                                          bool accumulate, Tri tri, bool ta) {
+  if (ta) mm_rows<V, R, WIDE, true>(C, ldc, A, lda, B, ldb, m, K, N, accumulate, tri);
+  else mm_rows<V, R, WIDE, false>(C, ldc, A, lda, B, ldb, m, K, N, accumulate, tri);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// AVX-512: 4 rows × 64 columns = 16 zmm accumulators (of 32).
 __attribute__((target("arch=x86-64-v4"))) static void mm_v4(float* C, int64_t ldc, const float* A, int64_t lda,
                                                             const float* B, int64_t ldb, int64_t m, int64_t K, int64_t N,
-                                                            bool acc, Tri tri) {
-  mm_impl<4, 64>(C, ldc, A, lda, B, ldb, m, K, N, acc, tri);  // 16 zmm accumulators of 32
+                                                            bool acc, Tri tri, bool ta) {
+  mm_impl<v16f, 4, 64>(C, ldc, A, lda, B, ldb, m, K, N, acc, tri, ta);
 }
+// AVX2: 4 rows × 16 columns = 8 ymm accumulators (of 16).
 __attribute__((target("arch=x86-64-v3"))) static void mm_v3(float* C, int64_t ldc, const float* A, int64_t lda,
                                                             const float* B, int64_t ldb, int64_t m, int64_t K, int64_t N,
-                                                            bool acc, Tri tri) {
-  mm_impl<4, 16>(C, ldc, A, lda, B, ldb, m, K, N, acc, tri);  // 8 ymm accumulators of 16
+                                                            bool acc, Tri tri, bool ta) {
+  mm_impl<v8f, 4, 16>(C, ldc, A, lda, B, ldb, m, K, N, acc, tri, ta);
 }
 #endif
+// Baseline SSE2: 2 rows × 16 columns = 8 xmm accumulators.
 static void mm_base(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t m,
-                    int64_t K, int64_t N, bool acc, Tri tri) {
-  mm_impl<4, 16>(C, ldc, A, lda, B, ldb, m, K, N, acc, tri);
+                    int64_t K, int64_t N, bool acc, Tri tri, bool ta) {
+  mm_impl<v4f, 2, 16>(C, ldc, A, lda, B, ldb, m, K, N, acc, tri, ta);
 }
 
-using MmFn = void (*)(float*, int64_t, const float*, int64_t, const float*, int64_t, int64_t, int64_t, int64_t, bool, Tri);
+using MmFn = void (*)(float*, int64_t, const float*, int64_t, const float*, int64_t, int64_t, int64_t, int64_t, bool, Tri, bool);
 
 // Picked once from the running CPU (register budgets differ: 32 zmm vs 16 ymm), never -march=native.
 static MmFn pick_mm() {
@@ -102,17 +125,20 @@ static MmFn pick_mm() {
   return mm_base;
 }
 
-// C[m, N] = (accumulate ? C : 0) + A[m, K] · B[K, N]; row-major with leading dimensions; N must be a
-// multiple of 16 and the N columns of B readable (padded buffers). `tri` skips the zero triangle.
+// C[m, N] = (accumulate ? C : 0) + op(A)[m, K] · B[K, N]; row-major with leading dimensions; N must be
+// a multiple of 16 and the N columns of B readable (padded buffers). `tri` skips the zero triangle of
+// op(A) (or of C for LowerCols). transA: A is stored [K, m] (lda = its row stride) and used
+// transposed, which saves an explicit transpose of Pᵀ·G style products.
 [[maybe_unused]] static void mm(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb,
-                                int64_t m, int64_t K, int64_t N, bool accumulate, Tri tri = Tri::Full) {
+                                int64_t m, int64_t K, int64_t N, bool accumulate, Tri tri = Tri::Full,
+                                bool transA = false) {
   static const MmFn fn = pick_mm();
   if (K == 0 || (tri == Tri::Full && m == 0)) {
     if (!accumulate)
       for (int64_t i = 0; i < m; ++i) std::memset(C + i * ldc, 0, sizeof(float) * N);
     return;
   }
-  fn(C, ldc, A, lda, B, ldb, m, K, N, accumulate, tri);
+  fn(C, ldc, A, lda, B, ldb, m, K, N, accumulate, tri, transA);
 }
 
 // dst[c, r] = src[r, c] for r < rows, c < cols; dst columns rows..ld_dst are zeroed.
