@@ -7,6 +7,7 @@ import type { Tensor } from '../tensor';
 import * as ops from '../ops';
 import { Module } from '../nn/module';
 import { Linear } from '../nn/linear';
+import { MLP } from '../nn/mlp';
 import { HFGAttention } from '../nn/hfg-attention';
 import { ConcatFeatureMLP } from '../nn/concat-feature-mlp';
 import type { FeatureLayout } from './dataset';
@@ -35,6 +36,7 @@ class DenseGroupTokens extends Module {
 export class RankingHead extends Module {
   readonly groups: DenseGroupTokens;
   readonly fusion: HFGAttention | ConcatFeatureMLP;
+  readonly match: MLP;
   readonly logit: Linear;
 
   constructor(readonly kind: HeadKind, dim: number, layout: FeatureLayout, seed: number) {
@@ -48,13 +50,19 @@ export class RankingHead extends Module {
     } else {
       throw new Error(`RankingHead: kind: expected 'hfg' or 'concat-mlp', got ${String(kind)}`);
     }
-    this.logit = this.registerModule('logit', new Linear(dim, 1, { seed: seed + 99 }));
+    // The logit also sees a user–item match MLP over [ctx, item, ctx ⊙ item] (the sequence side of
+    // the score, as in the retrieval head of DESIGN.md §5) and the standardised features themselves
+    // (a wide path, so the head starts from what a linear model on the features knows). Both are
+    // identical for the two fusion kinds, so the comparison still isolates the fusion.
+    this.match = this.registerModule('match', new MLP(3 * dim, [2 * dim], dim, { activation: 'relu', seed: seed + 77 }));
+    this.logit = this.registerModule('logit', new Linear(2 * dim + layout.dim, 1, { seed: seed + 99 }));
   }
 
   /** ctx [N, D], item [N, D], standardised features [N, F] → logits [N]. */
   forward(ctx: Tensor, item: Tensor, features: Tensor): Tensor {
     const pooled = this.fusion.forward(ctx, item, this.groups.forward(features));
-    return ops.reshape(this.logit.forward(pooled), [ctx.shape[0]]);
+    const match = ops.relu(this.match.forward(ops.concat([ctx, item, ops.mul(ctx, item)], 1)));
+    return ops.reshape(this.logit.forward(ops.concat([pooled, match, features], 1)), [ctx.shape[0]]);
   }
 }
 

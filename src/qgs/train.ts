@@ -22,6 +22,12 @@ export interface TrainOptions {
   batchTokens?: number;
   /** Sampled negatives per positive for the retrieval loss (impressed-unclicked first). */
   negatives?: number;
+  /**
+   * Fraction of unclicked impressions the ranking loss trains on per step (clicked ones are always
+   * kept; kept negatives are weighted 1/rate so the loss stays unbiased). Default 0.3: ~92% of
+   * logged impressions are unclicked and the head's cost is per impression.
+   */
+  negativeRate?: number;
   clip?: number;
   warmupSteps?: number;
   /** Stop after this many epochs without a validation-GAUC gain. */
@@ -60,35 +66,44 @@ interface Impressions {
   items: Int32Array;
   features: Float32Array;
   labels: Float32Array;
+  /** Loss weight per row (1/keep-rate for subsampled negatives). */
+  weights: Float32Array;
   /** List offsets (one list per request) for per-query metrics. */
   offsets: number[];
 }
 
-function collectImpressions(tb: TokenBatch, split: number, scaler: ScalerState, evalMode: boolean): Impressions {
+function collectImpressions(tb: TokenBatch, split: number, scaler: ScalerState, evalMode: boolean, sample?: { rate: number; rng: Random }): Impressions {
   const reqIndex: number[] = [];
   const items: number[] = [];
   const labels: number[] = [];
-  const feats: Float32Array[] = [];
+  const weights: number[] = [];
+  const F = scaler.mean.length;
+  const rows: number[] = [];
+  const scaled: Float32Array[] = [];
   const offsets = [0];
   tb.requests.forEach((r, k) => {
     if (r.split !== split) return;
     const lab = evalMode ? r.rel ?? r.clicks : r.clicks;
+    const f = scaleFeatures(scaler, r.features, evalMode);
     for (let i = 0; i < r.items.length; i++) {
+      const pos = lab[i] > 0;
+      if (sample !== undefined && !pos && sample.rng.uniform() >= sample.rate) continue;
       reqIndex.push(k);
       items.push(r.items[i]);
-      labels.push(lab[i] > 0 ? 1 : 0);
+      labels.push(pos ? 1 : 0);
+      weights.push(sample !== undefined && !pos ? 1 / sample.rate : 1);
+      rows.push(scaled.length, i);
     }
-    feats.push(scaleFeatures(scaler, r.features, evalMode));
+    scaled.push(f);
     offsets.push(items.length);
   });
-  const F = scaler.mean.length;
   const features = new Float32Array(items.length * F);
-  let o = 0;
-  for (const f of feats) {
-    features.set(f, o);
-    o += f.length;
+  for (let j = 0; j < items.length; j++) {
+    const src = scaled[rows[2 * j]];
+    const i = rows[2 * j + 1];
+    features.set(src.subarray(i * F, (i + 1) * F), j * F);
   }
-  return { reqIndex: Int32Array.from(reqIndex), items: Int32Array.from(items), features, labels: Float32Array.from(labels), offsets };
+  return { reqIndex: Int32Array.from(reqIndex), items: Int32Array.from(items), features, labels: Float32Array.from(labels), weights: Float32Array.from(weights), offsets };
 }
 
 /** Positives (clicked items of training requests) with K negatives each: impressed-unclicked, then random. */
@@ -193,6 +208,8 @@ export function trainModel(data: PreparedData, cfg: QgsConfig, opts: TrainOption
   const sched = warmupCosine({ lr, warmup: Math.min(opts.warmupSteps ?? Math.ceil(totalSteps * 0.05), totalSteps), total: totalSteps, minLr: lr * 0.05 });
   const sparseRatio = (opts.sparseLr ?? lr) / lr;
   const rng = new Random(seed ^ 0x51ed);
+  const negRate = opts.negativeRate ?? 0.3;
+  if (!(negRate > 0 && negRate <= 1)) throw new RangeError(`trainModel: negativeRate: expected a number in (0, 1], got ${negRate}`);
   const history: EpochRecord[] = [];
   let best = -Infinity;
   let bestEpoch = -1;
@@ -207,12 +224,12 @@ export function trainModel(data: PreparedData, cfg: QgsConfig, opts: TrainOption
     batches.forEach((group: UserTimeline[], bi: number) => {
       const loss = scope(() => {
         const tb = buildTokens(group, cfg.variant, data.maxTerms);
-        const imp = collectImpressions(tb, 0, scaler, false);
+        const imp = collectImpressions(tb, 0, scaler, false, { rate: negRate, rng });
         if (imp.items.length === 0) return 0;
         const h = model.encode(tb);
         const ctx = ops.gather(h, i32(imp.reqIndex), 0);
         const logits = model.rankLogits(ctx, imp.items, tensor(imp.features, [imp.items.length, scaler.mean.length]));
-        let objective = ops.bceWithLogits(logits, tensor(imp.labels, [imp.labels.length]));
+        let objective = ops.bceWithLogits(logits, tensor(imp.labels, [imp.labels.length]), { weight: tensor(imp.weights, [imp.weights.length]) });
         const rr = retrievalRows(tb, K, cfg.itemVocab, rng);
         if (rr.pos.length > 0 && cfg.nceWeight > 0) {
           const nce = model.retrievalLoss(ops.gather(h, i32(rr.req), 0), rr.pos, rr.neg, K);
