@@ -14,8 +14,11 @@ namespace qgs::napi {
 
 namespace {
 constexpr size_t kHugePage = size_t(2) << 20;
+// glibc serves blocks below its adaptive mmap threshold (up to 32 MiB) from the heap and reuses
+// freed ones without new page faults; only larger blocks are mmapped afresh on every allocation.
+constexpr size_t kDedicatedMapping = size_t(32) << 20;
 
-// Large host buffers get their own 2 MiB-aligned mapping with a transparent-huge-page hint: glibc
+// Very large host buffers get their own 2 MiB-aligned mapping with a transparent-huge-page hint: glibc
 // mmaps big blocks afresh on every allocation, and touching a fresh 50 MB output 4 KiB page at a
 // time cost more than the kernels writing it (measured in the HFG bench: ~70% of a training step).
 void* map_huge(size_t n, size_t* mapped) {
@@ -36,7 +39,7 @@ void* map_huge(size_t n, size_t* mapped) {
 }  // namespace
 
 Buffer::Buffer(size_t n, Device d) : bytes(n), device(d) {
-  if (d == Device::CPU && n >= kHugePage) {
+  if (d == Device::CPU && n >= kDedicatedMapping) {
     ptr = map_huge(n, &mapped);
     if (!ptr) throw std::bad_alloc();
   } else if (d == Device::CPU) {
