@@ -200,7 +200,7 @@ export function trainModel(data: PreparedData, cfg: QgsConfig, opts: TrainOption
   model.train();
   const sparseParams = [model.itemEmb.weight, model.termEmb.weight];
   const denseParams = model.parameters().filter((p) => !sparseParams.includes(p));
-  const lr = opts.lr ?? 3e-3;
+  const lr = opts.lr ?? 6e-3;
   const dense = new AdamW(denseParams, { lr, weightDecay: opts.weightDecay ?? 1e-4 });
   const sparse = new SparseAdam(sparseParams, { lr: opts.sparseLr ?? lr });
   const batchesPerEpoch = userBatches(trainUsers, batchTokens, seed).length;
