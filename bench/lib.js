@@ -33,6 +33,17 @@ async function runSuite(name, cases, { maxTime = quick ? 0.3 : 1.5, minSamples =
   return out;
 }
 
+/** Deterministic uniform [-1, 1) floats from a small LCG (inputs that do not depend on the library's RNG). */
+function data(n, seed) {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = (s / 4294967296) * 2 - 1;
+  }
+  return a;
+}
+
 /** Median wall time in ms of fn over `reps` runs after `warmup` runs (for long single cases). */
 function medianMs(fn, { reps = quick ? 3 : 7, warmup = 1 } = {}) {
   for (let i = 0; i < warmup; i++) fn();
@@ -80,4 +91,4 @@ async function loadTf(backend) {
   }
 }
 
-module.exports = { runSuite, medianMs, printTable, saveRows, loadTf, quick, resultsDir };
+module.exports = { runSuite, data, medianMs, printTable, saveRows, loadTf, quick, resultsDir };

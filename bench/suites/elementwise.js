@@ -2,21 +2,12 @@
 // naive TypeScript-style loop vs TensorFlow.js CPU and WASM backends, all in one run; prints
 // time per call and the ratios (baseline ms / ours ms: > 1 means we are faster).
 'use strict';
-const { runSuite, printTable, saveRows, loadTf, quick } = require('../lib');
+const { data, runSuite, printTable, saveRows, loadTf, quick } = require('../lib');
 const q = require('../../dist');
 
 const R = 1000;
 const C = 1000; // 1M elements
 
-function data(n, seed) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296) * 2 - 1;
-  }
-  return a;
-}
 
 const xa = data(R * C, 1);
 const xb = data(R * C, 2);

@@ -12,7 +12,7 @@
 'use strict';
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { medianMs, printTable, saveRows, loadTf, quick } = require('../lib');
+const { data, medianMs, printTable, saveRows, loadTf, quick } = require('../lib');
 const q = require('../../dist');
 const { native } = require('../../dist/native');
 
@@ -22,15 +22,6 @@ const D = 32;
 const SIZES = quick ? [2000, 10000] : [10000, 100000];
 const SCALE = 1 / Math.sqrt(D);
 
-function data(n, seed) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296) * 2 - 1;
-  }
-  return a;
-}
 
 // Key mask [N, T]: context and item always present, each group missing with probability 0.2.
 function maskData(N) {

@@ -10,7 +10,7 @@
 'use strict';
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { medianMs, printTable, saveRows, loadTf, quick } = require('../lib');
+const { data, medianMs, printTable, saveRows, loadTf, quick } = require('../lib');
 const q = require('../../dist');
 
 const H = 4;
@@ -19,15 +19,6 @@ const C = 64; // kernel chunk
 const B = quick ? 4 : 32;
 const Ls = quick ? [256] : [256, 1024, 4096];
 
-function data(n, seed) {
-  const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296) * 2 - 1;
-  }
-  return a;
-}
 
 // FLOPs the chunked kernel executes per token·head (fwd: inter 4·dk·dv + triangular intra C·(dk+dv);
 // bwd: 10·dk·dv + 2.5·C·(dk+dv), state recompute included).
