@@ -6,7 +6,8 @@ import { tensor, scope } from '../tensor';
 import { noGrad } from '../autograd';
 import * as ops from '../ops';
 import { loadCheckpoint } from './checkpoint';
-import { ITEM_OFFSET, NO_ITEM, NO_QUERY, TERM_OFFSET } from './dataset';
+import { NO_ITEM, NO_QUERY } from './dataset';
+import { checkItem, termIds } from './scoring';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
 import type { BackendScoreRequest, Interaction, Query, ScoringBackend } from './serving/backend';
@@ -31,21 +32,15 @@ export class QgsBackend implements ScoringBackend {
     return new Float32Array(this.stateSize);
   }
 
+  /** The query's term ids padded to maxTerms (item-only models never see queries). */
   private termRow(q: Query | null | undefined): Int32Array {
-    const m = this.model.cfg.maxTerms;
-    const row = new Int32Array(m);
-    const t = this.model.cfg.variant === 'item-only' ? [] : q?.terms ?? [];
-    if (t.length === 0) row[0] = NO_QUERY;
-    for (let j = 0; j < Math.min(m, t.length); j++) row[j] = t[j] + TERM_OFFSET < this.model.cfg.termVocab ? t[j] + TERM_OFFSET : NO_QUERY;
+    const row = new Int32Array(this.model.cfg.maxTerms);
+    row.set(termIds(this.model.cfg.variant === 'item-only' ? null : q, 'query', this.model));
     return row;
   }
 
   private itemToken(item: number): number {
-    const tok = item + ITEM_OFFSET;
-    if (!Number.isInteger(item) || item < 0 || tok >= this.model.cfg.itemVocab) {
-      throw new Error(`item ${item} is outside the model's catalogue (0..${this.model.cfg.itemVocab - ITEM_OFFSET - 1})`);
-    }
-    return tok;
+    return checkItem(item, 'item', this.model.cfg.itemVocab);
   }
 
   /** Interaction → the write tokens it adds (flattened: a query token then the item token). */

@@ -32,13 +32,15 @@ export interface RankRequest {
   candidates: readonly RankCandidate[];
 }
 
-function checkItem(v: unknown, where: string, vocab: number): number {
+/** Item id → item token id, with a clear error naming `where` for bad or out-of-catalogue ids. */
+export function checkItem(v: unknown, where: string, vocab: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`${where}: expected a non-negative integer item id, got ${JSON.stringify(v)}`);
   if (v + ITEM_OFFSET >= vocab) throw new Error(`${where}: item ${v} is outside the model's catalogue (0..${vocab - ITEM_OFFSET - 1})`);
   return v + ITEM_OFFSET;
 }
 
-function termIds(q: RankQuery | null | undefined, where: string, model: QgsModel): Int32Array {
+/** Query → term token ids (at most maxTerms; [NO_QUERY] when empty; unseen terms → NO_QUERY). */
+export function termIds(q: RankQuery | null | undefined, where: string, model: QgsModel): Int32Array {
   const t = q?.terms ?? [];
   if (!Array.isArray(t)) throw new Error(`${where}.terms: expected an array of term ids, got ${JSON.stringify(t)}`);
   if (t.length === 0) return Int32Array.of(NO_QUERY);
