@@ -133,9 +133,33 @@ void run_case(Rng& rng, int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d,
   // DESIGN.md §8: < 1e-5 on the CPU, < 1e-4 on CUDA (fast-math exp, different summation order).
   const double tol = dev == Dev::CPU ? 1e-5 : 1e-4;
   Ref r = reference(q, k, v, use_mask ? &mask : nullptr, g, N, H, Tq, Tk, d, scale);
+  // dq and dk are sums of scale * p_j (g.v_j - D) * k (or q) terms that cancel (exactly pairwise with
+  // two keys, nearly with saturated rows), so a small result can carry float32 rounding that is
+  // large relative to itself but tiny relative to the terms. They pass when the relative error is
+  // below tol OR the RMS error is below tol x the RMS size of one term; a real bug is off by O(terms).
+  auto rms = [](const std::vector<float>& a) {
+    double s = 0;
+    for (float x : a) s += double(x) * x;
+    return a.empty() ? 0.0 : std::sqrt(s / double(a.size()));
+  };
+  const double term = double(scale) * rms(g) * rms(v) * std::sqrt(double(d)) * std::max(rms(q), rms(k));
+  auto check_grad = [&](const std::string& what, const std::vector<float>& got, const std::vector<double>& ref) {
+    double num = 0, den = 0;
+    bool finite = got.size() == ref.size();
+    for (size_t i = 0; finite && i < got.size(); ++i) {
+      finite = std::isfinite(got[i]);
+      double e = got[i] - ref[i];
+      num += e * e;
+      den += ref[i] * ref[i];
+    }
+    const double rel = den > 0 ? std::sqrt(num / den) : (num > 0 ? 1.0 : 0.0);
+    const double rms_err = got.empty() ? 0.0 : std::sqrt(num / double(got.size()));
+    check(finite && (rel < tol || rms_err < tol * term),
+          what + " " + tag + ": relative error " + std::to_string(rel) + ", rms error " + std::to_string(rms_err) + " vs term size " + std::to_string(term));
+  };
   check_close("forward " + tag, out, r.out, tol);
-  check_close("dq " + tag, dq, r.dq, tol);
-  check_close("dk " + tag, dk, r.dk, tol);
+  check_grad("dq", dq, r.dq);
+  check_grad("dk", dk, r.dk);
   check_close("dv " + tag, dv, r.dv, tol);
   if (use_mask) {
     // Fully masked rows: exact zeros in the output and every gradient (not just "close").
