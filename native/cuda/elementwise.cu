@@ -110,7 +110,7 @@ __device__ __forceinline__ float un_f(float v, float p1, float p2) {
     case 5: return sigm(v);
     case 6: return v * sigm(v);
     case 7: return v > 0.f ? v : 0.f;
-    case 8: return 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+    case 8: return 0.5f * v * erfcf(-v * 0.70710678118654752f);  // erfc: no cancellation for v << 0
     case 9: return fabsf(v);
     case 10: return v * v;
     case 11: return v * p1 + p2;
@@ -135,7 +135,7 @@ __device__ __forceinline__ float un_b(float g, float x, float y, float p1, float
     }
     case 7: return x > 0.f ? g : 0.f;
     case 8: {
-      const float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
+      const float cdf = 0.5f * erfcf(-x * 0.70710678118654752f);
       const float pdf = 0.3989422804014327f * expf(-0.5f * x * x);
       return g * (cdf + x * pdf);
     }

@@ -194,6 +194,17 @@ void test_where(Rng& rng) {
 
 double d_sig(double v) { return 1 / (1 + std::exp(-v)); }
 
+// GELU deep in the negative tail, one value at a time (a whole-vector relative error would hide a
+// bad tail behind the large values): 1 + erf(x / sqrt 2) cancels there, erfc does not.
+void test_gelu_tail() {
+  for (float v : {-2.f, -3.f, -4.f, -5.f, -6.5f, -8.f, -9.f}) {
+    float y = -1.f;
+    qgs::cpu::unary_f32(UnaryOp::Gelu, &y, &v, 1, 0.f, 0.f);
+    const double ref = 0.5 * v * std::erfc(-v / std::sqrt(2.0));
+    check(std::fabs(y - ref) <= 8e-6 * std::fabs(ref), "gelu tail x=" + std::to_string(v) + " got " + std::to_string(double(y) / ref));
+  }
+}
+
 void test_unary(Rng& rng) {
   const double p1 = 0.7, p2 = 1.3;
   for (int op = 0; op <= 13; ++op) {
@@ -222,10 +233,10 @@ void test_unary(Rng& rng) {
           case UnaryOp::Silu: f = v * d_sig(v); d = d_sig(v) * (1 + v * (1 - d_sig(v))); break;
           case UnaryOp::Relu: f = v > 0 ? v : 0; d = v > 0; break;
           case UnaryOp::Gelu:
-            f = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
-            d = 0.5 * (1 + std::erf(v / std::sqrt(2.0))) + v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI);
+            f = 0.5 * v * std::erfc(-v / std::sqrt(2.0));
+            d = 0.5 * std::erfc(-v / std::sqrt(2.0)) + v * std::exp(-0.5 * v * v) / std::sqrt(2 * M_PI);
             break;
-          case UnaryOp::Abs: f = std::fabs(v); d = v > 0 ? 1 : -1; break;
+          case UnaryOp::Abs: f = std::fabs(v); d = v > 0 ? 1 : (v < 0 ? -1 : 0); break;  // sign(0) = 0, as the kernel
           case UnaryOp::Square: f = v * v; d = 2 * v; break;
           case UnaryOp::Affine: f = v * float(p1) + float(p2); d = float(p1); break;
           case UnaryOp::Pow: f = std::pow(v, double(float(p1))); d = float(p1) * std::pow(v, double(float(p1)) - 1); break;
@@ -368,6 +379,7 @@ int main() {
   test_binary_i32_and_backward(rng);
   test_where(rng);
   test_unary(rng);
+  test_gelu_tail();
   test_reduce(rng);
   test_movement(rng);
   test_dropout();
