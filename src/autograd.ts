@@ -100,6 +100,10 @@ function topoOrder(root: Tensor): Tensor[] {
 export function runBackward(root: Tensor, grad?: Tensor): void {
   if (!root.requiresGrad) throw new Error(`backward: tensor ${formatShape(root.shape)} does not require grad`);
   let seed: Tensor;
+  // The caller's gradient is used in place, not cloned (a full copy of the output per step): it is
+  // only read, never disposed, and cloned only where it would become owned (a leaf's .grad or a
+  // pass-through gradient stored for accumulation).
+  let borrowed: Tensor | null = null;
   if (grad === undefined) {
     if (root.size !== 1) {
       throw new Error(`backward: gradient must be given for a non-scalar output of shape ${formatShape(root.shape)}`);
@@ -110,8 +114,12 @@ export function runBackward(root: Tensor, grad?: Tensor): void {
       throw new Error(`backward: grad shape ${formatShape(grad.shape)} does not match output shape ${formatShape(root.shape)}`);
     }
     if (grad.device !== root.device) throw new Error(`backward: grad is on ${grad.device}, output on ${root.device}`);
-    seed = clone(grad);
+    seed = grad;
+    borrowed = grad;
   }
+  const release = (t: Tensor): void => {
+    if (t !== borrowed) t.dispose();
+  };
   const order = topoOrder(root);
   const grads = new Map<Tensor, Tensor>([[root, seed]]);
   try {
@@ -123,10 +131,10 @@ export function runBackward(root: Tensor, grad?: Tensor): void {
         // A leaf: accumulate into .grad.
         grads.delete(t);
         if (t.grad === null) {
-          t.grad = g;
+          t.grad = g === borrowed ? clone(g) : g;
         } else {
           accumulateInto(t.grad, g);
-          g.dispose();
+          release(g);
         }
         continue;
       }
@@ -140,13 +148,13 @@ export function runBackward(root: Tensor, grad?: Tensor): void {
         const r = inGrads[i];
         const input = node.inputs[i];
         if (r === null || !input.requiresGrad) {
-          if (r !== null && r !== g && !handed.has(r)) r.dispose();
+          if (r !== null && r !== g && !handed.has(r)) release(r);
           continue;
         }
         if (!sameShape(r.shape, input.shape)) {
           throw new Error(`backward of ${node.name}: gradient for input ${i} has shape ${formatShape(r.shape)}, expected ${formatShape(input.shape)}`);
         }
-        const owned = handed.has(r) ? clone(r) : r;
+        const owned = handed.has(r) || r === borrowed ? clone(r) : r;
         handed.add(owned);
         const prev = grads.get(input);
         if (prev === undefined) {
@@ -157,10 +165,10 @@ export function runBackward(root: Tensor, grad?: Tensor): void {
           handed.delete(owned);
         }
       }
-      if (!handed.has(g)) g.dispose();
+      if (!handed.has(g)) release(g);
     }
   } finally {
-    for (const g of grads.values()) g.dispose();
+    for (const g of grads.values()) release(g);
     freeTape(order);
   }
 }

@@ -13,6 +13,7 @@ export {
   keep,
   manualSeed,
   memoryStats,
+  releaseCachedMemory,
   isTensor,
   Random,
   shapeSize,

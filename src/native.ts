@@ -38,7 +38,8 @@ export interface BuildInfo {
 
 export interface NativeBinding {
   Storage: new (bytes: number, device: Device) => NativeStorage;
-  liveStorage(): { count: number; bytes: number };
+  liveStorage(): { count: number; bytes: number; cachedBytes: number };
+  releaseCachedMemory(): number;
   numThreads(): number;
   setNumThreads(n: number): number;
   cudaInfo(): CudaInfo;

@@ -1,4 +1,4 @@
-import { tensor, zeros, ones, randn, scope, keep, memoryStats, Tensor, noGrad, backendInfo } from '../src';
+import { tensor, zeros, ones, randn, scope, keep, memoryStats, releaseCachedMemory, Tensor, noGrad, backendInfo, ops } from '../src';
 import { errorOf } from './helpers';
 
 describe('tensor creation', () => {
@@ -111,6 +111,39 @@ describe('scope and memory', () => {
       t[Symbol.dispose]();
     }
     expect(memoryStats().count).toBe(before);
+  });
+
+  test('backward(grad) reads the caller\'s gradient without disposing, aliasing or mutating it', () => {
+    const before = memoryStats().count;
+    const g = tensor([1, 2, 3, 4], [2, 2]);
+    // a leaf as the root, a pass-through op (reshape) and a fan-out (x used twice) all get copies
+    const x = tensor([1, 1, 1, 1], [2, 2], { requiresGrad: true });
+    x.backward(g);
+    expect(x.grad).not.toBe(g);
+    scope(() => ops.add(ops.reshape(x, [2, 2]), x).backward(g));
+    expect(g.disposed).toBe(false);
+    expect(Array.from(g.toFloat32Array())).toEqual([1, 2, 3, 4]);
+    expect(Array.from((x.grad as Tensor).toFloat32Array())).toEqual([3, 6, 9, 12]);
+    x.grad?.dispose();
+    x.dispose();
+    g.dispose();
+    expect(memoryStats().count).toBe(before);
+  });
+
+  test('freed large host buffers are cached for reuse, bounded, and released on request', () => {
+    releaseCachedMemory();
+    const n = (40 << 20) / 4; // 40 MiB: a dedicated mapping
+    const a = zeros([n]);
+    a.dispose();
+    expect(memoryStats().cachedBytes).toBeGreaterThanOrEqual(40 << 20);
+    const b = zeros([n]); // reuses the cached mapping; zeros() still zero-fills it
+    expect(memoryStats().cachedBytes).toBe(0);
+    const v = b.toFloat32Array();
+    expect(v[0]).toBe(0);
+    expect(v[n - 1]).toBe(0);
+    b.dispose();
+    expect(releaseCachedMemory()).toBeGreaterThanOrEqual(40 << 20);
+    expect(memoryStats().cachedBytes).toBe(0);
   });
 
   test('noGrad returns the value', () => {

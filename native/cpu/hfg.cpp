@@ -16,6 +16,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "qgs/parallel.h"
 
@@ -52,9 +53,9 @@ constexpr int64_t kBlock = 16;  // softmax runs over keys padded to a multiple o
 #define QGS_HFG_INLINE inline
 #endif
 
-// Rows per parallel chunk: about 32k multiply-adds, so small batches still split and large ones do
-// not pay per-chunk overhead.
-int64_t row_grain(int64_t Tq, int64_t Tk, int64_t d) { return std::max<int64_t>(1, 32768 / (Tq * Tk * d)); }
+// Rows per parallel chunk: about 256k multiply-adds (~50 rows of the HFG shapes), so small batches
+// still split and large ones do not pay per-chunk overhead (scratch allocation, padding zero-fill).
+int64_t row_grain(int64_t Tq, int64_t Tk, int64_t d) { return std::max<int64_t>(1, 262144 / (Tq * Tk * d)); }
 
 inline int64_t padded_keys(int64_t Tk) { return (Tk + kBlock - 1) / kBlock * kBlock; }
 
@@ -63,12 +64,6 @@ QGS_HFG_INLINE void row_bias(float* bias, const float* m, int64_t Tk, int64_t KP
   for (int64_t j = 0; j < KP; ++j) bias[j] = (j < Tk && (m == nullptr || m[j] != 0.f)) ? 0.f : kNegInf;
 }
 
-QGS_HFG_INLINE float dot(const float* QGS_RESTRICT a, const float* QGS_RESTRICT b, int64_t d) {
-  float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t c = 0; c < d; ++c) acc += a[c] * b[c];
-  return acc;
-}
 
 // p[j] = exp(x[j]) for x[j] <= 0, j < n: Cephes expf (range reduction by ln 2, degree-6 polynomial,
 // ~1 ulp) written branch-free so it vectorises; the 2^k factor is built from exponent bits.
@@ -119,84 +114,149 @@ QGS_HFG_INLINE bool masked_softmax(float* QGS_RESTRICT p, float* QGS_RESTRICT s,
   return true;
 }
 
-// DC > 0: the head dimension is the compile-time constant DC, so every loop over it unrolls and the
-// per-query accumulators stay in registers (these are the sizes HFG models use). DC == 0: any d.
+// xT[c * KP + j] = x[j * d + c] for j < Tk: a row's keys (or values) laid out so that one query's
+// scores over a 16-key block are 16-wide FMAs with a broadcast query element — no horizontal sums (a
+// dot product per key spent more on its horizontal reduction than on the FMAs). The padded keys
+// j >= Tk are zeroed once per chunk by zero_padding (they are never written here).
 template <int DC>
-QGS_HFG_INLINE void forward_rows_impl(int64_t r0, int64_t r1, float* out, const float* q, const float* k,
-                                      const float* v, const float* key_mask, int64_t H, int64_t Tq, int64_t Tk,
-                                      int64_t d_rt, float scale) {
+QGS_HFG_INLINE void transpose_keys(float* QGS_RESTRICT xT, const float* QGS_RESTRICT x, int64_t Tk, int64_t KP,
+                                   int64_t d_rt) {
   const int64_t d = DC > 0 ? DC : d_rt;
-  const int64_t KP = padded_keys(Tk);
-  alignas(64) float bias[kHfgMaxKeys], s[kHfgMaxKeys], p[kHfgMaxKeys];
-  alignas(64) float acc[DC > 0 ? DC : kHfgMaxHeadDim];
-  for (int64_t j = 0; j < KP; ++j) s[j] = 0.f;  // padding scores (masked by the bias)
-  for (int64_t r = r0; r < r1; ++r) {
-    row_bias(bias, key_mask != nullptr ? key_mask + (r / H) * Tk : nullptr, Tk, KP);
-    const float* kr = k + r * Tk * d;
-    const float* vr = v + r * Tk * d;
-    for (int64_t i = 0; i < Tq; ++i) {
-      const float* QGS_RESTRICT qi = q + (r * Tq + i) * d;
-      float* QGS_RESTRICT oi = out + (r * Tq + i) * d;
-      for (int64_t j = 0; j < Tk; ++j) s[j] = dot(qi, kr + j * d, d);
-      for (int64_t j = Tk; j < KP; ++j) s[j] = 0.f;
-      for (int64_t c = 0; c < d; ++c) acc[c] = 0.f;
-      if (masked_softmax(p, s, bias, KP, scale)) {  // else every key is masked: zeros
-        for (int64_t j = 0; j < Tk; ++j) {
-          const float pj = p[j];
-          const float* QGS_RESTRICT vj = vr + j * d;
+  for (int64_t j = 0; j < Tk; ++j) {
+    const float* QGS_RESTRICT xj = x + j * d;
 #pragma omp simd
-          for (int64_t c = 0; c < d; ++c) acc[c] += pj * vj[c];
-        }
+    for (int64_t c = 0; c < d; ++c) xT[c * KP + j] = xj[c];
+  }
+}
+
+inline void zero_padding(float* xT, int64_t Tk, int64_t KP, int64_t d) {
+  for (int64_t c = 0; c < d; ++c)
+    for (int64_t j = Tk; j < KP; ++j) xT[c * KP + j] = 0.f;
+}
+
+// s_q[j] = ⟨a_q, x_j⟩ for NQ vectors a_q (rows of a, d apart; results rows of s, KP apart) and all
+// KP (padded) keys, from the transposed block xT. NQ vectors at once: 2·NQ independent FMA chains
+// per 16-key block (one chain is bound by the FMA latency) and each xT load serves NQ FMAs.
+template <int DC, int NQ>
+QGS_HFG_INLINE void scores(float* QGS_RESTRICT s, const float* QGS_RESTRICT a, const float* QGS_RESTRICT xT,
+                           int64_t KP, int64_t d_rt) {
+  const int64_t d = DC > 0 ? DC : d_rt;
+  for (int64_t b = 0; b < KP; b += kBlock) {
+    alignas(64) float sb[NQ][kBlock] = {};
+    for (int64_t c = 0; c < d; ++c) {
+      const float* QGS_RESTRICT xc = xT + c * KP + b;
+      for (int qq = 0; qq < NQ; ++qq) {
+        const float ac = a[qq * d + c];
+#pragma omp simd
+        for (int64_t jj = 0; jj < kBlock; ++jj) sb[qq][jj] += ac * xc[jj];
       }
-      for (int64_t c = 0; c < d; ++c) oi[c] = acc[c];
+    }
+    for (int qq = 0; qq < NQ; ++qq) {
+#pragma omp simd
+      for (int64_t jj = 0; jj < kBlock; ++jj) s[qq * KP + b + jj] = sb[qq][jj];
     }
   }
 }
 
+// scores for n vectors: blocks of 4, then the remainder one at a time.
+template <int DC>
+QGS_HFG_INLINE void scores_n(float* QGS_RESTRICT s, const float* QGS_RESTRICT a, const float* QGS_RESTRICT xT,
+                             int64_t n, int64_t KP, int64_t d_rt) {
+  const int64_t d = DC > 0 ? DC : d_rt;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) scores<DC, 4>(s + i * KP, a + i * d, xT, KP, d);
+  for (; i < n; ++i) scores<DC, 1>(s + i * KP, a + i * d, xT, KP, d);
+}
+
+// out = Σ_{j < Tk} w[j] · x_j (rows of x are d wide), accumulated in registers and stored once.
+template <int DC>
+QGS_HFG_INLINE void weighted_rows(float* QGS_RESTRICT out, const float* QGS_RESTRICT w, const float* QGS_RESTRICT x,
+                                  int64_t stride, int64_t n, int64_t d_rt) {
+  const int64_t d = DC > 0 ? DC : d_rt;
+  alignas(64) float acc[DC > 0 ? DC : kHfgMaxHeadDim];
+#pragma omp simd
+  for (int64_t c = 0; c < d; ++c) acc[c] = 0.f;
+  for (int64_t j = 0; j < n; ++j) {
+    const float wj = w[j * stride];
+    const float* QGS_RESTRICT xj = x + j * d;
+#pragma omp simd
+    for (int64_t c = 0; c < d; ++c) acc[c] += wj * xj[c];
+  }
+#pragma omp simd
+  for (int64_t c = 0; c < d; ++c) out[c] = acc[c];
+}
+
+// DC > 0: the head dimension is the compile-time constant DC, so every loop over it unrolls and the
+// per-query accumulators stay in registers (these are the sizes HFG models use). DC == 0: any d.
+// S is Tq × KP scratch for the row's scores.
+template <int DC>
+QGS_HFG_INLINE void forward_rows_impl(int64_t r0, int64_t r1, float* out, const float* q, const float* k,
+                                      const float* v, const float* key_mask, int64_t H, int64_t Tq, int64_t Tk,
+                                      int64_t d_rt, float scale, float* S) {
+  const int64_t d = DC > 0 ? DC : d_rt;
+  const int64_t KP = padded_keys(Tk);
+  alignas(64) float bias[kHfgMaxKeys], p[kHfgMaxKeys];
+  alignas(64) float kT[kHfgMaxHeadDim * kHfgMaxKeys];
+  zero_padding(kT, Tk, KP, d);
+  for (int64_t r = r0; r < r1; ++r) {
+    row_bias(bias, key_mask != nullptr ? key_mask + (r / H) * Tk : nullptr, Tk, KP);
+    transpose_keys<DC>(kT, k + r * Tk * d, Tk, KP, d);
+    const float* vr = v + r * Tk * d;
+    scores_n<DC>(S, q + r * Tq * d, kT, Tq, KP, d);
+    for (int64_t i = 0; i < Tq; ++i) {
+      float* QGS_RESTRICT oi = out + (r * Tq + i) * d;
+      if (masked_softmax(p, S + i * KP, bias, KP, scale)) {
+        weighted_rows<DC>(oi, p, vr, 1, Tk, d);
+      } else {  // every key is masked: zeros
+        for (int64_t c = 0; c < d; ++c) oi[c] = 0.f;
+      }
+    }
+  }
+}
+
+// Backward of one row in two phases, so that every output row is accumulated in registers and
+// written once (no zero-fill and read-modify-write of dk/dv per query):
+//  1. per query i: recompute p_i (scores + softmax), dp_ij = ⟨do_i, v_j⟩, a_ij = scale·p_ij·(dp_ij − D_i)
+//     with D_i = Σ_j p_ij dp_ij; dq_i = Σ_j a_ij k_j. Keep P and A (Tq × KP).
+//  2. per key j: dk_j = Σ_i a_ij q_i, dv_j = Σ_i p_ij do_i.
+// A masked or underflowed key has p = 0 and so a = 0: it gets zero gradients.
 template <int DC>
 QGS_HFG_INLINE void backward_rows_impl(int64_t r0, int64_t r1, float* dq, float* dk, float* dv, const float* dout,
                                        const float* q, const float* k, const float* v, const float* key_mask,
-                                       int64_t H, int64_t Tq, int64_t Tk, int64_t d_rt, float scale) {
+                                       int64_t H, int64_t Tq, int64_t Tk, int64_t d_rt, float scale, float* P,
+                                       float* A, float* DP) {
   const int64_t d = DC > 0 ? DC : d_rt;
   const int64_t KP = padded_keys(Tk);
-  alignas(64) float bias[kHfgMaxKeys], s[kHfgMaxKeys], p[kHfgMaxKeys], dp[kHfgMaxKeys];
-  alignas(64) float acc[DC > 0 ? DC : kHfgMaxHeadDim];
+  alignas(64) float bias[kHfgMaxKeys];
+  alignas(64) float kT[kHfgMaxHeadDim * kHfgMaxKeys], vT[kHfgMaxHeadDim * kHfgMaxKeys];
+  zero_padding(kT, Tk, KP, d);
+  zero_padding(vT, Tk, KP, d);
   for (int64_t r = r0; r < r1; ++r) {
     row_bias(bias, key_mask != nullptr ? key_mask + (r / H) * Tk : nullptr, Tk, KP);
     const float* kr = k + r * Tk * d;
-    const float* vr = v + r * Tk * d;
-    float* dkr = dk + r * Tk * d;
-    float* dvr = dv + r * Tk * d;
-    for (int64_t x = 0; x < Tk * d; ++x) dkr[x] = 0.f, dvr[x] = 0.f;
+    transpose_keys<DC>(kT, kr, Tk, KP, d);
+    transpose_keys<DC>(vT, v + r * Tk * d, Tk, KP, d);
+    const float* qr = q + r * Tq * d;
+    const float* dor = dout + r * Tq * d;
+    scores_n<DC>(A, qr, kT, Tq, KP, d);    // A holds the scores until a_i overwrites them
+    scores_n<DC>(DP, dor, vT, Tq, KP, d);  // dp_ij = ⟨do_i, v_j⟩
     for (int64_t i = 0; i < Tq; ++i) {
-      const float* QGS_RESTRICT qi = q + (r * Tq + i) * d;
-      const float* QGS_RESTRICT doi = dout + (r * Tq + i) * d;
-      float* QGS_RESTRICT dqi = dq + (r * Tq + i) * d;
-      for (int64_t j = 0; j < Tk; ++j) s[j] = dot(qi, kr + j * d, d);
-      for (int64_t j = Tk; j < KP; ++j) s[j] = 0.f;
-      for (int64_t c = 0; c < d; ++c) acc[c] = 0.f;
-      if (masked_softmax(p, s, bias, KP, scale)) {  // else fully masked: zero gradients
-        float D = 0.f;
-        for (int64_t j = 0; j < Tk; ++j) {
-          dp[j] = dot(doi, vr + j * d, d);
-          D += p[j] * dp[j];  // masked keys have p = 0
-        }
-        for (int64_t j = 0; j < Tk; ++j) {
-          const float pj = p[j];
-          if (pj == 0.f) continue;  // masked (or underflowed) keys contribute nothing
-          const float a = scale * pj * (dp[j] - D);
-          const float* QGS_RESTRICT kj = kr + j * d;
-          float* QGS_RESTRICT dkj = dkr + j * d;
-          float* QGS_RESTRICT dvj = dvr + j * d;
-#pragma omp simd
-          for (int64_t c = 0; c < d; ++c) {
-            acc[c] += a * kj[c];
-            dkj[c] += a * qi[c];
-            dvj[c] += pj * doi[c];
-          }
-        }
+      float* QGS_RESTRICT pi = P + i * KP;
+      float* QGS_RESTRICT ai = A + i * KP;
+      const float* QGS_RESTRICT dp = DP + i * KP;
+      if (!masked_softmax(pi, ai, bias, KP, scale)) {
+        for (int64_t j = 0; j < KP; ++j) pi[j] = 0.f;
       }
-      for (int64_t c = 0; c < d; ++c) dqi[c] = acc[c];
+      float D = 0.f;
+#pragma omp simd reduction(+ : D)
+      for (int64_t j = 0; j < KP; ++j) D += pi[j] * dp[j];  // masked and padded keys have p = 0
+#pragma omp simd
+      for (int64_t j = 0; j < KP; ++j) ai[j] = scale * pi[j] * (dp[j] - D);
+      weighted_rows<DC>(dq + (r * Tq + i) * d, ai, kr, 1, Tk, d);
+    }
+    for (int64_t j = 0; j < Tk; ++j) {
+      weighted_rows<DC>(dk + (r * Tk + j) * d, A + j, qr, KP, Tq, d);
+      weighted_rows<DC>(dv + (r * Tk + j) * d, P + j, dor, KP, Tq, d);
     }
   }
 }
@@ -204,26 +264,26 @@ QGS_HFG_INLINE void backward_rows_impl(int64_t r0, int64_t r1, float* dq, float*
 // One cloned (AVX-512 / AVX2 / baseline) entry per direction; the switch picks a specialisation.
 QGS_SIMD_CLONES
 void forward_rows(int64_t r0, int64_t r1, float* out, const float* q, const float* k, const float* v,
-                  const float* m, int64_t H, int64_t Tq, int64_t Tk, int64_t d, float scale) {
+                  const float* m, int64_t H, int64_t Tq, int64_t Tk, int64_t d, float scale, float* S) {
   switch (d) {
-    case 8: return forward_rows_impl<8>(r0, r1, out, q, k, v, m, H, Tq, Tk, d, scale);
-    case 16: return forward_rows_impl<16>(r0, r1, out, q, k, v, m, H, Tq, Tk, d, scale);
-    case 32: return forward_rows_impl<32>(r0, r1, out, q, k, v, m, H, Tq, Tk, d, scale);
-    case 64: return forward_rows_impl<64>(r0, r1, out, q, k, v, m, H, Tq, Tk, d, scale);
-    default: return forward_rows_impl<0>(r0, r1, out, q, k, v, m, H, Tq, Tk, d, scale);
+    case 8: return forward_rows_impl<8>(r0, r1, out, q, k, v, m, H, Tq, Tk, d, scale, S);
+    case 16: return forward_rows_impl<16>(r0, r1, out, q, k, v, m, H, Tq, Tk, d, scale, S);
+    case 32: return forward_rows_impl<32>(r0, r1, out, q, k, v, m, H, Tq, Tk, d, scale, S);
+    case 64: return forward_rows_impl<64>(r0, r1, out, q, k, v, m, H, Tq, Tk, d, scale, S);
+    default: return forward_rows_impl<0>(r0, r1, out, q, k, v, m, H, Tq, Tk, d, scale, S);
   }
 }
 
 QGS_SIMD_CLONES
 void backward_rows(int64_t r0, int64_t r1, float* dq, float* dk, float* dv, const float* dout, const float* q,
                    const float* k, const float* v, const float* m, int64_t H, int64_t Tq, int64_t Tk, int64_t d,
-                   float scale) {
+                   float scale, float* P, float* A, float* DP) {
   switch (d) {
-    case 8: return backward_rows_impl<8>(r0, r1, dq, dk, dv, dout, q, k, v, m, H, Tq, Tk, d, scale);
-    case 16: return backward_rows_impl<16>(r0, r1, dq, dk, dv, dout, q, k, v, m, H, Tq, Tk, d, scale);
-    case 32: return backward_rows_impl<32>(r0, r1, dq, dk, dv, dout, q, k, v, m, H, Tq, Tk, d, scale);
-    case 64: return backward_rows_impl<64>(r0, r1, dq, dk, dv, dout, q, k, v, m, H, Tq, Tk, d, scale);
-    default: return backward_rows_impl<0>(r0, r1, dq, dk, dv, dout, q, k, v, m, H, Tq, Tk, d, scale);
+    case 8: return backward_rows_impl<8>(r0, r1, dq, dk, dv, dout, q, k, v, m, H, Tq, Tk, d, scale, P, A, DP);
+    case 16: return backward_rows_impl<16>(r0, r1, dq, dk, dv, dout, q, k, v, m, H, Tq, Tk, d, scale, P, A, DP);
+    case 32: return backward_rows_impl<32>(r0, r1, dq, dk, dv, dout, q, k, v, m, H, Tq, Tk, d, scale, P, A, DP);
+    case 64: return backward_rows_impl<64>(r0, r1, dq, dk, dv, dout, q, k, v, m, H, Tq, Tk, d, scale, P, A, DP);
+    default: return backward_rows_impl<0>(r0, r1, dq, dk, dv, dout, q, k, v, m, H, Tq, Tk, d, scale, P, A, DP);
   }
 }
 
@@ -235,8 +295,11 @@ void grouped_attention_forward(float* out, const float* q, const float* k, const
   require(std::isfinite(scale), "groupedAttention: scale must be finite");
   if (N == 0) return;
   require(out && q && k && v, "groupedAttention: out, q, k and v must be non-null");
+  // Scores of one row (Tq × padded Tk) per chunk: Tq is unbounded, so heap, not stack.
+  const size_t scratch = static_cast<size_t>(Tq * padded_keys(Tk));
   parallel_for(N * H, row_grain(Tq, Tk, d), [&](int64_t b, int64_t e) {
-    forward_rows(b, e, out, q, k, v, key_mask, H, Tq, Tk, d, scale);
+    std::vector<float> S(scratch);
+    forward_rows(b, e, out, q, k, v, key_mask, H, Tq, Tk, d, scale, S.data());
   });
 }
 
@@ -247,8 +310,12 @@ void grouped_attention_backward(float* dq, float* dk, float* dv, const float* do
   require(std::isfinite(scale), "groupedAttention backward: scale must be finite");
   if (N == 0) return;
   require(dq && dk && dv && dout && q && k && v, "groupedAttention backward: dq, dk, dv, dout, q, k and v must be non-null");
+  // P, A and DP (Tq × padded Tk each) per chunk: Tq is unbounded, so heap, not stack.
+  const size_t scratch = static_cast<size_t>(Tq * padded_keys(Tk));
   parallel_for(N * H, row_grain(Tq, Tk, d), [&](int64_t b, int64_t e) {
-    backward_rows(b, e, dq, dk, dv, dout, q, k, v, key_mask, H, Tq, Tk, d, scale);
+    std::vector<float> pa(3 * scratch);
+    backward_rows(b, e, dq, dk, dv, dout, q, k, v, key_mask, H, Tq, Tk, d, scale, pa.data(), pa.data() + scratch,
+                  pa.data() + 2 * scratch);
   });
 }
 

@@ -36,12 +36,70 @@ void* map_huge(size_t n, size_t* mapped) {
   *mapped = len;
   return reinterpret_cast<void*>(aligned);
 }
+
+size_t mapped_length(size_t n) { return (n + kHugePage - 1) / kHugePage * kHugePage; }
 }  // namespace
 
-Buffer::Buffer(size_t n, Device d) : bytes(n), device(d) {
+HostMappingCache::~HostMappingCache() { trim(); }
+
+void* HostMappingCache::take(size_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = entries_.size(); i-- > 0;) {  // newest first: likeliest still in cache/TLB
+    if (entries_[i].len == len) {
+      void* p = entries_[i].ptr;
+      entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+      bytes_ -= len;
+      return p;
+    }
+  }
+  return nullptr;
+}
+
+void HostMappingCache::give(void* ptr, size_t len) {
+  std::vector<Entry> drop;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (len > limit_) {
+      drop.push_back({ptr, len});
+    } else {
+      entries_.push_back({ptr, len});
+      bytes_ += len;
+      while (bytes_ > limit_) {
+        drop.push_back(entries_.front());
+        bytes_ -= entries_.front().len;
+        entries_.erase(entries_.begin());
+      }
+    }
+  }
+  for (const Entry& e : drop) munmap(e.ptr, e.len);  // outside the lock
+}
+
+size_t HostMappingCache::trim() {
+  std::vector<Entry> drop;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    drop.swap(entries_);
+    bytes_ = 0;
+  }
+  size_t n = 0;
+  for (const Entry& e : drop) munmap(e.ptr, e.len), n += e.len;
+  return n;
+}
+
+size_t HostMappingCache::cached_bytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
+}
+
+Buffer::Buffer(size_t n, Device d, std::shared_ptr<HostMappingCache> c) : bytes(n), device(d) {
   if (d == Device::CPU && n >= kDedicatedMapping) {
-    ptr = map_huge(n, &mapped);
+    if (c) {
+      ptr = c->take(mapped_length(n));
+      if (ptr) mapped = mapped_length(n);
+    }
+    if (!ptr) ptr = map_huge(n, &mapped);
     if (!ptr) throw std::bad_alloc();
+    cache = std::move(c);
   } else if (d == Device::CPU) {
     // 64-byte aligned by hand inside a plain malloc block (the raw pointer is kept in the 8 bytes
     // just before ptr). glibc's aligned_alloc fragmented the heap here: every freed multi-MB block
@@ -64,7 +122,11 @@ Buffer::Buffer(size_t n, Device d) : bytes(n), device(d) {
 
 Buffer::~Buffer() {
   if (mapped != 0) {
-    munmap(ptr, mapped);
+    if (cache) {
+      cache->give(ptr, mapped);
+    } else {
+      munmap(ptr, mapped);
+    }
   } else if (device == Device::CPU) {
     std::free(reinterpret_cast<void**>(ptr)[-1]);
   } else {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,38 @@ namespace qgs::napi {
 enum class Device { CPU = 0, CUDA = 1 };
 inline const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
+// Recently freed large host mappings, kept for reuse by a later allocation of the same mapped
+// length. A training step allocates the same big outputs every iteration; without this each one
+// is a fresh mapping whose pages the kernel must zero on first touch (clear_page was ~40% of the
+// HFG kernels' time in a fwd+bwd step at N = 10^4). One cache per Node environment (owned by the
+// addon's instance data, shared with the buffers it served so it outlives them), bounded by
+// `limit` bytes (QGS_HOST_CACHE_MB, default 1024; 0 disables). Thread-safe.
+class HostMappingCache {
+ public:
+  explicit HostMappingCache(size_t limit) : limit_(limit) {}
+  ~HostMappingCache();
+  HostMappingCache(const HostMappingCache&) = delete;
+  HostMappingCache& operator=(const HostMappingCache&) = delete;
+  /** A cached mapping of exactly `len` bytes, or nullptr. */
+  void* take(size_t len);
+  /** Keeps the mapping for reuse, or unmaps it (over the limit: the oldest entries go first). */
+  void give(void* ptr, size_t len);
+  /** Unmaps everything held; returns the bytes released. */
+  size_t trim();
+  size_t cached_bytes();
+  size_t limit() const { return limit_; }
+
+ private:
+  struct Entry {
+    void* ptr;
+    size_t len;
+  };
+  std::mutex mu_;
+  std::vector<Entry> entries_;  // oldest first
+  size_t bytes_ = 0;
+  size_t limit_;
+};
+
 // Owned allocation: 64-byte aligned host memory or CUDA device memory.
 struct Buffer {
   void* ptr = nullptr;
@@ -22,7 +55,9 @@ struct Buffer {
   Device device = Device::CPU;
   /** Length of a dedicated huge-page mapping (large host buffers), 0 for malloc'd ones. */
   size_t mapped = 0;
-  Buffer(size_t bytes, Device device);
+  /** Where a dedicated mapping returns on destruction (null: unmapped at once). */
+  std::shared_ptr<HostMappingCache> cache;
+  Buffer(size_t bytes, Device device, std::shared_ptr<HostMappingCache> cache = nullptr);
   ~Buffer();
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;

@@ -1,6 +1,8 @@
 // Storage: the native object that owns a tensor's memory (64-byte aligned host memory or CUDA device
 // memory). JS Tensor objects hold one. Memory is released deterministically by dispose(); the
 // finalizer is a safety net. A zero-copy host view keeps its bytes alive until the view is collected.
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -25,6 +27,22 @@ struct InstanceData {
   // Shared with every Storage so a finalizer running during environment teardown never touches
   // freed instance data.
   std::shared_ptr<LiveCounters> live = std::make_shared<LiveCounters>();
+  // Large host mappings freed by this environment's storages, for reuse (see HostMappingCache).
+  std::shared_ptr<HostMappingCache> host_cache = std::make_shared<HostMappingCache>(host_cache_limit());
+
+  // QGS_HOST_CACHE_MB: the cache bound in MiB (default 1024; 0 disables; bad values are refused
+  // with the default kept and a warning — an env var must not crash the addon).
+  static size_t host_cache_limit() {
+    const char* s = std::getenv("QGS_HOST_CACHE_MB");
+    if (s == nullptr || *s == 0) return size_t(1024) << 20;
+    char* end = nullptr;
+    long long mb = std::strtoll(s, &end, 10);
+    if (*end != 0 || mb < 0 || mb > (1LL << 24)) {
+      std::fprintf(stderr, "qgs-engine: QGS_HOST_CACHE_MB: expected a whole number of MiB >= 0, got '%s'; using 1024\n", s);
+      return size_t(1024) << 20;
+    }
+    return static_cast<size_t>(mb) << 20;
+  }
 };
 
 class Storage : public Napi::ObjectWrap<Storage> {
@@ -56,9 +74,10 @@ class Storage : public Napi::ObjectWrap<Storage> {
       } else {
         throw_type_error(env, "device: expected 'cpu' or 'cuda', got '" + dev + "'");
       }
-      buf_ = std::make_shared<Buffer>(static_cast<size_t>(bytes), d);
+      auto* data = env.GetInstanceData<InstanceData>();
+      buf_ = std::make_shared<Buffer>(static_cast<size_t>(bytes), d, data->host_cache);
       bytes_ = bytes;
-      live_ = env.GetInstanceData<InstanceData>()->live;
+      live_ = data->live;
       live_->count++;
       live_->bytes += bytes;
       if (d == Device::CPU) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
@@ -260,7 +279,14 @@ QGS_BINDING(liveStorage) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("count", static_cast<double>(data->live->count));
   o.Set("bytes", static_cast<double>(data->live->bytes));
+  o.Set("cachedBytes", static_cast<double>(data->host_cache->cached_bytes()));
   return o;
+}
+
+// releaseCachedMemory() -> bytes unmapped: returns the cached large host mappings to the system.
+QGS_BINDING(releaseCachedMemory) {
+  auto* data = info.Env().GetInstanceData<InstanceData>();
+  return Napi::Number::New(info.Env(), static_cast<double>(data->host_cache->trim()));
 }
 
 // addInto(dst, src, n): dst[i] += src[i] (f32). Used by autograd to accumulate gradients.
@@ -343,6 +369,7 @@ void register_storage(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<InstanceData>(data);
   exports.Set("Storage", ctor);
   QGS_EXPORT(exports, env, liveStorage);
+  QGS_EXPORT(exports, env, releaseCachedMemory);
   QGS_EXPORT(exports, env, numThreads);
   QGS_EXPORT(exports, env, addInto);
   QGS_EXPORT(exports, env, setNumThreads);

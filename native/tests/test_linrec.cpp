@@ -39,6 +39,7 @@ double c_at(const LinrecConfig& c, int64_t t) { return c.inv_t ? double(c.scale)
 
 struct Grads {
   std::vector<double> out, state, dq, dk, dv, ddecay, dinit;
+  std::vector<double> ddecay_mag;  // Σ |terms| of each ddecay entry (the scale of its float rounding)
 };
 
 // Token-by-token scan forward and reverse-scan backward (DESIGN.md §4.1), all in double.
@@ -52,6 +53,7 @@ Grads reference(const Inputs& in) {
   g.dk.assign(in.rows * H * dk, 0.0);
   g.dv.assign(in.rows * H * dv, 0.0);
   g.ddecay.assign(c.decay == LinrecDecay::PerHead ? H : c.decay == LinrecDecay::PerStep ? in.rows * H : 0, 0.0);
+  g.ddecay_mag.assign(g.ddecay.size(), 0.0);
   g.dinit.assign(c.batch * H * dk * dv, 0.0);
   for (int64_t b = 0; b < c.batch; ++b) {
     Seq sq = seq_of(c, b);
@@ -100,10 +102,10 @@ Grads reference(const Inputs& in) {
           for (int64_t p = 0; p < dk; ++p) a += R[p * dv + j] * kt[p];
           g.dv[(row * H + h) * dv + j] = a;
         }
-        double dg = 0;
-        for (int64_t i = 0; i < dk * dv; ++i) dg += R[i] * S[t][i];
-        if (c.decay == LinrecDecay::PerHead) g.ddecay[h] += dg;
-        if (c.decay == LinrecDecay::PerStep) g.ddecay[row * H + h] = dg;
+        double dg = 0, mag = 0;
+        for (int64_t i = 0; i < dk * dv; ++i) dg += R[i] * S[t][i], mag += std::fabs(R[i] * S[t][i]);
+        if (c.decay == LinrecDecay::PerHead) g.ddecay[h] += dg, g.ddecay_mag[h] += mag;
+        if (c.decay == LinrecDecay::PerStep) g.ddecay[row * H + h] = dg, g.ddecay_mag[row * H + h] = mag;
         double gm = gamma_at(in, row, h);
         for (auto& x : R) x *= gm;
       }
@@ -207,6 +209,21 @@ Outputs run(const Inputs& in) {
   return o;
 }
 
+// A decay gradient is one sum over every (step, dk, dv) product of the row (H = 1: L·dk·dv ≈ 5e5
+// terms) and those products cancel, so its float result can be off by 1e-4 relative to itself while
+// exact to 1e-7 relative to the size of the terms. It passes on relative error < tol, or when every
+// entry's error is below tol x the sum of its terms' magnitudes; a wrong formula is off by O(terms).
+void check_ddecay(const std::string& what, const std::vector<float>& got, const Grads& r, double tol) {
+  bool all_small = got.size() == r.ddecay.size();
+  for (size_t i = 0; all_small && i < got.size(); ++i)
+    all_small = std::isfinite(got[i]) && std::fabs(double(got[i]) - r.ddecay[i]) <= tol * r.ddecay_mag[i];
+  if (all_small) {
+    check(true, what);
+    return;
+  }
+  check_close(what, got, r.ddecay, tol);
+}
+
 void compare(const std::string& what, const Inputs& in, double tol, double gtol) {
   Outputs o = run(in);
   Grads r = reference(in);
@@ -215,7 +232,7 @@ void compare(const std::string& what, const Inputs& in, double tol, double gtol)
   check_close(what + " dq", o.dq, r.dq, gtol);
   check_close(what + " dk", o.dk, r.dk, gtol);
   check_close(what + " dv", o.dv, r.dv, gtol);
-  if (!r.ddecay.empty()) check_close(what + " ddecay", o.ddecay, r.ddecay, gtol);
+  if (!r.ddecay.empty()) check_ddecay(what + " ddecay", o.ddecay, r, gtol);
   check_close(what + " dinit", o.dinit, r.dinit, gtol);
 }
 
