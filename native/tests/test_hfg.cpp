@@ -177,9 +177,11 @@ void run_case(Rng& rng, int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d,
 int main() {
   uint64_t seed = fresh_seed();
   Rng rng(seed);
-  for (int64_t Tq : {1, 3})
-    for (int64_t Tk : {1, 2, 9, 33, 64})
-      for (int64_t d : {1, 3, 8, 64, 128}) {
+  // d in {8, 16, 32, 64} take the fixed-width CPU path, every other d the generic one; Tq up to 10
+  // covers the 4-query tiles and their remainder, Tk 9/10/17 the partial 8-key and 16-key blocks.
+  for (int64_t Tq : {1, 3, 10})
+    for (int64_t Tk : {1, 2, 9, 10, 17, 33, 64})
+      for (int64_t d : {1, 3, 8, 16, 32, 64, 128}) {
         int64_t N = rng.integer(1, 9), H = rng.integer(1, 3);
         run_case(rng, N, H, Tq, Tk, d, false, 1.f);
         run_case(rng, N + 2, H, Tq, Tk, d, true, 1.f);
