@@ -37,7 +37,8 @@ describe('nn.HFGAttention', () => {
     expect(memoryStats().count).toBe(before);
   });
 
-  test('gradient check through FeatureGroups → HFGAttention (group projections, type embeddings, qkv, FFN, pool query, inputs)', () => {
+  // 'context' pooling runs the last layer for the context token only (a different code path).
+  test.each(['attention', 'context'] as const)('gradient check through FeatureGroups → HFGAttention (group projections, type embeddings, qkv, FFN, pool query, inputs; pooling %s)', (pooling) => {
     const seed = freshSeed();
     const rng = new Random(seed);
     const N = 4, D = 8, H = 2, hidden = 6, clip = 10;
@@ -47,7 +48,7 @@ describe('nn.HFGAttention', () => {
     ];
     const G = groups.length;
     const fg = new nn.FeatureGroups(groups.map((g) => ({ name: g.name, features: g.features.map((f) => ({ ...f, kind: 'dense' as const })) })), { dim: D, seed, clip });
-    const hfg = new nn.HFGAttention({ dim: D, numGroups: G, heads: H, layers: 1, ffnHidden: hidden, activation: 'tanh', pooling: 'attention', seed: seed + 1 });
+    const hfg = new nn.HFGAttention({ dim: D, numGroups: G, heads: H, layers: 1, ffnHidden: hidden, activation: 'tanh', pooling, seed: seed + 1 });
     // values[n][g][f]; candidate 1 misses the 'stats' group, candidate 2 has a NaN bm25.
     const values: (number | undefined)[][][] = [];
     const present: boolean[][] = [];
@@ -76,7 +77,7 @@ describe('nn.HFGAttention', () => {
     const named = [...fg.namedParameters('feat'), ...hfg.namedParameters('hfg')];
     const P0 = paramsOf(named);
     const maskArr = Float64Array.from(present.flatMap((p) => p.map((b) => (b ? 1 : 0))));
-    const cfg: HFGRefConfig = { D, G, H, layers: 1, hidden, pooling: 'attention', act: Math.tanh };
+    const cfg: HFGRefConfig = { D, G, H, layers: 1, hidden, pooling, act: Math.tanh };
     const f = (P: Params, c: Float64Array): number => {
       const tok = denseGroupsRef(P, 'feat.', groups, values, present, D, clip);
       const y = hfgRef(P, 'hfg.', cfg, c, item, tok, maskArr, N);

@@ -133,10 +133,23 @@ export class HFGAttention extends Module {
     if (G > 0) parts.push(groupTokens);
     let x = add(concat(parts, 1), this.typeEmbedding); // [N, T, D] + [T, D]
 
-    for (const b of this.blocks) {
+    // With context pooling only the context token's output of the last layer is read, so that layer
+    // runs its query, output projection, FFN and norms for token 0 alone (keys and values still
+    // cover every token). Exactly the same result and gradients, ~T times less work after the
+    // attention — the bulk of the head's cost when ranking many candidates.
+    const contextOnly = this.pooling === 'context';
+    for (let l = 0; l < this.blocks.length; l++) {
+      const b = this.blocks[l];
       const qkv = b.qkv.forward(b.norm1.forward(x)); // [N, T, 3D]
       const heads = transpose(reshape(qkv, [N, T, 3, H, dh]), [2, 0, 3, 1, 4]); // [3, N, H, T, dh]
       const [q, k, v] = split(heads, 3, 0).map((t) => reshape(t, [N, H, T, dh]));
+      if (contextOnly && l === this.blocks.length - 1) {
+        const a = groupedAttention(narrow(q, 2, 0, 1), k, v, { keyMask }); // [N, H, 1, dh]
+        let x0 = reshape(narrow(x, 1, 0, 1), [N, D]);
+        x0 = add(x0, b.out.forward(reshape(a, [N, D])));
+        x0 = add(x0, b.ffn.forward(b.norm2.forward(x0)));
+        return this.outNorm.forward(x0);
+      }
       const a = groupedAttention(q, k, v, { keyMask });
       const merged = reshape(transpose(a, [0, 2, 1, 3]), [N, T, D]);
       x = add(x, b.out.forward(merged));
@@ -144,7 +157,6 @@ export class HFGAttention extends Module {
     }
     const y = this.outNorm.forward(x);
 
-    if (this.pooling === 'context') return reshape(narrow(y, 1, 0, 1), [N, D]);
     if (this.pooling === 'mean') {
       const m = reshape(keyMask, [N, T, 1]);
       return div(sum(mul(y, m), 1), sum(m, 1)); // count >= 2 (context + item)
