@@ -102,6 +102,11 @@ describe('command registry (the extension point for train/eval/rank/demo)', () =
     await runCli(['hello'], io2);
     expect(io2.stdout).toEqual(['model    gauc', '-----  ------', 'x      0.5000']);
   });
+  test('tables print metrics with 4 decimals, durations (*_s, *_ms) with 1, null as -', () => {
+    const io = capture();
+    printRows(io, [{ model: 'a', gauc: 0.68331, train_s: 41.25, p99_ms: 2, note: null }], false);
+    expect(io.stdout[2].split(/\s+/)).toEqual(['a', '0.6833', '41.3', '2', '-']);
+  });
   test('duplicate or malformed registrations are refused', () => {
     expect(() => registerCommand('generate', () => undefined)).toThrow(/already registered/);
     expect(() => registerCommand('Bad Name', () => undefined)).toThrow(/invalid command name/);

@@ -12,8 +12,9 @@ export const processIO: CliIO = {
 /** A result row: flat, JSON-serialisable values. */
 export type Row = Record<string, string | number | boolean | null>;
 
-function cell(v: Row[string]): string {
-  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : v.toFixed(4);
+function cell(v: Row[string], col: string): string {
+  // Metrics get 4 decimals; durations (columns named *_s, *_ms) one.
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : v.toFixed(/_m?s$/.test(col) ? 1 : 4);
   return v === null ? '-' : String(v);
 }
 
@@ -29,7 +30,7 @@ export function printRows(io: CliIO, rows: readonly Row[], json: boolean): void 
   if (rows.length === 0) return;
   const cols: string[] = [];
   for (const r of rows) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k);
-  const cells = rows.map((r) => cols.map((c) => (c in r ? cell(r[c]) : '')));
+  const cells = rows.map((r) => cols.map((c) => (c in r ? cell(r[c], c) : '')));
   const width = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i].length)));
   const line = (vals: string[]): string => vals.map((v, i) => (i === 0 ? v.padEnd(width[i]) : v.padStart(width[i]))).join('  ');
   io.out(line(cols));
