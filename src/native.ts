@@ -38,7 +38,7 @@ export interface BuildInfo {
 
 export interface NativeBinding {
   Storage: new (bytes: number, device: Device) => NativeStorage;
-  liveStorage(): { count: number; bytes: number; cachedBytes: number };
+  liveStorage(): { count: number; bytes: number; cachedBytes: number; reportedBytes: number };
   releaseCachedMemory(): number;
   numThreads(): number;
   setNumThreads(n: number): number;

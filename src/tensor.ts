@@ -478,6 +478,11 @@ export interface MemoryStats {
    * (default 1024, 0 disables); `releaseCachedMemory()` returns them to the system.
    */
   cachedBytes: number;
+  /**
+   * Host bytes reported to V8 as external memory: live CPU bytes beyond a 256 MiB allowance, in
+   * 8 MiB steps. (Reporting every transient byte made V8 run a full GC every few training steps.)
+   */
+  reportedBytes: number;
 }
 
 export function memoryStats(): MemoryStats {

@@ -146,6 +146,20 @@ describe('scope and memory', () => {
     expect(memoryStats().cachedBytes).toBe(0);
   });
 
+  test('host memory beyond a 256 MiB allowance is reported to V8 as external memory, and un-reported on dispose', () => {
+    const live = memoryStats().bytes;
+    const expected = (b: number): number => Math.max(0, b - (256 << 20));
+    expect(Math.abs(memoryStats().reportedBytes - expected(live))).toBeLessThan(8 << 20);
+    const t = zeros([(320 << 20) / 4]);
+    const s = memoryStats();
+    expect(s.bytes).toBe(live + (320 << 20));
+    expect(Math.abs(s.reportedBytes - expected(s.bytes))).toBeLessThan(8 << 20);
+    expect(s.reportedBytes).toBeGreaterThan(0);
+    t.dispose();
+    expect(Math.abs(memoryStats().reportedBytes - expected(live))).toBeLessThan(8 << 20);
+    releaseCachedMemory();
+  });
+
   test('noGrad returns the value', () => {
     expect(noGrad(() => 5)).toBe(5);
   });

@@ -1,6 +1,7 @@
 // Storage: the native object that owns a tensor's memory (64-byte aligned host memory or CUDA device
 // memory). JS Tensor objects hold one. Memory is released deterministically by dispose(); the
 // finalizer is a safety net. A zero-copy host view keeps its bytes alive until the view is collected.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,7 +22,28 @@ namespace {
 struct LiveCounters {
   int64_t count = 0;
   int64_t bytes = 0;
+  int64_t host_bytes = 0;  // live CPU bytes
+  int64_t reported = 0;    // what V8 has been told (see report_host_memory)
 };
+
+// What V8 is told about native host memory: live CPU bytes beyond a 256 MiB allowance, in 8 MiB
+// steps. V8 answers growth of reported external memory with full mark-compact collections; a
+// training step allocates (and disposes, at scope exit) hundreds of MB of temporaries, so reporting
+// every byte made V8 run ~70 full GCs per epoch (~20 ms each, 15-20% of training time) that could
+// not free anything. Memory held beyond the allowance (e.g. leaked, never-disposed tensors) is
+// still reported, so V8 still collects their finalizers under pressure. Only called from JS (never
+// from a finalizer, where V8 must not be re-entered); a finalizer's release is picked up by the
+// next call.
+constexpr int64_t kUnreportedAllowance = int64_t(256) << 20;
+constexpr int64_t kReportStep = int64_t(8) << 20;
+void report_host_memory(Napi::Env env, LiveCounters& live) {
+  const int64_t target = std::max<int64_t>(0, live.host_bytes - kUnreportedAllowance);
+  const int64_t delta = target - live.reported;
+  if (delta >= kReportStep || delta <= -kReportStep || (target == 0 && delta != 0)) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, delta);
+    live.reported = target;
+  }
+}
 struct InstanceData {
   Napi::FunctionReference storage_ctor;
   // Shared with every Storage so a finalizer running during environment teardown never touches
@@ -80,7 +102,10 @@ class Storage : public Napi::ObjectWrap<Storage> {
       live_ = data->live;
       live_->count++;
       live_->bytes += bytes;
-      if (d == Device::CPU) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+      if (d == Device::CPU) {
+        live_->host_bytes += bytes;
+        report_host_memory(env, *live_);
+      }
       return env.Undefined();
     });
   }
@@ -99,8 +124,9 @@ class Storage : public Napi::ObjectWrap<Storage> {
     if (live_) {
       live_->count--;
       live_->bytes -= bytes_;
+      if (cpu) live_->host_bytes -= bytes_;
     }
-    if (cpu && from_js) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes_);
+    if (cpu && from_js && live_) report_host_memory(env, *live_);
   }
 
   Buffer& live(Napi::Env env, const char* what) {
@@ -280,6 +306,7 @@ QGS_BINDING(liveStorage) {
   o.Set("count", static_cast<double>(data->live->count));
   o.Set("bytes", static_cast<double>(data->live->bytes));
   o.Set("cachedBytes", static_cast<double>(data->host_cache->cached_bytes()));
+  o.Set("reportedBytes", static_cast<double>(data->live->reported));
   return o;
 }
 
