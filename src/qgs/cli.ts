@@ -94,7 +94,7 @@ registerCommand('demo', (program, io) => {
     .option('--seed <n>', 'data and model seed', intOption('--seed'), GENERATOR_DEFAULTS.seed)
     .option('--users <n>', 'users to generate', intOption('--users', 1))
     .option('--items <n>', 'items to generate', intOption('--items', 1))
-    .option('--epochs <n>', 'epochs per model (early stopping may end sooner)', intOption('--epochs', 1), 4)
+    .option('--epochs <n>', 'epochs per model (early stopping may end sooner)', intOption('--epochs', 1), 10)
     .option('--models <list>', `comma-separated subset of ${VARIANTS.map((v) => v.name).join(',')}`, VARIANTS.map((v) => v.name).join(','))
     .option('--out <dir>', 'where the QGS model is saved', 'qgs-model')
     .option('--json', 'machine-readable rows')
