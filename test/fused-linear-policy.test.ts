@@ -6,7 +6,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { tensor, ops, Random, Tensor, memoryStats, noGrad } from '../src';
-import { freshSeed, gradCheck, expectClose, errorOf, tensorFrom, randomArray } from './helpers';
+import { freshSeed, gradCheck, expectClose, expectScalarClose, errorOf, tensorFrom, randomArray } from './helpers';
 
 interface FCase {
   N: number;
@@ -245,10 +245,10 @@ describe('fusedLinearPolicyLoss vs unfused float64 reference (materialised logit
         en++;
       }
     expectClose([r.stats.entropy], [es / en], 1e-5, 'entropy stat', seed);
-    expectClose([r.loss.item()], [fusedRef(c)], 1e-4, 'loss', seed);
+    expectScalarClose(r.loss.item(), fusedRef(c), 1e-4, 'loss', seed);
     const { temperature: _t, ...pgOpts } = opts;
     const pl = ops.clippedPolicyLoss(r.logp, pgOpts);
-    expectClose([pl.loss.item()], [r.loss.item()], 1e-6, 'same as clippedPolicyLoss', seed);
+    expectScalarClose(pl.loss.item(), r.loss.item(), 1e-6, 'same as clippedPolicyLoss', seed);
     expect(pl.stats.tokenCount).toBe(r.stats.tokenCount);
     expectClose([pl.stats.clipFracHigh, pl.stats.clipFracLow, pl.stats.ratioMean], [r.stats.clipFracHigh, r.stats.clipFracLow, r.stats.ratioMean], 1e-6, 'stats', seed);
     for (const t of [...all, h, w, r.loss, r.logp, pl.loss]) t.dispose();
@@ -363,7 +363,7 @@ describe('fusedLinearPolicyLoss vs unfused float64 reference (materialised logit
       for (let k = 0; k < g.length; k++) gwParts[k] += g[k];
       for (const t of [...pt.all, ph, pw]) t.dispose();
     }
-    expectClose([lossParts], [f.loss], 1e-5, 'loss of parts', seed);
+    expectScalarClose(lossParts, f.loss, 1e-5, 'loss of parts', seed);
     expectClose(ghParts, gh, 1e-5, 'hidden grad of parts', seed);
     expectClose(gwParts, gw, 1e-5, 'weight grad of parts', seed);
     for (const t of [...all, h, w]) t.dispose();

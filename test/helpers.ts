@@ -46,6 +46,17 @@ export function expectClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol:
   }
 }
 
+/**
+ * A scalar that is a sum of O(1) terms which can cancel (a policy loss with mean-zero advantages):
+ * |got − ref| < tol · (1 + |ref|). A relative error is meaningless when the sum is near 0 (seed
+ * 277152606 of the no-grad policy-loss test: loss 3.2e-4, error 3.9e-8, relative 1.2e-4).
+ */
+export function expectScalarClose(got: number, ref: number, tol: number, what = '', seed?: number): void {
+  if (!(Math.abs(got - ref) < tol * (1 + Math.abs(ref)))) {
+    throw new Error(`${what}: ${got} vs reference ${ref}: |difference| ${Math.abs(got - ref).toExponential(3)} >= ${tol} x (1 + |reference|)${seed !== undefined ? ` (seed ${seed})` : ''}`);
+  }
+}
+
 export interface GradCheckOptions {
   /** Float64 reference of the op: inputs (as float64) -> flat output. */
   ref: (inputs: Float64Array[]) => ArrayLike<number>;

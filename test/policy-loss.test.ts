@@ -3,7 +3,7 @@
 // advantages), values, statistics and gradients (central differences), micro-batch invariance,
 // extreme ratios, and bad inputs.
 import { tensor, ops, Random, Tensor, memoryStats, noGrad, scope, backendInfo } from '../src';
-import { freshSeed, gradCheck, expectClose, errorOf, tensorFrom } from './helpers';
+import { freshSeed, gradCheck, expectClose, expectScalarClose, errorOf, tensorFrom } from './helpers';
 
 type Agg = ops.PolicyLossAgg;
 
@@ -259,7 +259,7 @@ describe('clippedPolicyLoss vs float64 reference', () => {
     const r2 = ops.clippedPolicyLoss(lp, { ...a.opts, normalizer: 2 * r1.stats.normalizer });
     r2.loss.backward();
     const g2 = lp.grad!.toFloat32Array();
-    expectClose([r2.loss.item() * 2], [r1.loss.item()], 1e-6, 'loss halves', seed);
+    expectScalarClose(r2.loss.item() * 2, r1.loss.item(), 1e-6, 'loss halves', seed);
     expectClose(Array.from(g2, (x) => 2 * x), g1, 1e-6, 'grad halves', seed);
     const zero = tensorFrom(new Float64Array(24), [4, 6]);
     for (const agg of aggs) {
@@ -316,7 +316,7 @@ describe('clippedPolicyLoss vs float64 reference', () => {
         gParts.set(plp.grad!.toFloat32Array(), b * T);
         for (const t of [...pt.all, plp, pr.loss]) t.dispose();
       }
-      expectClose([lossParts], [lossFull], 1e-5, `${agg} loss of parts`, seed);
+      expectScalarClose(lossParts, lossFull, 1e-5, `${agg} loss of parts`, seed);
       expectClose(gParts, gFull, 1e-6, `${agg} gradient of parts`, seed);
       for (const t of [...full.all, lp, r.loss]) t.dispose();
     }
@@ -340,7 +340,7 @@ describe('clippedPolicyLoss vs float64 reference', () => {
     expect(Number.isFinite(r.loss.item())).toBe(true);
     expect(Array.from(g).every(Number.isFinite)).toBe(true);
     expect(Number.isFinite(r.stats.ratioMax) && Number.isFinite(r.stats.approxKl)).toBe(true);
-    expectClose([r.loss.item()], [reference(c).loss], 1e-5, 'extreme loss', seed);
+    expectScalarClose(r.loss.item(), reference(c).loss, 1e-5, 'extreme loss', seed);
     for (const t of [...a.all, lp, r.loss]) t.dispose();
   });
 
@@ -374,7 +374,7 @@ describe('clippedPolicyLoss vs float64 reference', () => {
       expect(l2.requiresGrad).toBe(true);
       expect(l1.item()).toBe(l2.item());
       l2.backward();
-      expectClose([l1.item()], [reference(c).loss], 1e-5, 'no-grad value', seed);
+      expectScalarClose(l1.item(), reference(c).loss, 1e-5, 'no-grad value', seed);
     });
     expect(memoryStats().count).toBe(before);
   });
