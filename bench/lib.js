@@ -61,7 +61,8 @@ function medianMs(fn, { reps = quick ? 3 : 7, warmup = 1 } = {}) {
 function printTable(title, rows) {
   if (rows.length === 0) return;
   const keys = Object.keys(rows[0]);
-  const fmt = (v) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(3)) : String(v));
+  // Integers (sizes, counts) as they are; other numbers to ~3 significant digits.
+  const fmt = (v) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(3)) : String(v));
   const cells = rows.map((r) => keys.map((k) => fmt(r[k])));
   const widths = keys.map((k, i) => Math.max(k.length, ...cells.map((c) => c[i].length)));
   console.log(`\n## ${title}`);
