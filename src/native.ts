@@ -85,6 +85,11 @@ function requireAddon(file: string): NativeBinding {
 }
 
 function load(): LoadedBinding {
+  // OpenBLAS's idle worker threads spin (sched_yield) for ~2^28 cycles (~0.1 s) after every call,
+  // competing with our thread pool and the JS thread for the cores: on 2 vCPUs that made a QGS
+  // serving request ~2x slower (p50 17 -> 8 ms with the minimum). OpenBLAS reads this when the
+  // library loads, i.e. on the require below; a value set by the user is kept.
+  if (process.env.OPENBLAS_THREAD_TIMEOUT === undefined) process.env.OPENBLAS_THREAD_TIMEOUT = '4';
   const mode = (process.env.QGS_DEVICE ?? 'auto').toLowerCase();
   if (mode !== 'auto' && mode !== 'cpu' && mode !== 'cuda') {
     throw new Error(`QGS_DEVICE: expected 'auto', 'cpu' or 'cuda', got '${process.env.QGS_DEVICE}'`);

@@ -17,7 +17,7 @@
 namespace qgs {
 
 int64_t collapse(Strided& s, int nin) {
-  require(s.ndim >= 0 && s.ndim <= kMaxDims, "strided: ndim must be in [0, " + std::to_string(kMaxDims) + "], got " +
+  QGS_REQUIRE(s.ndim >= 0 && s.ndim <= kMaxDims, "strided: ndim must be in [0, " + std::to_string(kMaxDims) + "], got " +
                                                   std::to_string(s.ndim));
   int64_t total = 1;
   for (int d = 0; d < s.ndim; ++d) {
@@ -425,7 +425,7 @@ void unary_backward_f32(UnaryOp op, float* dx, const float* dy, const float* x, 
 }
 
 void dropout_f32(float* out, const float* x, int64_t n, float p, uint64_t seed) {
-  require(p >= 0.f && p < 1.f, "dropout: p must be in [0, 1), got " + std::to_string(p));
+  QGS_REQUIRE(p >= 0.f && p < 1.f, "dropout: p must be in [0, 1), got " + std::to_string(p));
   const float scale = 1.f / (1.f - p);
   run(n, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) out[i] = dropout_uniform(seed, static_cast<uint64_t>(i)) >= p ? x[i] * scale : 0.f;

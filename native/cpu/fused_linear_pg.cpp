@@ -91,16 +91,16 @@ namespace cpu {
 
 int64_t fused_linear_pg(float* loss, float* logp_out, float* dhidden, float* dweight, double* stats, const FusedLinearPgInputs& in) {
   const int64_t M = in.m, D = in.d, V = in.v;
-  require(M >= 0, "hidden: expected M >= 0 rows, got " + std::to_string(M));
-  require(D >= 1, "hidden: expected D >= 1 columns, got " + std::to_string(D));
-  require(V >= 1, "weight: expected V >= 1 rows (vocabulary), got " + std::to_string(V));
-  require(in.pg.n * in.pg.t == M, "targets: expected N·T = M = " + std::to_string(M) + ", got N=" + std::to_string(in.pg.n) + ", T=" + std::to_string(in.pg.t));
-  require(std::isfinite(in.temperature) && in.temperature > 0.f, "temperature: expected a finite number > 0, got " + std::to_string(in.temperature));
-  require(std::isfinite(in.sft_weight) && in.sft_weight >= 0.f, "sftWeight: expected a finite number >= 0, got " + std::to_string(in.sft_weight));
+  QGS_REQUIRE(M >= 0, "hidden: expected M >= 0 rows, got " + std::to_string(M));
+  QGS_REQUIRE(D >= 1, "hidden: expected D >= 1 columns, got " + std::to_string(D));
+  QGS_REQUIRE(V >= 1, "weight: expected V >= 1 rows (vocabulary), got " + std::to_string(V));
+  QGS_REQUIRE(in.pg.n * in.pg.t == M, "targets: expected N·T = M = " + std::to_string(M) + ", got N=" + std::to_string(in.pg.n) + ", T=" + std::to_string(in.pg.t));
+  QGS_REQUIRE(std::isfinite(in.temperature) && in.temperature > 0.f, "temperature: expected a finite number > 0, got " + std::to_string(in.temperature));
+  QGS_REQUIRE(std::isfinite(in.sft_weight) && in.sft_weight >= 0.f, "sftWeight: expected a finite number >= 0, got " + std::to_string(in.sft_weight));
   require(in.sft_weight == 0.f || in.sft_mask != nullptr || M == 0, "sftMask: expected a [M] mask when sftWeight > 0, got none");
   require(in.sft_normalizer == 0.0 || (std::isfinite(in.sft_normalizer) && in.sft_normalizer > 0.0),
           "sftNormalizer: expected a finite number > 0, got " + std::to_string(in.sft_normalizer));
-  require(std::isfinite(in.entropy_coef), "entropyCoef: expected a finite number, got " + std::to_string(in.entropy_coef));
+  QGS_REQUIRE(std::isfinite(in.entropy_coef), "entropyCoef: expected a finite number, got " + std::to_string(in.entropy_coef));
   require(loss != nullptr && stats != nullptr, "fused_linear_pg: expected loss and stats outputs");
   check_pg_inputs(in.pg, false);
   require(M == 0 || (in.hidden != nullptr && in.weight != nullptr && in.targets != nullptr), "fused_linear_pg: expected hidden, weight and targets");

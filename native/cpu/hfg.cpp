@@ -35,10 +35,10 @@
 namespace qgs {
 
 void hfg_check_sizes(int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d) {
-  require(N >= 0, "groupedAttention: N (rows) must be >= 0, got " + std::to_string(N));
-  require(H >= 1, "groupedAttention: H (heads) must be >= 1, got " + std::to_string(H));
-  require(Tq >= 1, "groupedAttention: Tq (queries) must be >= 1, got " + std::to_string(Tq));
-  require(Tk >= 1 && Tk <= kHfgMaxKeys, "groupedAttention: Tk (keys) must be in [1, " + std::to_string(kHfgMaxKeys) +
+  QGS_REQUIRE(N >= 0, "groupedAttention: N (rows) must be >= 0, got " + std::to_string(N));
+  QGS_REQUIRE(H >= 1, "groupedAttention: H (heads) must be >= 1, got " + std::to_string(H));
+  QGS_REQUIRE(Tq >= 1, "groupedAttention: Tq (queries) must be >= 1, got " + std::to_string(Tq));
+  QGS_REQUIRE(Tk >= 1 && Tk <= kHfgMaxKeys, "groupedAttention: Tk (keys) must be in [1, " + std::to_string(kHfgMaxKeys) +
                                            "], got " + std::to_string(Tk));
   require(d >= 1 && d <= kHfgMaxHeadDim, "groupedAttention: d (head dim) must be in [1, " +
                                              std::to_string(kHfgMaxHeadDim) + "], got " + std::to_string(d));

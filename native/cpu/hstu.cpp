@@ -19,16 +19,16 @@
 namespace qgs {
 
 int64_t hstu_rows(const HstuConfig& c) {
-  require(c.batch >= 0, "batch: expected >= 0, got " + std::to_string(c.batch));
-  require(c.heads >= 1, "heads: expected >= 1, got " + std::to_string(c.heads));
-  require(c.dqk >= 1 && c.dv >= 1, "head dims: expected dqk, dv >= 1, got dqk=" + std::to_string(c.dqk) + " dv=" + std::to_string(c.dv));
+  QGS_REQUIRE(c.batch >= 0, "batch: expected >= 0, got " + std::to_string(c.batch));
+  QGS_REQUIRE(c.heads >= 1, "heads: expected >= 1, got " + std::to_string(c.heads));
+  QGS_REQUIRE(c.dqk >= 1 && c.dv >= 1, "head dims: expected dqk, dv >= 1, got dqk=" + std::to_string(c.dqk) + " dv=" + std::to_string(c.dv));
   require(c.num_pos >= 0 && c.num_time >= 0, "bias tables: expected sizes >= 0");
   require(std::isfinite(c.alpha) && std::isfinite(c.inv_n), "alpha, inv_n: expected finite numbers");
   require(c.num_time == 0 || (std::isfinite(c.time_div) && c.time_div > 0), "time_div: expected a positive number");
   if (c.offsets) {
-    require(c.offsets[0] == 0, "offsets[0]: expected 0, got " + std::to_string(c.offsets[0]));
+    QGS_REQUIRE(c.offsets[0] == 0, "offsets[0]: expected 0, got " + std::to_string(c.offsets[0]));
     for (int64_t b = 0; b < c.batch; ++b)
-      require(c.offsets[b + 1] >= c.offsets[b], "offsets: expected non-decreasing, got offsets[" + std::to_string(b + 1) +
+      QGS_REQUIRE(c.offsets[b + 1] >= c.offsets[b], "offsets: expected non-decreasing, got offsets[" + std::to_string(b + 1) +
                                                     "]=" + std::to_string(c.offsets[b + 1]) + " < offsets[" +
                                                     std::to_string(b) + "]=" + std::to_string(c.offsets[b]));
     return c.offsets[c.batch];
@@ -36,7 +36,7 @@ int64_t hstu_rows(const HstuConfig& c) {
   require(c.max_len >= 0, "max_len: expected >= 0");
   if (c.lengths)
     for (int64_t b = 0; b < c.batch; ++b)
-      require(c.lengths[b] >= 0 && c.lengths[b] <= c.max_len, "lengths[" + std::to_string(b) + "]: expected 0.." +
+      QGS_REQUIRE(c.lengths[b] >= 0 && c.lengths[b] <= c.max_len, "lengths[" + std::to_string(b) + "]: expected 0.." +
                                                                     std::to_string(c.max_len) + ", got " + std::to_string(c.lengths[b]));
   return c.batch * c.max_len;
 }

@@ -93,8 +93,8 @@ void sum_rows(float* dbias, const float* dy, int64_t rows, int64_t n) {
 }
 
 double blas_sgemm_rate(int64_t n, int reps) {
-  require(n >= 1 && n <= 16384, "blasSgemmRate: n: expected 1..16384, got " + std::to_string(n));
-  require(reps >= 1 && reps <= 1000, "blasSgemmRate: reps: expected 1..1000, got " + std::to_string(reps));
+  QGS_REQUIRE(n >= 1 && n <= 16384, "blasSgemmRate: n: expected 1..16384, got " + std::to_string(n));
+  QGS_REQUIRE(reps >= 1 && reps <= 1000, "blasSgemmRate: reps: expected 1..1000, got " + std::to_string(reps));
   require(!in_parallel_region(), "blasSgemmRate: must not be called inside parallel_for");
   size_t nn = static_cast<size_t>(n * n);
   std::vector<float> a(nn), b(nn), c(nn);

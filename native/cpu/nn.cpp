@@ -21,7 +21,7 @@ namespace {
 int64_t grain_for(int64_t work_per_item) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_item)); }
 
 void check_dims(const char* op, int64_t a, int64_t b, int64_t c) {
-  require(a >= 0 && b >= 0 && c >= 0, std::string(op) + ": sizes must be non-negative, got " + std::to_string(a) + ", " +
+  QGS_REQUIRE(a >= 0 && b >= 0 && c >= 0, std::string(op) + ": sizes must be non-negative, got " + std::to_string(a) + ", " +
                                           std::to_string(b) + ", " + std::to_string(c));
 }
 
@@ -160,7 +160,7 @@ void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, cons
                         int64_t cols, float eps) {
   check_dims("layerNorm", rows, cols, 0);
   require(cols > 0 || rows == 0, "layerNorm: normalised axis must not be empty");
-  require(eps > 0.f, "layerNorm: eps: expected > 0, got " + std::to_string(eps));
+  QGS_REQUIRE(eps > 0.f, "layerNorm: eps: expected > 0, got " + std::to_string(eps));
   parallel_for(rows, grain_for(cols), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) ln_row(y + r * cols, mean + r, rstd + r, x + r * cols, w, b, cols, eps);
   });
@@ -239,7 +239,7 @@ void index_add_rows(float* out, const float* src, const int32_t* idx, int64_t n,
 // ---- L2 normalise ----
 void l2_normalize_forward(float* y, float* norm, const float* x, int64_t outer, int64_t dim, int64_t inner, float eps) {
   check_dims("l2Normalize", outer, dim, inner);
-  require(eps > 0.f, "l2Normalize: eps: expected > 0, got " + std::to_string(eps));
+  QGS_REQUIRE(eps > 0.f, "l2Normalize: eps: expected > 0, got " + std::to_string(eps));
   if (outer * inner == 0) return;
   parallel_for(outer * inner, grain_for(dim), [&](int64_t l0, int64_t l1) {
     for (int64_t l = l0; l < l1; ++l) {

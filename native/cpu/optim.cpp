@@ -40,8 +40,8 @@ void check_rows(const char* op, const int32_t* rows, int64_t nrows, int64_t voca
 }
 
 void check_hyper(const char* op, float lr, float eps) {
-  require(std::isfinite(lr) && lr >= 0.f, std::string(op) + ": lr: expected a finite number >= 0, got " + std::to_string(lr));
-  require(eps > 0.f, std::string(op) + ": eps: expected > 0, got " + std::to_string(eps));
+  QGS_REQUIRE(std::isfinite(lr) && lr >= 0.f, std::string(op) + ": lr: expected a finite number >= 0, got " + std::to_string(lr));
+  QGS_REQUIRE(eps > 0.f, std::string(op) + ": eps: expected > 0, got " + std::to_string(eps));
 }
 }  // namespace
 

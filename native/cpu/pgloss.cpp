@@ -17,7 +17,7 @@
 namespace qgs {
 
 void check_pg_inputs(const PgLossInputs& in, bool need_logp) {
-  require(in.n >= 0 && in.t >= 0, "shape: expected non-negative N and T, got N=" + std::to_string(in.n) + ", T=" + std::to_string(in.t));
+  QGS_REQUIRE(in.n >= 0 && in.t >= 0, "shape: expected non-negative N and T, got N=" + std::to_string(in.n) + ", T=" + std::to_string(in.t));
   const bool empty = in.n == 0 || in.t == 0;
   if (!empty) {
     require(!need_logp || in.logp != nullptr, "logp: expected a [N, T] tensor, got none");
@@ -29,10 +29,10 @@ void check_pg_inputs(const PgLossInputs& in, bool need_logp) {
           "agg: expected 0 (token-mean), 1 (seq-mean-token-mean) or 2 (seq-mean-token-sum), got " + std::to_string(in.agg));
   require(std::isfinite(in.eps_low) && in.eps_low >= 0.f && in.eps_low <= 1.f,
           "epsLow: expected a number in [0, 1], got " + std::to_string(in.eps_low));
-  require(std::isfinite(in.eps_high) && in.eps_high >= 0.f, "epsHigh: expected a finite number >= 0, got " + std::to_string(in.eps_high));
+  QGS_REQUIRE(std::isfinite(in.eps_high) && in.eps_high >= 0.f, "epsHigh: expected a finite number >= 0, got " + std::to_string(in.eps_high));
   require(in.dual_clip == 0.f || (std::isfinite(in.dual_clip) && in.dual_clip > 1.f),
           "dualClip: expected a number > 1 (or 0 for off), got " + std::to_string(in.dual_clip));
-  require(std::isfinite(in.kl_beta) && in.kl_beta >= 0.f, "klBeta: expected a finite number >= 0, got " + std::to_string(in.kl_beta));
+  QGS_REQUIRE(std::isfinite(in.kl_beta) && in.kl_beta >= 0.f, "klBeta: expected a finite number >= 0, got " + std::to_string(in.kl_beta));
   require(in.kl_beta == 0.f || in.ref_logp != nullptr || empty, "refLogp: expected a [N, T] tensor when klBeta > 0, got none");
   require(in.normalizer == 0.0 || (std::isfinite(in.normalizer) && in.normalizer > 0.0),
           "normalizer: expected a finite number > 0, got " + std::to_string(in.normalizer));

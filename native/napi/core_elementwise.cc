@@ -45,7 +45,7 @@ Strided strided_args(const Napi::CallbackInfo& info, size_t i, int nin, const ch
   }
   for (int k = 0; k < nin; ++k) {
     std::vector<int64_t> st = ints_arg(info, i + 1 + k, "strides");
-    require(st.size() == shape.size(), std::string(op) + ": strides of input " + std::to_string(k) + " have " +
+    QGS_REQUIRE(st.size() == shape.size(), std::string(op) + ": strides of input " + std::to_string(k) + " have " +
                                            std::to_string(st.size()) + " entries, expected " + std::to_string(shape.size()));
     for (int d = 0; d < s.ndim; ++d) {
       require(st[d] >= 0, std::string(op) + ": strides must be non-negative");
@@ -286,7 +286,7 @@ QGS_BINDING(ewDropout) {
   View out = storage_arg(info, 0, "out", static_cast<size_t>(n) * 4);
   View x = storage_arg(info, 1, "x", static_cast<size_t>(n) * 4);
   double p = num_arg(info, 3, "p");
-  require(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got " + std::to_string(p));
+  QGS_REQUIRE(p >= 0.0 && p < 1.0, "dropout: p must be in [0, 1), got " + std::to_string(p));
   auto seed = static_cast<uint64_t>(int_arg(info, 4, "seed", 0, (int64_t(1) << 53)));
   Device d = common_device("dropout", {&out, &x});
   if (n == 0) return info.Env().Undefined();
