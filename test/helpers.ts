@@ -47,6 +47,25 @@ export function expectClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol:
 }
 
 /**
+ * Like expectClose, but the error is relative to max(||ref||, floor · sqrt(n)): for values whose
+ * natural scale is known (parameters ~1, Adam moments ~0.1) and that can land near 0 by chance — a
+ * single parameter at 0.003 after five steps failed a 1e-5 relative check with a 1e-7 error.
+ */
+export function expectCloseFloor(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, floor: number, what = '', seed?: number): void {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    if (!Number.isFinite(out[i])) num = Infinity;
+    num += (out[i] - ref[i]) ** 2;
+    den += ref[i] * ref[i];
+  }
+  const e = out.length !== ref.length ? Infinity : Math.sqrt(num) / Math.max(Math.sqrt(den), floor * Math.sqrt(ref.length));
+  if (!(e < tol)) {
+    throw new Error(`${what}: error ${e.toExponential(3)} (relative to max(||ref||, ${floor}·sqrt(n))) >= ${tol} (n=${ref.length}${seed !== undefined ? `, seed ${seed}` : ''})`);
+  }
+}
+
+/**
  * A scalar that is a sum of O(1) terms which can cancel (a policy loss with mean-zero advantages):
  * |got − ref| < tol · (1 + |ref|). A relative error is meaningless when the sum is near 0 (seed
  * 277152606 of the no-grad policy-loss test: loss 3.2e-4, error 3.9e-8, relative 1.2e-4).

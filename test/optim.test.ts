@@ -2,7 +2,7 @@
 // the given rows, clipGradNorm over dense + sparse grads, warmupCosine, state round-trip, and a tiny
 // regression problem that trains with Linear + AdamW.
 import { nn, ops, optim, tensor, zeros, scope, memoryStats, Random, Tensor } from '../src';
-import { freshSeed, randomArray, tensorFrom, expectClose, errorOf, asF64 } from './helpers';
+import { freshSeed, randomArray, tensorFrom, expectClose, expectCloseFloor, errorOf, asF64 } from './helpers';
 
 interface AdamRef { p: Float64Array; m: Float64Array; v: Float64Array }
 
@@ -32,10 +32,12 @@ describe('AdamW', () => {
         refAdamStep(ref, asF64(g), t, 0.01, 0.9, 0.99, 1e-8, 0.1);
         opt.step();
       }
-      expectClose(P.toFloat32Array(), ref.p, 1e-5, `AdamW n=${n}`, seed);
+      // Parameters start ~N(0, 1), moments ~0.1 and ~0.01 (EMAs of N(0, 1) gradients): those are the
+      // floors of the error scale (one value can end near 0; a wrong update is off by ~lr = 0.01).
+      expectCloseFloor(P.toFloat32Array(), ref.p, 1e-5, 1, `AdamW n=${n}`, seed);
       const st = opt.state();
-      expectClose(st.tensors['0.m'].toFloat32Array(), ref.m, 1e-5, `AdamW m n=${n}`, seed);
-      expectClose(st.tensors['0.v'].toFloat32Array(), ref.v, 1e-5, `AdamW v n=${n}`, seed);
+      expectCloseFloor(st.tensors['0.m'].toFloat32Array(), ref.m, 1e-5, 0.1, `AdamW m n=${n}`, seed);
+      expectCloseFloor(st.tensors['0.v'].toFloat32Array(), ref.v, 1e-5, 0.01, `AdamW v n=${n}`, seed);
       expect(st.scalars['step.0']).toBe(5);
       opt.dispose();
       P.dispose();
