@@ -198,6 +198,15 @@ function erf(x: number): number {
   }
   return (2 / Math.sqrt(Math.PI)) * sum;
 }
+/** erfc(z) for z >= 0: 1 − erf below 3, else the continued fraction (1 − erf cancels in the tail). */
+function erfc(z: number): number {
+  if (z < 3) return 1 - erf(z);
+  let k = z;
+  for (let n = 60; n >= 1; n--) k = z + n / 2 / k;
+  return Math.exp(-z * z) / (Math.sqrt(Math.PI) * k);
+}
+/** Exact GELU, accurate in the negative tail (where 0.5·v·(1 + erf) would cancel). */
+const gelu = (v: number): number => (v >= 0 ? 0.5 * v * (1 + erf(v / Math.SQRT2)) : 0.5 * v * erfc(-v / Math.SQRT2));
 const sig = (v: number): number => 1 / (1 + Math.exp(-v));
 
 type Unary = [string, (x: Tensor) => Tensor, (v: number) => number, (rng: Random, n: number) => Float64Array];
@@ -215,7 +224,7 @@ const unaryOps: Unary[] = [
   ['sigmoid', ops.sigmoid, sig, normal],
   ['silu', ops.silu, (v) => v * sig(v), normal],
   ['relu', ops.relu, (v) => Math.max(v, 0), awayFromZero],
-  ['gelu', ops.gelu, (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)), normal],
+  ['gelu', ops.gelu, gelu, normal],
   ['abs', ops.abs, Math.abs, awayFromZero],
   ['square', ops.square, (v) => v * v, normal],
   ['addScalar(2.5)', (x) => ops.addScalar(x, 2.5), (v) => v + 2.5, normal],
@@ -255,6 +264,12 @@ describe('unary and scalar ops', () => {
         tol: 2e-3,
       });
     }
+  });
+
+  test('gelu deep in the negative tail, value by value (1 + erf would cancel there)', () => {
+    const v = [-3, -4, -5, -6, -7, -8, -9, -10];
+    const y = ops.gelu(tensor(v)).toFloat32Array();
+    v.forEach((x, i) => expect(Math.abs(y[i] - gelu(Math.fround(x))) / Math.abs(gelu(Math.fround(x)))).toBeLessThan(1e-5));
   });
 
   test('exp / sigmoid / silu at the float range limits (vectorised exp path)', () => {
