@@ -24,7 +24,8 @@ export function asF64(t: Tensor): Float64Array {
   return Float64Array.from(t.toFloat32Array());
 }
 
-export function relError(out: ArrayLike<number>, ref: ArrayLike<number>): number {
+/** ||out − ref|| / max(||ref||, floor · sqrt(n)); floor 0 gives the plain relative error. */
+export function relError(out: ArrayLike<number>, ref: ArrayLike<number>, floor = 0): number {
   if (out.length !== ref.length) return Infinity;
   let num = 0;
   let den = 0;
@@ -35,7 +36,7 @@ export function relError(out: ArrayLike<number>, ref: ArrayLike<number>): number
     den += ref[i] * ref[i];
   }
   if (num === 0) return 0;
-  return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+  return Math.sqrt(num) / Math.max(Math.sqrt(den), floor * Math.sqrt(ref.length), 1e-30);
 }
 
 /** Fails with the relative error, the tolerance and the seed. */
@@ -52,14 +53,7 @@ export function expectClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol:
  * single parameter at 0.003 after five steps failed a 1e-5 relative check with a 1e-7 error.
  */
 export function expectCloseFloor(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, floor: number, what = '', seed?: number): void {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    if (!Number.isFinite(out[i])) num = Infinity;
-    num += (out[i] - ref[i]) ** 2;
-    den += ref[i] * ref[i];
-  }
-  const e = out.length !== ref.length ? Infinity : Math.sqrt(num) / Math.max(Math.sqrt(den), floor * Math.sqrt(ref.length));
+  const e = relError(out, ref, floor);
   if (!(e < tol)) {
     throw new Error(`${what}: error ${e.toExponential(3)} (relative to max(||ref||, ${floor}·sqrt(n))) >= ${tol} (n=${ref.length}${seed !== undefined ? `, seed ${seed}` : ''})`);
   }

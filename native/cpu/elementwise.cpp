@@ -18,10 +18,10 @@ namespace qgs {
 
 int64_t collapse(Strided& s, int nin) {
   QGS_REQUIRE(s.ndim >= 0 && s.ndim <= kMaxDims, "strided: ndim must be in [0, " + std::to_string(kMaxDims) + "], got " +
-                                                  std::to_string(s.ndim));
+                                                      std::to_string(s.ndim));
   int64_t total = 1;
   for (int d = 0; d < s.ndim; ++d) {
-    require(s.shape[d] >= 0, "strided: negative dimension");
+    QGS_REQUIRE(s.shape[d] >= 0, "strided: negative dimension");
     total *= s.shape[d];
   }
   // Drop size-1 dims (their stride never matters).
@@ -190,8 +190,8 @@ void binary_f32(BinaryOp op, float* out, const float* a, const float* b, const S
 }
 
 void binary_i32(BinaryOp op, int32_t* out, const int32_t* a, const int32_t* b, const Strided& s0) {
-  require(op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Max || op == BinaryOp::Min,
-          "binary_i32: op " + std::to_string(static_cast<int>(op)) + " is not supported for i32");
+  QGS_REQUIRE(op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Max || op == BinaryOp::Min,
+              "binary_i32: op " + std::to_string(static_cast<int>(op)) + " is not supported for i32");
   Strided s = s0;
   int64_t total = collapse(s, 2);
   run(total, [&](int64_t lo, int64_t hi) {
@@ -236,8 +236,8 @@ QGS_SIMD_CLONES void binary_backward_row(BinaryOp op, float* da, float* db, cons
 
 void binary_backward_f32(BinaryOp op, float* da, float* db, const float* dy, const float* a, const float* b,
                          const Strided& s0) {
-  require(op == BinaryOp::Mul || op == BinaryOp::Div || op == BinaryOp::Max || op == BinaryOp::Min,
-          "binary_backward: op " + std::to_string(static_cast<int>(op)) + " has no backward kernel");
+  QGS_REQUIRE(op == BinaryOp::Mul || op == BinaryOp::Div || op == BinaryOp::Max || op == BinaryOp::Min,
+              "binary_backward: op " + std::to_string(static_cast<int>(op)) + " has no backward kernel");
   Strided s = s0;
   int64_t total = collapse(s, 2);
   run(total, [&](int64_t lo, int64_t hi) {
@@ -412,13 +412,13 @@ QGS_SIMD_CLONES void unary_backward_chunk(UnaryOp op, float* dx, const float* dy
 
 
 void unary_f32(UnaryOp op, float* out, const float* x, int64_t n, float p1, float p2) {
-  require(n >= 0, "unary: n must be >= 0");
+  QGS_REQUIRE(n >= 0, "unary: n must be >= 0");
   run(n, [&](int64_t lo, int64_t hi) { unary_chunk(op, out + lo, x + lo, hi - lo, p1, p2); });
 }
 
 void unary_backward_f32(UnaryOp op, float* dx, const float* dy, const float* x, const float* y, int64_t n, float p1,
                         float p2) {
-  require(n >= 0, "unary_backward: n must be >= 0");
+  QGS_REQUIRE(n >= 0, "unary_backward: n must be >= 0");
   run(n, [&](int64_t lo, int64_t hi) {
     unary_backward_chunk(op, dx + lo, dy + lo, x ? x + lo : nullptr, y ? y + lo : nullptr, hi - lo, p1, p2);
   });

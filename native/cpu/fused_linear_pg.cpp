@@ -97,14 +97,14 @@ int64_t fused_linear_pg(float* loss, float* logp_out, float* dhidden, float* dwe
   QGS_REQUIRE(in.pg.n * in.pg.t == M, "targets: expected N·T = M = " + std::to_string(M) + ", got N=" + std::to_string(in.pg.n) + ", T=" + std::to_string(in.pg.t));
   QGS_REQUIRE(std::isfinite(in.temperature) && in.temperature > 0.f, "temperature: expected a finite number > 0, got " + std::to_string(in.temperature));
   QGS_REQUIRE(std::isfinite(in.sft_weight) && in.sft_weight >= 0.f, "sftWeight: expected a finite number >= 0, got " + std::to_string(in.sft_weight));
-  require(in.sft_weight == 0.f || in.sft_mask != nullptr || M == 0, "sftMask: expected a [M] mask when sftWeight > 0, got none");
-  require(in.sft_normalizer == 0.0 || (std::isfinite(in.sft_normalizer) && in.sft_normalizer > 0.0),
-          "sftNormalizer: expected a finite number > 0, got " + std::to_string(in.sft_normalizer));
+  QGS_REQUIRE(in.sft_weight == 0.f || in.sft_mask != nullptr || M == 0, "sftMask: expected a [M] mask when sftWeight > 0, got none");
+  QGS_REQUIRE(in.sft_normalizer == 0.0 || (std::isfinite(in.sft_normalizer) && in.sft_normalizer > 0.0),
+              "sftNormalizer: expected a finite number > 0, got " + std::to_string(in.sft_normalizer));
   QGS_REQUIRE(std::isfinite(in.entropy_coef), "entropyCoef: expected a finite number, got " + std::to_string(in.entropy_coef));
-  require(loss != nullptr && stats != nullptr, "fused_linear_pg: expected loss and stats outputs");
+  QGS_REQUIRE(loss != nullptr && stats != nullptr, "fused_linear_pg: expected loss and stats outputs");
   check_pg_inputs(in.pg, false);
-  require(M == 0 || (in.hidden != nullptr && in.weight != nullptr && in.targets != nullptr), "fused_linear_pg: expected hidden, weight and targets");
-  require(M <= (int64_t(1) << 40) && V <= (int64_t(1) << 31) - 1 && D <= (int64_t(1) << 31) - 1, "fused_linear_pg: sizes exceed the BLAS index range");
+  QGS_REQUIRE(M == 0 || (in.hidden != nullptr && in.weight != nullptr && in.targets != nullptr), "fused_linear_pg: expected hidden, weight and targets");
+  QGS_REQUIRE(M <= (int64_t(1) << 40) && V <= (int64_t(1) << 31) - 1 && D <= (int64_t(1) << 31) - 1, "fused_linear_pg: sizes exceed the BLAS index range");
 
   // Targets must index the vocabulary on every row that contributes (RL mask or SFT mask).
   for (int64_t m = 0; m < M; ++m) {

@@ -39,9 +39,9 @@ void hfg_check_sizes(int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d) {
   QGS_REQUIRE(H >= 1, "groupedAttention: H (heads) must be >= 1, got " + std::to_string(H));
   QGS_REQUIRE(Tq >= 1, "groupedAttention: Tq (queries) must be >= 1, got " + std::to_string(Tq));
   QGS_REQUIRE(Tk >= 1 && Tk <= kHfgMaxKeys, "groupedAttention: Tk (keys) must be in [1, " + std::to_string(kHfgMaxKeys) +
-                                           "], got " + std::to_string(Tk));
-  require(d >= 1 && d <= kHfgMaxHeadDim, "groupedAttention: d (head dim) must be in [1, " +
-                                             std::to_string(kHfgMaxHeadDim) + "], got " + std::to_string(d));
+                                               "], got " + std::to_string(Tk));
+  QGS_REQUIRE(d >= 1 && d <= kHfgMaxHeadDim, "groupedAttention: d (head dim) must be in [1, " +
+                                                 std::to_string(kHfgMaxHeadDim) + "], got " + std::to_string(d));
 }
 
 namespace cpu {
@@ -98,7 +98,6 @@ QGS_HFG_INLINE float hsum8(v8f v) {
 QGS_HFG_INLINE void row_bias(float* bias, const float* m, int64_t Tk, int64_t KP) {
   for (int64_t j = 0; j < KP; ++j) bias[j] = (j < Tk && (m == nullptr || m[j] != 0.f)) ? 0.f : kNegInf;
 }
-
 
 // p[j] = exp(x[j]) for x[j] <= 0, j < n: Cephes expf (range reduction by ln 2, degree-6 polynomial,
 // ~1 ulp) written branch-free so it vectorises; the 2^k factor is built from exponent bits.
@@ -201,10 +200,6 @@ QGS_HFG_INLINE void scores_n(float* QGS_RESTRICT s, const float* QGS_RESTRICT a,
   for (; i < n; ++i) scores<DC, 1>(s + i * KP, a + i * d, xT, KP, d);
 }
 
-// Fixed head dimensions (multiples of 8): dot products on 8-wide vectors with the horizontal sums of
-// eight keys merged into one shuffle tree (GCC/Clang vector extensions: vhaddps-style pairs on AVX2,
-// two SSE halves on the baseline clone). No transposed copy of the keys is needed: per query and
-// 10 keys this is ~80 instructions where transposing + broadcasting took ~180.
 // [x0+x1, x2+x3, y0+y1, y2+y3 | x4+x5, x6+x7, y4+y5, y6+y7] (vhaddps).
 QGS_HFG_INLINE v8f hadd8(v8f x, v8f y) {
   return __builtin_shufflevector(x, y, 0, 2, 8, 10, 4, 6, 12, 14) +
@@ -279,6 +274,10 @@ QGS_HFG_INLINE void weighted_rows2(float* QGS_RESTRICT out1, float* QGS_RESTRICT
   }
 }
 
+// Fixed head dimensions (multiples of 8): dot products on 8-wide vectors with the horizontal sums of
+// eight keys merged into one shuffle tree (GCC/Clang vector extensions: vhaddps-style pairs on AVX2,
+// two SSE halves on the baseline clone). No transposed copy of the keys is needed: per query and
+// 10 keys this is ~80 instructions where transposing + broadcasting took ~180.
 // s[i * KP + j] = ⟨a_i, x_j⟩ for i < n, j < Tk, and 0 for Tk <= j < KP (rows of a and x are DC wide).
 template <int DC>
 QGS_HFG_INLINE void row_dots(float* QGS_RESTRICT s, const float* QGS_RESTRICT a, const float* QGS_RESTRICT x,
@@ -423,9 +422,9 @@ void backward_rows(int64_t r0, int64_t r1, float* dq, float* dk, float* dv, cons
 void grouped_attention_forward(float* out, const float* q, const float* k, const float* v, const float* key_mask,
                                int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d, float scale) {
   hfg_check_sizes(N, H, Tq, Tk, d);
-  require(std::isfinite(scale), "groupedAttention: scale must be finite");
+  QGS_REQUIRE(std::isfinite(scale), "groupedAttention: scale must be finite");
   if (N == 0) return;
-  require(out && q && k && v, "groupedAttention: out, q, k and v must be non-null");
+  QGS_REQUIRE(out && q && k && v, "groupedAttention: out, q, k and v must be non-null");
   // Scores of one row (Tq × padded Tk) per chunk: Tq is unbounded, so heap, not stack.
   const size_t scratch = static_cast<size_t>(Tq * padded_keys(Tk));
   parallel_for(N * H, row_grain(Tq, Tk, d), [&](int64_t b, int64_t e) {
@@ -438,9 +437,9 @@ void grouped_attention_backward(float* dq, float* dk, float* dv, const float* do
                                 const float* v, const float* key_mask, int64_t N, int64_t H, int64_t Tq, int64_t Tk,
                                 int64_t d, float scale) {
   hfg_check_sizes(N, H, Tq, Tk, d);
-  require(std::isfinite(scale), "groupedAttention backward: scale must be finite");
+  QGS_REQUIRE(std::isfinite(scale), "groupedAttention backward: scale must be finite");
   if (N == 0) return;
-  require(dq && dk && dv && dout && q && k && v, "groupedAttention backward: dq, dk, dv, dout, q, k and v must be non-null");
+  QGS_REQUIRE(dq && dk && dv && dout && q && k && v, "groupedAttention backward: dq, dk, dv, dout, q, k and v must be non-null");
   // P, A and DP (Tq × padded Tk each) per chunk: Tq is unbounded, so heap, not stack.
   const size_t scratch = static_cast<size_t>(Tq * padded_keys(Tk));
   parallel_for(N * H, row_grain(Tq, Tk, d), [&](int64_t b, int64_t e) {

@@ -22,22 +22,22 @@ int64_t hstu_rows(const HstuConfig& c) {
   QGS_REQUIRE(c.batch >= 0, "batch: expected >= 0, got " + std::to_string(c.batch));
   QGS_REQUIRE(c.heads >= 1, "heads: expected >= 1, got " + std::to_string(c.heads));
   QGS_REQUIRE(c.dqk >= 1 && c.dv >= 1, "head dims: expected dqk, dv >= 1, got dqk=" + std::to_string(c.dqk) + " dv=" + std::to_string(c.dv));
-  require(c.num_pos >= 0 && c.num_time >= 0, "bias tables: expected sizes >= 0");
-  require(std::isfinite(c.alpha) && std::isfinite(c.inv_n), "alpha, inv_n: expected finite numbers");
-  require(c.num_time == 0 || (std::isfinite(c.time_div) && c.time_div > 0), "time_div: expected a positive number");
+  QGS_REQUIRE(c.num_pos >= 0 && c.num_time >= 0, "bias tables: expected sizes >= 0");
+  QGS_REQUIRE(std::isfinite(c.alpha) && std::isfinite(c.inv_n), "alpha, inv_n: expected finite numbers");
+  QGS_REQUIRE(c.num_time == 0 || (std::isfinite(c.time_div) && c.time_div > 0), "time_div: expected a positive number");
   if (c.offsets) {
     QGS_REQUIRE(c.offsets[0] == 0, "offsets[0]: expected 0, got " + std::to_string(c.offsets[0]));
     for (int64_t b = 0; b < c.batch; ++b)
       QGS_REQUIRE(c.offsets[b + 1] >= c.offsets[b], "offsets: expected non-decreasing, got offsets[" + std::to_string(b + 1) +
-                                                    "]=" + std::to_string(c.offsets[b + 1]) + " < offsets[" +
-                                                    std::to_string(b) + "]=" + std::to_string(c.offsets[b]));
+                                                        "]=" + std::to_string(c.offsets[b + 1]) + " < offsets[" +
+                                                        std::to_string(b) + "]=" + std::to_string(c.offsets[b]));
     return c.offsets[c.batch];
   }
-  require(c.max_len >= 0, "max_len: expected >= 0");
+  QGS_REQUIRE(c.max_len >= 0, "max_len: expected >= 0");
   if (c.lengths)
     for (int64_t b = 0; b < c.batch; ++b)
       QGS_REQUIRE(c.lengths[b] >= 0 && c.lengths[b] <= c.max_len, "lengths[" + std::to_string(b) + "]: expected 0.." +
-                                                                    std::to_string(c.max_len) + ", got " + std::to_string(c.lengths[b]));
+                                                                        std::to_string(c.max_len) + ", got " + std::to_string(c.lengths[b]));
   return c.batch * c.max_len;
 }
 
@@ -269,8 +269,8 @@ QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* d
 
 Tables make_tables(const float* pos, const float* tw, const int32_t* ts, const HstuConfig& c, int64_t rows) {
   Tables t{c.num_pos > 0 ? pos : nullptr, c.num_time > 0 ? tw : nullptr, ts, {}};
-  require(c.num_pos == 0 || pos != nullptr, "pos_bias: missing (num_pos > 0)");
-  require(c.num_time == 0 || (tw != nullptr && (ts != nullptr || rows == 0)), "time_bias / timestamps: missing (num_time > 0)");
+  QGS_REQUIRE(c.num_pos == 0 || pos != nullptr, "pos_bias: missing (num_pos > 0)");
+  QGS_REQUIRE(c.num_time == 0 || (tw != nullptr && (ts != nullptr || rows == 0)), "time_bias / timestamps: missing (num_time > 0)");
   for (int64_t b = 1; b < c.num_time; ++b) t.thr.push_back(std::exp(static_cast<double>(b) * c.time_div));
   return t;
 }
@@ -303,7 +303,7 @@ void hstu_backward(float* dq, float* dk, float* dv, float* dpos, float* dtime, c
                    const float* v, const float* pos_bias, const float* time_bias, const int32_t* ts, const float* dout,
                    const HstuConfig& cfg) {
   const int64_t rows = hstu_rows(cfg);
-  require(dout != nullptr || rows == 0, "dout: missing");
+  QGS_REQUIRE(dout != nullptr || rows == 0, "dout: missing");
   Tables t = make_tables(pos_bias, time_bias, ts, cfg, rows);
   int64_t max_len = 0;
   std::vector<int64_t> cost = costs(cfg, &max_len);

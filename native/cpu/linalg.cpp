@@ -17,12 +17,12 @@ namespace qgs::cpu {
 
 namespace {
 void check_sizes(const char* op, int64_t batch, int64_t m, int64_t n, int64_t k) {
-  require(batch >= 0 && m >= 0 && n >= 0 && k >= 0,
-          std::string(op) + ": sizes must be non-negative, got batch=" + std::to_string(batch) + " m=" + std::to_string(m) +
-              " n=" + std::to_string(n) + " k=" + std::to_string(k));
+  QGS_REQUIRE(batch >= 0 && m >= 0 && n >= 0 && k >= 0,
+              std::string(op) + ": sizes must be non-negative, got batch=" + std::to_string(batch) + " m=" + std::to_string(m) +
+                  " n=" + std::to_string(n) + " k=" + std::to_string(k));
   // cblas takes int dimensions.
   const int64_t lim = 0x7fffffff;
-  require(m <= lim && n <= lim && k <= lim, std::string(op) + ": matrix dimensions must fit in int32 for BLAS");
+  QGS_REQUIRE(m <= lim && n <= lim && k <= lim, std::string(op) + ": matrix dimensions must fit in int32 for BLAS");
 }
 
 void sgemm1(float* c, const float* a, const float* b, int64_t m, int64_t n, int64_t k, bool ta, bool tb, float alpha,
@@ -42,7 +42,7 @@ void sgemm1(float* c, const float* a, const float* b, int64_t m, int64_t n, int6
 void gemm(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool trans_a,
           bool trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float alpha, float beta) {
   check_sizes("gemm", batch, m, n, k);
-  require(!in_parallel_region(), "gemm: must not be called inside parallel_for (BLAS has its own threads)");
+  QGS_REQUIRE(!in_parallel_region(), "gemm: must not be called inside parallel_for (BLAS has its own threads)");
   if (batch == 0) return;
   // A batched A times one shared B (no transpose of A, contiguous items) is a single tall GEMM:
   // [batch*m, k] x [k, n]. This is the common Linear-on-[B, T, D] case and keeps BLAS efficient.
@@ -95,7 +95,7 @@ void sum_rows(float* dbias, const float* dy, int64_t rows, int64_t n) {
 double blas_sgemm_rate(int64_t n, int reps) {
   QGS_REQUIRE(n >= 1 && n <= 16384, "blasSgemmRate: n: expected 1..16384, got " + std::to_string(n));
   QGS_REQUIRE(reps >= 1 && reps <= 1000, "blasSgemmRate: reps: expected 1..1000, got " + std::to_string(reps));
-  require(!in_parallel_region(), "blasSgemmRate: must not be called inside parallel_for");
+  QGS_REQUIRE(!in_parallel_region(), "blasSgemmRate: must not be called inside parallel_for");
   size_t nn = static_cast<size_t>(n * n);
   std::vector<float> a(nn), b(nn), c(nn);
   for (size_t i = 0; i < nn; ++i) {

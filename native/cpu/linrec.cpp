@@ -45,13 +45,13 @@ int64_t linrec_rows(const LinrecConfig& c) {
   QGS_REQUIRE(c.heads >= 1, "heads: expected >= 1, got " + std::to_string(c.heads));
   QGS_REQUIRE(c.dk >= 1 && c.dv >= 1, "head dims: expected dk, dv >= 1, got dk=" + std::to_string(c.dk) + " dv=" + std::to_string(c.dv));
   QGS_REQUIRE(c.chunk >= 1 && c.chunk <= 1024, "chunk: expected 1..1024, got " + std::to_string(c.chunk));
-  require(std::isfinite(c.scale), "scale: expected a finite number");
+  QGS_REQUIRE(std::isfinite(c.scale), "scale: expected a finite number");
   if (c.offsets) {
     QGS_REQUIRE(c.offsets[0] == 0, "offsets[0]: expected 0, got " + std::to_string(c.offsets[0]));
     for (int64_t b = 0; b < c.batch; ++b) {
       QGS_REQUIRE(c.offsets[b + 1] >= c.offsets[b], "offsets: expected non-decreasing, got offsets[" + std::to_string(b + 1) +
-                                                    "]=" + std::to_string(c.offsets[b + 1]) + " < offsets[" +
-                                                    std::to_string(b) + "]=" + std::to_string(c.offsets[b]));
+                                                        "]=" + std::to_string(c.offsets[b + 1]) + " < offsets[" +
+                                                        std::to_string(b) + "]=" + std::to_string(c.offsets[b]));
     }
     return c.offsets[c.batch];
   }
@@ -59,8 +59,8 @@ int64_t linrec_rows(const LinrecConfig& c) {
   if (c.lengths) {
     for (int64_t b = 0; b < c.batch; ++b) {
       QGS_REQUIRE(c.lengths[b] >= 0 && c.lengths[b] <= c.max_len, "lengths[" + std::to_string(b) + "]: expected 0.." +
-                                                                    std::to_string(c.max_len) + ", got " +
-                                                                    std::to_string(c.lengths[b]));
+                                                                        std::to_string(c.max_len) + ", got " +
+                                                                        std::to_string(c.lengths[b]));
     }
   }
   return c.batch * c.max_len;
@@ -75,11 +75,11 @@ using tile::r16;
 void check_decay(const float* decay, const LinrecConfig& c, int64_t rows) {
   if (c.decay == LinrecDecay::None) return;
   int64_t n = c.decay == LinrecDecay::PerHead ? c.heads : rows * c.heads;
-  require(decay != nullptr || n == 0, "decay: missing decay values");
+  QGS_REQUIRE(decay != nullptr || n == 0, "decay: missing decay values");
   for (int64_t i = 0; i < n; ++i) {
     float g = decay[i];
     QGS_REQUIRE(g >= 0.f && g <= 1.f, "decay: expected values in [0, 1], got " + std::to_string(g) + " at flat index " +
-                                      std::to_string(i));
+                                          std::to_string(i));
   }
 }
 
@@ -463,7 +463,7 @@ std::vector<int64_t> item_costs(const LinrecConfig& c) {
 void linrec_forward(float* out, float* state_out, const float* q, const float* k, const float* v, const float* decay,
                     const float* init_state, const LinrecConfig& cfg) {
   const int64_t rows = linrec_rows(cfg);
-  require(out != nullptr || rows == 0, "out: missing");
+  QGS_REQUIRE(out != nullptr || rows == 0, "out: missing");
   check_decay(decay, cfg, rows);
   run_balanced(
       item_costs(cfg), [&] { return Scratch(cfg, false); },

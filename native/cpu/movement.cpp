@@ -66,7 +66,7 @@ void gather_check_indices(const int32_t* idx, int64_t m, int64_t n) {
 }
 
 void gather(uint32_t* out, const uint32_t* x, const int32_t* idx, int64_t outer, int64_t n, int64_t inner, int64_t m) {
-  require(outer >= 0 && n >= 0 && inner >= 0 && m >= 0, "gather: sizes must be >= 0");
+  QGS_REQUIRE(outer >= 0 && n >= 0 && inner >= 0 && m >= 0, "gather: sizes must be >= 0");
   const int64_t rows = outer * m;
   if (rows == 0 || inner == 0) return;
   auto work = [&](int64_t lo, int64_t hi) {
@@ -81,7 +81,7 @@ void gather(uint32_t* out, const uint32_t* x, const int32_t* idx, int64_t outer,
 
 void gather_backward_f32(float* dx, const float* dy, const int32_t* idx, int64_t outer, int64_t n, int64_t inner,
                          int64_t m) {
-  require(outer >= 0 && n >= 0 && inner >= 0 && m >= 0, "gather_backward: sizes must be >= 0");
+  QGS_REQUIRE(outer >= 0 && n >= 0 && inner >= 0 && m >= 0, "gather_backward: sizes must be >= 0");
   if (outer == 0 || inner == 0) return;
   // A task owns dx[o, :, i0:i1] (all n rows of one column block), so repeated indices never race and
   // the accumulation order (j ascending) is fixed.

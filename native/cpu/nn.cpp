@@ -22,7 +22,7 @@ int64_t grain_for(int64_t work_per_item) { return std::max<int64_t>(1, 32768 / s
 
 void check_dims(const char* op, int64_t a, int64_t b, int64_t c) {
   QGS_REQUIRE(a >= 0 && b >= 0 && c >= 0, std::string(op) + ": sizes must be non-negative, got " + std::to_string(a) + ", " +
-                                          std::to_string(b) + ", " + std::to_string(c));
+                                              std::to_string(b) + ", " + std::to_string(c));
 }
 
 // ---- softmax along a contiguous row ----
@@ -159,7 +159,7 @@ QGS_SIMD_CLONES void ln_row_backward(float* QGS_RESTRICT dx, double* QGS_RESTRIC
 void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* w, const float* b, int64_t rows,
                         int64_t cols, float eps) {
   check_dims("layerNorm", rows, cols, 0);
-  require(cols > 0 || rows == 0, "layerNorm: normalised axis must not be empty");
+  QGS_REQUIRE(cols > 0 || rows == 0, "layerNorm: normalised axis must not be empty");
   QGS_REQUIRE(eps > 0.f, "layerNorm: eps: expected > 0, got " + std::to_string(eps));
   parallel_for(rows, grain_for(cols), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) ln_row(y + r * cols, mean + r, rstd + r, x + r * cols, w, b, cols, eps);
@@ -316,15 +316,15 @@ QGS_SIMD_CLONES double bce_range(float* QGS_RESTRICT loss, float* QGS_RESTRICT d
 }  // namespace
 
 double bce_with_logits(float* loss, float* dx, const float* x, const float* t, const float* w, int64_t wn, int64_t n) {
-  require(n >= 0, "bceWithLogits: size must be non-negative");
-  require(w == nullptr || wn >= 1, "bceWithLogits: weight must not be empty");
+  QGS_REQUIRE(n >= 0, "bceWithLogits: size must be non-negative");
+  QGS_REQUIRE(w == nullptr || wn >= 1, "bceWithLogits: weight must not be empty");
   return blocked_sum(n, 4096, [&](int64_t i0, int64_t i1) { return bce_range(loss, dx, x, t, w, wn, i0, i1); });
 }
 
 int64_t cross_entropy_forward(float* loss, float* dx, double* sum, const float* logits, const int32_t* targets, int64_t n,
                               int64_t c, int64_t ignore_index, bool has_ignore) {
   check_dims("crossEntropy", n, c, 0);
-  require(c >= 1 || n == 0, "crossEntropy: logits: expected at least one class");
+  QGS_REQUIRE(c >= 1 || n == 0, "crossEntropy: logits: expected at least one class");
   int64_t count = 0;
   for (int64_t i = 0; i < n; ++i) {
     int32_t t = targets ? targets[i] : 0;
@@ -441,7 +441,7 @@ void infonce_rows_backward(float* dq, float* dp, float* dneg, const float* g0, c
 }
 
 void scale_by(float* out, const float* src, const float* g, bool g_scalar, int64_t n, float alpha) {
-  require(n >= 0, "scale_by: size must be non-negative");
+  QGS_REQUIRE(n >= 0, "scale_by: size must be non-negative");
   parallel_for(n, 16384, [&](int64_t i0, int64_t i1) {
     if (g_scalar) {
       float s = alpha * g[0];

@@ -48,7 +48,7 @@ void check_hyper(const char* op, float lr, float eps) {
 void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, float lr, float beta1, float beta2, float eps,
                 float weight_decay, float bc1, float bc2) {
   check_hyper("adamw", lr, eps);
-  require(bc1 > 0.f && bc2 > 0.f, "adamw: bias corrections must be > 0 (step >= 1)");
+  QGS_REQUIRE(bc1 > 0.f && bc2 > 0.f, "adamw: bias corrections must be > 0 (step >= 1)");
   float decay = 1.f - lr * weight_decay, ib1 = 1.f / bc1, isb2 = 1.f / std::sqrt(bc2);
   parallel_for(n, 16384, [&](int64_t i0, int64_t i1) {
     adamw_range(p + i0, m + i0, v + i0, g + i0, i1 - i0, lr, beta1, beta2, eps, decay, ib1, isb2);
@@ -59,7 +59,7 @@ void sparse_adam_step(float* p, float* m, float* v, const int32_t* rows, const f
                       int64_t dim, float lr, float beta1, float beta2, float eps, float weight_decay, float bc1,
                       float bc2) {
   check_hyper("sparseAdam", lr, eps);
-  require(bc1 > 0.f && bc2 > 0.f, "sparseAdam: bias corrections must be > 0 (step >= 1)");
+  QGS_REQUIRE(bc1 > 0.f && bc2 > 0.f, "sparseAdam: bias corrections must be > 0 (step >= 1)");
   check_rows("sparseAdam", rows, nrows, vocab);
   float decay = 1.f - lr * weight_decay, ib1 = 1.f / bc1, isb2 = 1.f / std::sqrt(bc2);
   parallel_for(nrows, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, dim)), [&](int64_t r0, int64_t r1) {

@@ -20,22 +20,22 @@ void check_pg_inputs(const PgLossInputs& in, bool need_logp) {
   QGS_REQUIRE(in.n >= 0 && in.t >= 0, "shape: expected non-negative N and T, got N=" + std::to_string(in.n) + ", T=" + std::to_string(in.t));
   const bool empty = in.n == 0 || in.t == 0;
   if (!empty) {
-    require(!need_logp || in.logp != nullptr, "logp: expected a [N, T] tensor, got none");
-    require(in.old_logp != nullptr, "oldLogp: expected a [N, T] tensor, got none");
-    require(in.adv != nullptr, "advantages: expected a [N] or [N, T] tensor, got none");
+    QGS_REQUIRE(!need_logp || in.logp != nullptr, "logp: expected a [N, T] tensor, got none");
+    QGS_REQUIRE(in.old_logp != nullptr, "oldLogp: expected a [N, T] tensor, got none");
+    QGS_REQUIRE(in.adv != nullptr, "advantages: expected a [N] or [N, T] tensor, got none");
   }
-  require(!(in.mask != nullptr && in.mask_i32 != nullptr), "mask: expected one mask, got both an f32 and an i32 mask");
-  require(in.agg == kAggTokenMean || in.agg == kAggSeqMeanTokenMean || in.agg == kAggSeqMeanTokenSum,
-          "agg: expected 0 (token-mean), 1 (seq-mean-token-mean) or 2 (seq-mean-token-sum), got " + std::to_string(in.agg));
-  require(std::isfinite(in.eps_low) && in.eps_low >= 0.f && in.eps_low <= 1.f,
-          "epsLow: expected a number in [0, 1], got " + std::to_string(in.eps_low));
+  QGS_REQUIRE(!(in.mask != nullptr && in.mask_i32 != nullptr), "mask: expected one mask, got both an f32 and an i32 mask");
+  QGS_REQUIRE(in.agg == kAggTokenMean || in.agg == kAggSeqMeanTokenMean || in.agg == kAggSeqMeanTokenSum,
+              "agg: expected 0 (token-mean), 1 (seq-mean-token-mean) or 2 (seq-mean-token-sum), got " + std::to_string(in.agg));
+  QGS_REQUIRE(std::isfinite(in.eps_low) && in.eps_low >= 0.f && in.eps_low <= 1.f,
+              "epsLow: expected a number in [0, 1], got " + std::to_string(in.eps_low));
   QGS_REQUIRE(std::isfinite(in.eps_high) && in.eps_high >= 0.f, "epsHigh: expected a finite number >= 0, got " + std::to_string(in.eps_high));
-  require(in.dual_clip == 0.f || (std::isfinite(in.dual_clip) && in.dual_clip > 1.f),
-          "dualClip: expected a number > 1 (or 0 for off), got " + std::to_string(in.dual_clip));
+  QGS_REQUIRE(in.dual_clip == 0.f || (std::isfinite(in.dual_clip) && in.dual_clip > 1.f),
+              "dualClip: expected a number > 1 (or 0 for off), got " + std::to_string(in.dual_clip));
   QGS_REQUIRE(std::isfinite(in.kl_beta) && in.kl_beta >= 0.f, "klBeta: expected a finite number >= 0, got " + std::to_string(in.kl_beta));
-  require(in.kl_beta == 0.f || in.ref_logp != nullptr || empty, "refLogp: expected a [N, T] tensor when klBeta > 0, got none");
-  require(in.normalizer == 0.0 || (std::isfinite(in.normalizer) && in.normalizer > 0.0),
-          "normalizer: expected a finite number > 0, got " + std::to_string(in.normalizer));
+  QGS_REQUIRE(in.kl_beta == 0.f || in.ref_logp != nullptr || empty, "refLogp: expected a [N, T] tensor when klBeta > 0, got none");
+  QGS_REQUIRE(in.normalizer == 0.0 || (std::isfinite(in.normalizer) && in.normalizer > 0.0),
+              "normalizer: expected a finite number > 0, got " + std::to_string(in.normalizer));
 }
 
 namespace pg_detail {
@@ -293,7 +293,7 @@ namespace cpu {
 
 void pg_loss(float* loss, float* dlogp, double* stats, const PgLossInputs& in) {
   check_pg_inputs(in, true);
-  require(loss != nullptr && stats != nullptr, "pg_loss: expected loss and stats outputs");
+  QGS_REQUIRE(loss != nullptr && stats != nullptr, "pg_loss: expected loss and stats outputs");
   if (in.n == 0 || in.t == 0) {
     for (int k = 0; k < kPgStatCount; ++k) stats[k] = 0;
     stats[kStatRatioMin] = std::numeric_limits<double>::infinity();
@@ -311,7 +311,7 @@ QGS_SIMD_CLONES static void scale_loop(float* QGS_RESTRICT dst, float s, int64_t
 }
 
 void scale_inplace(float* dst, const float* scale, int64_t n) {
-  require(n >= 0, "scale_inplace: expected n >= 0");
+  QGS_REQUIRE(n >= 0, "scale_inplace: expected n >= 0");
   const float s = *scale;
   if (s == 1.f || n == 0) return;  // the common case: loss.backward() with the default seed
   parallel_for(n, 1 << 16, [&](int64_t b, int64_t e) { scale_loop(dst + b, s, e - b); });

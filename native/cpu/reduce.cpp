@@ -50,9 +50,9 @@ QGS_SIMD_CLONES void add_row(double* QGS_RESTRICT acc, const float* QGS_RESTRICT
 }  // namespace
 
 void reduce_f32(ReduceOp op, float* out, const float* x, int64_t outer, int64_t r, int64_t inner, double scale) {
-  require(outer >= 0 && r >= 0 && inner >= 0, "reduce: sizes must be >= 0");
+  QGS_REQUIRE(outer >= 0 && r >= 0 && inner >= 0, "reduce: sizes must be >= 0");
   if (outer == 0 || inner == 0) return;
-  require(op == ReduceOp::Sum || r > 0, "reduce: max/min over an empty axis (r = 0) has no value");
+  QGS_REQUIRE(op == ReduceOp::Sum || r > 0, "reduce: max/min over an empty axis (r = 0) has no value");
   const int64_t nch = std::max<int64_t>(1, (r + kChunk - 1) / kChunk);
   const int64_t tasks = outer * nch;
   // partial[(o * nch + c) * inner + i]

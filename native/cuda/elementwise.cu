@@ -194,8 +194,8 @@ void binary_f32(BinaryOp op, float* out, const float* a, const float* b, const S
 }
 
 void binary_i32(BinaryOp op, int32_t* out, const int32_t* a, const int32_t* b, const Strided& s0) {
-  require(op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Max || op == BinaryOp::Min,
-          "binary_i32: op " + std::to_string(static_cast<int>(op)) + " is not supported for i32");
+  QGS_REQUIRE(op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Max || op == BinaryOp::Min,
+              "binary_i32: op " + std::to_string(static_cast<int>(op)) + " is not supported for i32");
   Strided s = s0;
   const int64_t n = collapse(s, 2);
   if (n == 0) return;
@@ -208,8 +208,8 @@ void binary_i32(BinaryOp op, int32_t* out, const int32_t* a, const int32_t* b, c
 
 void binary_backward_f32(BinaryOp op, float* da, float* db, const float* dy, const float* a, const float* b,
                          const Strided& s0) {
-  require(op == BinaryOp::Mul || op == BinaryOp::Div || op == BinaryOp::Max || op == BinaryOp::Min,
-          "binary_backward: op " + std::to_string(static_cast<int>(op)) + " has no backward kernel");
+  QGS_REQUIRE(op == BinaryOp::Mul || op == BinaryOp::Div || op == BinaryOp::Max || op == BinaryOp::Min,
+              "binary_backward: op " + std::to_string(static_cast<int>(op)) + " has no backward kernel");
   Strided s = s0;
   const int64_t n = collapse(s, 2);
   if (n == 0) return;
@@ -229,7 +229,7 @@ void where_f32(float* out, const float* cond, const float* a, const float* b, co
 }
 
 void unary_f32(UnaryOp op, float* out, const float* x, int64_t n, float p1, float p2) {
-  require(n >= 0, "unary: n must be >= 0");
+  QGS_REQUIRE(n >= 0, "unary: n must be >= 0");
   if (n == 0) return;
   dispatch<14>(static_cast<int>(op), [&](auto k) {
     unary_kernel<decltype(k)::value><<<blocks_for(n), kThreads>>>(out, x, n, p1, p2);
@@ -239,7 +239,7 @@ void unary_f32(UnaryOp op, float* out, const float* x, int64_t n, float p1, floa
 
 void unary_backward_f32(UnaryOp op, float* dx, const float* dy, const float* x, const float* y, int64_t n, float p1,
                         float p2) {
-  require(n >= 0, "unary_backward: n must be >= 0");
+  QGS_REQUIRE(n >= 0, "unary_backward: n must be >= 0");
   if (n == 0) return;
   dispatch<14>(static_cast<int>(op), [&](auto k) {
     unary_backward_kernel<decltype(k)::value><<<blocks_for(n), kThreads>>>(dx, dy, x, y, n, p1, p2);
@@ -248,7 +248,7 @@ void unary_backward_f32(UnaryOp op, float* dx, const float* dy, const float* x, 
 }
 
 void dropout_f32(float* out, const float* x, int64_t n, float p, uint64_t seed) {
-  require(p >= 0.f && p < 1.f, "dropout: p must be in [0, 1), got " + std::to_string(p));
+  QGS_REQUIRE(p >= 0.f && p < 1.f, "dropout: p must be in [0, 1), got " + std::to_string(p));
   if (n == 0) return;
   dropout_kernel<<<blocks_for(n), kThreads>>>(out, x, n, p, 1.f / (1.f - p), seed);
   check_last("dropout_f32");

@@ -193,9 +193,9 @@ unsigned blocks_for(int64_t warps_needed) {
 void grouped_attention_forward(float* out, const float* q, const float* k, const float* v, const float* key_mask,
                                int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d, float scale, void* stream) {
   hfg_check_sizes(N, H, Tq, Tk, d);
-  require(std::isfinite(scale), "groupedAttention: scale must be finite");
+  QGS_REQUIRE(std::isfinite(scale), "groupedAttention: scale must be finite");
   if (N == 0) return;
-  require(out && q && k && v, "groupedAttention: out, q, k and v must be non-null");
+  QGS_REQUIRE(out && q && k && v, "groupedAttention: out, q, k and v must be non-null");
   fwd_kernel<<<blocks_for(N * H * Tq), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(out, q, k, v, key_mask, N, H,
                                                                                           Tq, Tk, d, scale);
   check_last("groupedAttention forward kernel");
@@ -205,9 +205,9 @@ void grouped_attention_backward(float* dq, float* dk, float* dv, const float* do
                                 const float* v, const float* key_mask, int64_t N, int64_t H, int64_t Tq, int64_t Tk,
                                 int64_t d, float scale, void* stream) {
   hfg_check_sizes(N, H, Tq, Tk, d);
-  require(std::isfinite(scale), "groupedAttention backward: scale must be finite");
+  QGS_REQUIRE(std::isfinite(scale), "groupedAttention backward: scale must be finite");
   if (N == 0) return;
-  require(dq && dk && dv && dout && q && k && v, "groupedAttention backward: dq, dk, dv, dout, q, k and v must be non-null");
+  QGS_REQUIRE(dq && dk && dv && dout && q && k && v, "groupedAttention backward: dq, dk, dv, dout, q, k and v must be non-null");
   bwd_kernel<<<blocks_for(N * H), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(dq, dk, dv, dout, q, k, v, key_mask,
                                                                                      N, H, Tq, Tk, d, scale);
   check_last("groupedAttention backward kernel");

@@ -249,8 +249,8 @@ void set_smem(Kern kernel, size_t bytes, const char* what) {
 Dims dims_of(const HstuConfig& c) { return Dims{c.heads, c.dqk, c.dv, c.alpha, c.inv_n, c.num_pos, c.num_time, c.time_div}; }
 
 void check_tables(const HstuConfig& c, const float* pos, const float* tw, const int32_t* ts, int64_t rows) {
-  require(c.num_pos == 0 || pos != nullptr, "pos_bias: missing (num_pos > 0)");
-  require(c.num_time == 0 || (tw != nullptr && (ts != nullptr || rows == 0)), "time_bias / timestamps: missing (num_time > 0)");
+  QGS_REQUIRE(c.num_pos == 0 || pos != nullptr, "pos_bias: missing (num_pos > 0)");
+  QGS_REQUIRE(c.num_time == 0 || (tw != nullptr && (ts != nullptr || rows == 0)), "time_bias / timestamps: missing (num_time > 0)");
 }
 
 }  // namespace
@@ -267,7 +267,7 @@ void hstu_forward(float* out, const float* q, const float* k, const float* v, co
   copy_h2d(lens.p, p.lens.data(), sizeof(int32_t) * cfg.batch);
   const size_t bytes = sizeof(float) * (2 * kB * cfg.dqk + 2 * kB * cfg.dv + kB * kB);
   set_smem(hstu_fwd_kernel, bytes, "hstu_fwd_kernel");
-  require(items <= INT32_MAX && (p.max_len + kB - 1) / kB <= 65535, "hstu (cuda): too many sequences·heads or query blocks");
+  QGS_REQUIRE(items <= INT32_MAX && (p.max_len + kB - 1) / kB <= 65535, "hstu (cuda): too many sequences·heads or query blocks");
   dim3 grid(static_cast<unsigned>(items), static_cast<unsigned>((p.max_len + kB - 1) / kB));
   hstu_fwd_kernel<<<grid, kThreads, bytes>>>(out, q, k, v, cfg.num_pos ? pos_bias : nullptr, cfg.num_time ? time_bias : nullptr, ts,
                                              starts.as<int32_t>(), lens.as<int32_t>(), dims_of(cfg));
@@ -279,7 +279,7 @@ void hstu_backward(float* dq, float* dk, float* dv, float* dpos, float* dtime, c
                    const float* pos_bias, const float* time_bias, const int32_t* ts, const float* dout, const HstuConfig& cfg) {
   Prepared p = prepare(cfg);
   check_tables(cfg, pos_bias, time_bias, ts, p.rows);
-  require(dout != nullptr || p.rows == 0, "dout: missing");
+  QGS_REQUIRE(dout != nullptr || p.rows == 0, "dout: missing");
   const int64_t nqk = p.rows * cfg.heads * cfg.dqk, nv = p.rows * cfg.heads * cfg.dv;
   if (dq && nqk) memset_device(dq, 0, sizeof(float) * nqk);
   if (dk && nqk) memset_device(dk, 0, sizeof(float) * nqk);
@@ -291,7 +291,7 @@ void hstu_backward(float* dq, float* dk, float* dv, float* dpos, float* dtime, c
   DevBuf starts(sizeof(int32_t) * cfg.batch), lens(sizeof(int32_t) * cfg.batch);
   copy_h2d(starts.p, p.starts.data(), sizeof(int32_t) * cfg.batch);
   copy_h2d(lens.p, p.lens.data(), sizeof(int32_t) * cfg.batch);
-  require(items <= INT32_MAX && (p.max_len + kB - 1) / kB <= 65535, "hstu (cuda): too many sequences·heads or query blocks");
+  QGS_REQUIRE(items <= INT32_MAX && (p.max_len + kB - 1) / kB <= 65535, "hstu (cuda): too many sequences·heads or query blocks");
   dim3 grid(static_cast<unsigned>(items), static_cast<unsigned>((p.max_len + kB - 1) / kB));
   const float* pos = cfg.num_pos ? pos_bias : nullptr;
   const float* tw = cfg.num_time ? time_bias : nullptr;

@@ -48,7 +48,7 @@ void gemm_fallback(float* c, const float* a, const float* b, int64_t batch, int6
   dim3 block(kTile, kTile);
   dim3 grid(static_cast<unsigned>((n + kTile - 1) / kTile), static_cast<unsigned>((m + kTile - 1) / kTile),
             static_cast<unsigned>(std::min<int64_t>(batch, 65535)));
-  require(grid.x <= 2147483647u && grid.y <= 65535u, "matmul (CUDA fallback kernel): m too large for the grid; install cuBLAS");
+  QGS_REQUIRE(grid.x <= 2147483647u && grid.y <= 65535u, "matmul (CUDA fallback kernel): m too large for the grid; install cuBLAS");
   gemm_tiled<<<grid, block>>>(c, a, b, batch, m, n, k, ta, tb, sa, sb, sc, alpha, beta);
   check_last("gemm_tiled");
 }
@@ -96,8 +96,8 @@ const char* gemm_backend() {
 
 void gemm(float* c, const float* a, const float* b, int64_t batch, int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b,
           int64_t stride_a, int64_t stride_b, int64_t stride_c, float alpha, float beta) {
-  require(batch >= 0 && m >= 0 && n >= 0 && k >= 0, "gemm: sizes must be non-negative");
-  require(m <= 0x7fffffff && n <= 0x7fffffff && k <= 0x7fffffff && batch <= 0x7fffffff, "gemm: dimensions must fit in int32");
+  QGS_REQUIRE(batch >= 0 && m >= 0 && n >= 0 && k >= 0, "gemm: sizes must be non-negative");
+  QGS_REQUIRE(m <= 0x7fffffff && n <= 0x7fffffff && k <= 0x7fffffff && batch <= 0x7fffffff, "gemm: dimensions must fit in int32");
   if (batch == 0 || m == 0 || n == 0) return;
   // The same stacking rewrites as the CPU path (see cpu/linalg.cpp).
   if (batch > 1 && stride_b == 0 && !trans_a && stride_a == m * k && stride_c == m * n) {

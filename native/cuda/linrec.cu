@@ -361,7 +361,7 @@ void set_smem(K kernel, size_t bytes, const char* what) {
 }
 
 void check_decay_mode(const LinrecConfig& c) {
-  require(c.decay == LinrecDecay::None || c.decay == LinrecDecay::PerHead || c.decay == LinrecDecay::PerStep, "decay: bad mode");
+  QGS_REQUIRE(c.decay == LinrecDecay::None || c.decay == LinrecDecay::PerHead || c.decay == LinrecDecay::PerStep, "decay: bad mode");
 }
 
 }  // namespace

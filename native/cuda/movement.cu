@@ -78,7 +78,7 @@ void strided_copy(uint32_t* dst, const int64_t* dst_stride, const uint32_t* src,
 }
 
 void gather(uint32_t* out, const uint32_t* x, const int32_t* idx, int64_t outer, int64_t n, int64_t inner, int64_t m) {
-  require(outer >= 0 && n >= 0 && inner >= 0 && m >= 0, "gather: sizes must be >= 0");
+  QGS_REQUIRE(outer >= 0 && n >= 0 && inner >= 0 && m >= 0, "gather: sizes must be >= 0");
   const int64_t total = outer * m * inner;
   if (total == 0) return;
   gather_kernel<<<blocks_for(total), kThreads>>>(out, x, idx, n, inner, m, total);
@@ -87,7 +87,7 @@ void gather(uint32_t* out, const uint32_t* x, const int32_t* idx, int64_t outer,
 
 void gather_backward_f32(float* dx, const float* dy, const int32_t* idx, int64_t outer, int64_t n, int64_t inner,
                          int64_t m) {
-  require(outer >= 0 && n >= 0 && inner >= 0 && m >= 0, "gather_backward: sizes must be >= 0");
+  QGS_REQUIRE(outer >= 0 && n >= 0 && inner >= 0 && m >= 0, "gather_backward: sizes must be >= 0");
   const int64_t nx = outer * n * inner;
   if (nx == 0) return;
   zero_kernel<<<blocks_for(nx), kThreads>>>(dx, nx);

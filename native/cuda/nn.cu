@@ -337,8 +337,8 @@ void softmax_backward(float* dx, const float* y, const float* dy, int64_t outer,
 
 void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* w, const float* b, int64_t rows, int64_t cols,
                         float eps) {
-  require(eps > 0.f, "layerNorm: eps: expected > 0, got " + std::to_string(eps));
-  require(cols > 0 || rows == 0, "layerNorm: normalised axis must not be empty");
+  QGS_REQUIRE(eps > 0.f, "layerNorm: eps: expected > 0, got " + std::to_string(eps));
+  QGS_REQUIRE(cols > 0 || rows == 0, "layerNorm: normalised axis must not be empty");
   if (rows <= 0) return;
   ln_fwd_k<<<lines_grid(rows), kThreads>>>(y, mean, rstd, x, w, b, rows, cols, eps);
   check_last("layer_norm_forward");
@@ -373,7 +373,7 @@ void index_add_rows(float* out, const float* src, const int32_t* idx, int64_t n,
 }
 
 void l2_normalize_forward(float* y, float* norm, const float* x, int64_t outer, int64_t dim, int64_t inner, float eps) {
-  require(eps > 0.f, "l2Normalize: eps: expected > 0, got " + std::to_string(eps));
+  QGS_REQUIRE(eps > 0.f, "l2Normalize: eps: expected > 0, got " + std::to_string(eps));
   int64_t lines = outer * inner;
   if (lines <= 0) return;
   l2_fwd_k<<<lines_grid(lines), kThreads>>>(y, norm, x, lines, dim, inner, eps);
@@ -389,8 +389,8 @@ void l2_normalize_backward(float* dx, const float* dy, const float* y, const flo
 }
 
 double bce_with_logits(float* loss, float* dx, const float* x, const float* t, const float* w, int64_t wn, int64_t n) {
-  require(n >= 0, "bceWithLogits: size must be non-negative");
-  require(w == nullptr || wn >= 1, "bceWithLogits: weight must not be empty");
+  QGS_REQUIRE(n >= 0, "bceWithLogits: size must be non-negative");
+  QGS_REQUIRE(w == nullptr || wn >= 1, "bceWithLogits: weight must not be empty");
   if (n == 0) return 0.0;
   DeviceBuf sum(sizeof(double));
   memset_device(sum.p, 0, sizeof(double));
@@ -403,7 +403,7 @@ double bce_with_logits(float* loss, float* dx, const float* x, const float* t, c
 
 int64_t cross_entropy_forward(float* loss, float* dx, double* sum, const float* logits, const int32_t* targets, int64_t n, int64_t c,
                               int64_t ignore_index, bool has_ignore) {
-  require(c >= 1 || n == 0, "crossEntropy: logits: expected at least one class");
+  QGS_REQUIRE(c >= 1 || n == 0, "crossEntropy: logits: expected at least one class");
   *sum = 0;
   if (n == 0) return 0;
   if (targets) {

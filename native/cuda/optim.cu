@@ -80,15 +80,15 @@ void check_rows(const char* op, const int32_t* rows, int64_t nrows, int64_t voca
 }
 
 void check_hyper(const char* op, float lr, float eps) {
-  require(std::isfinite(lr) && lr >= 0.f, std::string(op) + ": lr: expected a finite number >= 0, got " + std::to_string(lr));
-  require(eps > 0.f, std::string(op) + ": eps: expected > 0, got " + std::to_string(eps));
+  QGS_REQUIRE(std::isfinite(lr) && lr >= 0.f, std::string(op) + ": lr: expected a finite number >= 0, got " + std::to_string(lr));
+  QGS_REQUIRE(eps > 0.f, std::string(op) + ": eps: expected > 0, got " + std::to_string(eps));
 }
 }  // namespace
 
 void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                 float bc1, float bc2) {
   check_hyper("adamw", lr, eps);
-  require(bc1 > 0.f && bc2 > 0.f, "adamw: bias corrections must be > 0 (step >= 1)");
+  QGS_REQUIRE(bc1 > 0.f && bc2 > 0.f, "adamw: bias corrections must be > 0 (step >= 1)");
   if (n <= 0) return;
   adamw_k<<<grid_for(n), kThreads>>>(p, m, v, g, n, lr, beta1, beta2, eps, 1.f - lr * weight_decay, 1.f / bc1, 1.f / std::sqrt(bc2));
   check_last("adamw_step");
@@ -97,7 +97,7 @@ void adamw_step(float* p, float* m, float* v, const float* g, int64_t n, float l
 void sparse_adam_step(float* p, float* m, float* v, const int32_t* rows, const float* g, int64_t nrows, int64_t vocab, int64_t dim,
                       float lr, float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2) {
   check_hyper("sparseAdam", lr, eps);
-  require(bc1 > 0.f && bc2 > 0.f, "sparseAdam: bias corrections must be > 0 (step >= 1)");
+  QGS_REQUIRE(bc1 > 0.f && bc2 > 0.f, "sparseAdam: bias corrections must be > 0 (step >= 1)");
   check_rows("sparseAdam", rows, nrows, vocab);
   if (nrows * dim <= 0) return;
   sparse_adam_k<<<grid_for(nrows * dim), kThreads>>>(p, m, v, rows, g, nrows, dim, lr, beta1, beta2, eps, 1.f - lr * weight_decay,

@@ -366,7 +366,7 @@ __global__ void chunk_grad_kernel(float* buf, const float* logz, const float* ub
 
 void pg_loss(float* loss, float* dlogp, double* stats, const PgLossInputs& in) {
   check_pg_inputs(in, true);
-  require(loss != nullptr && stats != nullptr, "pg_loss: expected loss and stats outputs");
+  QGS_REQUIRE(loss != nullptr && stats != nullptr, "pg_loss: expected loss and stats outputs");
   if (in.n == 0 || in.t == 0) {
     for (int k = 0; k < kPgStatCount; ++k) stats[k] = 0;
     stats[kStatRatioMin] = std::numeric_limits<double>::infinity();
@@ -380,7 +380,7 @@ void pg_loss(float* loss, float* dlogp, double* stats, const PgLossInputs& in) {
 }
 
 void scale_inplace(float* dst, const float* scale, int64_t n) {
-  require(n >= 0, "scale_inplace: expected n >= 0");
+  QGS_REQUIRE(n >= 0, "scale_inplace: expected n >= 0");
   if (n == 0) return;
   scale_kernel<<<grid_for((n + 255) / 256), 256>>>(dst, scale, n);
   check_last("scale_inplace");
@@ -388,14 +388,14 @@ void scale_inplace(float* dst, const float* scale, int64_t n) {
 
 int64_t fused_linear_pg(float* loss, float* logp_out, float* dhidden, float* dweight, double* stats, const FusedLinearPgInputs& in) {
   const int64_t M = in.m, D = in.d, V = in.v;
-  require(M >= 0 && D >= 1 && V >= 1, "fused_linear_pg: expected M >= 0, D >= 1, V >= 1, got M=" + std::to_string(M) + ", D=" + std::to_string(D) + ", V=" + std::to_string(V));
-  require(in.pg.n * in.pg.t == M, "targets: expected N·T = M = " + std::to_string(M));
-  require(std::isfinite(in.temperature) && in.temperature > 0.f, "temperature: expected a finite number > 0, got " + std::to_string(in.temperature));
-  require(std::isfinite(in.sft_weight) && in.sft_weight >= 0.f, "sftWeight: expected a finite number >= 0, got " + std::to_string(in.sft_weight));
-  require(in.sft_weight == 0.f || in.sft_mask != nullptr || M == 0, "sftMask: expected a [M] mask when sftWeight > 0, got none");
-  require(in.sft_normalizer == 0.0 || (std::isfinite(in.sft_normalizer) && in.sft_normalizer > 0.0), "sftNormalizer: expected a finite number > 0");
-  require(std::isfinite(in.entropy_coef), "entropyCoef: expected a finite number");
-  require(loss != nullptr && stats != nullptr, "fused_linear_pg: expected loss and stats outputs");
+  QGS_REQUIRE(M >= 0 && D >= 1 && V >= 1, "fused_linear_pg: expected M >= 0, D >= 1, V >= 1, got M=" + std::to_string(M) + ", D=" + std::to_string(D) + ", V=" + std::to_string(V));
+  QGS_REQUIRE(in.pg.n * in.pg.t == M, "targets: expected N·T = M = " + std::to_string(M));
+  QGS_REQUIRE(std::isfinite(in.temperature) && in.temperature > 0.f, "temperature: expected a finite number > 0, got " + std::to_string(in.temperature));
+  QGS_REQUIRE(std::isfinite(in.sft_weight) && in.sft_weight >= 0.f, "sftWeight: expected a finite number >= 0, got " + std::to_string(in.sft_weight));
+  QGS_REQUIRE(in.sft_weight == 0.f || in.sft_mask != nullptr || M == 0, "sftMask: expected a [M] mask when sftWeight > 0, got none");
+  QGS_REQUIRE(in.sft_normalizer == 0.0 || (std::isfinite(in.sft_normalizer) && in.sft_normalizer > 0.0), "sftNormalizer: expected a finite number > 0");
+  QGS_REQUIRE(std::isfinite(in.entropy_coef), "entropyCoef: expected a finite number");
+  QGS_REQUIRE(loss != nullptr && stats != nullptr, "fused_linear_pg: expected loss and stats outputs");
   check_pg_inputs(in.pg, false);
   if (dhidden && M > 0) memset_device(dhidden, 0, static_cast<size_t>(M * D) * 4);
   if (dweight) memset_device(dweight, 0, static_cast<size_t>(V * D) * 4);

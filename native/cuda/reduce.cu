@@ -62,9 +62,9 @@ __global__ void reduce_block_kernel(int op, float* out, const float* x, int64_t 
 }  // namespace
 
 void reduce_f32(ReduceOp op, float* out, const float* x, int64_t outer, int64_t r, int64_t inner, double scale) {
-  require(outer >= 0 && r >= 0 && inner >= 0, "reduce: sizes must be >= 0");
+  QGS_REQUIRE(outer >= 0 && r >= 0 && inner >= 0, "reduce: sizes must be >= 0");
   if (outer == 0 || inner == 0) return;
-  require(op == ReduceOp::Sum || r > 0, "reduce: max/min over an empty axis (r = 0) has no value");
+  QGS_REQUIRE(op == ReduceOp::Sum || r > 0, "reduce: max/min over an empty axis (r = 0) has no value");
   const int64_t n = outer * inner;
   // Few outputs with a long reduced axis: a block each keeps the GPU busy.
   if (n < 8192 && r >= 1024) {

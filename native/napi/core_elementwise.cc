@@ -36,19 +36,19 @@ int64_t shape_size(const Strided& s) {
 Strided strided_args(const Napi::CallbackInfo& info, size_t i, int nin, const char* op) {
   Strided s;
   std::vector<int64_t> shape = ints_arg(info, i, "shape");
-  require(shape.size() <= static_cast<size_t>(kMaxDims),
-          std::string(op) + ": at most " + std::to_string(kMaxDims) + " dimensions, got " + std::to_string(shape.size()));
+  QGS_REQUIRE(shape.size() <= static_cast<size_t>(kMaxDims),
+              std::string(op) + ": at most " + std::to_string(kMaxDims) + " dimensions, got " + std::to_string(shape.size()));
   s.ndim = static_cast<int>(shape.size());
   for (int d = 0; d < s.ndim; ++d) {
-    require(shape[d] >= 0, std::string(op) + ": shape must be non-negative");
+    QGS_REQUIRE(shape[d] >= 0, std::string(op) + ": shape must be non-negative");
     s.shape[d] = shape[d];
   }
   for (int k = 0; k < nin; ++k) {
     std::vector<int64_t> st = ints_arg(info, i + 1 + k, "strides");
     QGS_REQUIRE(st.size() == shape.size(), std::string(op) + ": strides of input " + std::to_string(k) + " have " +
-                                           std::to_string(st.size()) + " entries, expected " + std::to_string(shape.size()));
+                                               std::to_string(st.size()) + " entries, expected " + std::to_string(shape.size()));
     for (int d = 0; d < s.ndim; ++d) {
-      require(st[d] >= 0, std::string(op) + ": strides must be non-negative");
+      QGS_REQUIRE(st[d] >= 0, std::string(op) + ": strides must be non-negative");
       s.stride[k][d] = st[d];
     }
   }
@@ -69,9 +69,9 @@ QGS_BINDING(ewBinary) {
   View b = storage_arg(info, 4, "b", static_cast<size_t>(extent(s, 1)) * 4);
   Device d = common_device("binary", {&out, &a, &b});
   if (dtype == kI32) {
-    require(op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Max ||
-                op == BinaryOp::Min,
-            "binary: this op does not support dtype i32 (add, sub, mul, maximum, minimum do)");
+    QGS_REQUIRE(op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Max ||
+                    op == BinaryOp::Min,
+                "binary: this op does not support dtype i32 (add, sub, mul, maximum, minimum do)");
   }
   if (n == 0) return info.Env().Undefined();
   if (d == Device::CPU) {
@@ -165,8 +165,8 @@ QGS_BINDING(ewUnaryBackward) {
   View y = optional_storage_arg(info, 4, "y", static_cast<size_t>(n) * 4);
   float p1 = static_cast<float>(num_arg(info, 6, "p1"));
   float p2 = static_cast<float>(num_arg(info, 7, "p2"));
-  require(!reads_x(op) || x.ptr != nullptr, "unary_backward: this op needs the forward input x");
-  require(!reads_y(op) || y.ptr != nullptr, "unary_backward: this op needs the forward output y");
+  QGS_REQUIRE(!reads_x(op) || x.ptr != nullptr, "unary_backward: this op needs the forward input x");
+  QGS_REQUIRE(!reads_y(op) || y.ptr != nullptr, "unary_backward: this op needs the forward output y");
   Device d = common_device("unary_backward", {&dx, &dy, &x, &y});
   if (n == 0) return info.Env().Undefined();
   if (d == Device::CPU) {
@@ -202,12 +202,12 @@ QGS_BINDING(ewStridedCopy) {
   int64_t doff = int_arg(info, 1, "dstOffset", 0), soff = int_arg(info, 4, "srcOffset", 0);
   std::vector<int64_t> ds = ints_arg(info, 2, "dstStrides"), ss = ints_arg(info, 5, "srcStrides");
   std::vector<int64_t> shape = ints_arg(info, 6, "shape");
-  require(shape.size() <= static_cast<size_t>(kMaxDims) && ds.size() == shape.size() && ss.size() == shape.size(),
-          "strided_copy: shape and strides must have the same length (<= 16)");
+  QGS_REQUIRE(shape.size() <= static_cast<size_t>(kMaxDims) && ds.size() == shape.size() && ss.size() == shape.size(),
+              "strided_copy: shape and strides must have the same length (<= 16)");
   int64_t de = 1, se = 1;
   bool empty = false;
   for (size_t k = 0; k < shape.size(); ++k) {
-    require(shape[k] >= 0 && ds[k] >= 0 && ss[k] >= 0, "strided_copy: shape and strides must be non-negative");
+    QGS_REQUIRE(shape[k] >= 0 && ds[k] >= 0 && ss[k] >= 0, "strided_copy: shape and strides must be non-negative");
     if (shape[k] == 0) empty = true;
     de += (shape[k] - 1) * ds[k];
     se += (shape[k] - 1) * ss[k];

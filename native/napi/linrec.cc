@@ -51,13 +51,13 @@ void linrec_args(const Napi::CallbackInfo& info, size_t at, LinrecArgs& a) {
   c.inv_t = bool_arg(info, at + 9, "invT");
   c.chunk = int_arg(info, at + 10, "chunk", 1, 1024);
   if (a.offsets.has) {
-    require(static_cast<int64_t>(a.offsets.v.size()) == c.batch + 1,
-            "offsets: expected " + std::to_string(c.batch + 1) + " entries, got " + std::to_string(a.offsets.v.size()));
+    QGS_REQUIRE(static_cast<int64_t>(a.offsets.v.size()) == c.batch + 1,
+                "offsets: expected " + std::to_string(c.batch + 1) + " entries, got " + std::to_string(a.offsets.v.size()));
     c.offsets = a.offsets.v.data();
   }
   if (a.lengths.has) {
-    require(static_cast<int64_t>(a.lengths.v.size()) == c.batch,
-            "lengths: expected " + std::to_string(c.batch) + " entries, got " + std::to_string(a.lengths.v.size()));
+    QGS_REQUIRE(static_cast<int64_t>(a.lengths.v.size()) == c.batch,
+                "lengths: expected " + std::to_string(c.batch) + " entries, got " + std::to_string(a.lengths.v.size()));
     c.lengths = a.lengths.v.data();
   }
   a.rows = linrec_rows(c);
@@ -89,7 +89,7 @@ QGS_BINDING(linrecForward) {
   View vk = storage_arg(info, 3, "k", a.rows * c.heads * c.dk * 4);
   View vv = storage_arg(info, 4, "v", a.rows * c.heads * c.dv * 4);
   const float* decay = opt_f32(info, 5, "decay", decay_elems(c, a.rows), &vd);
-  require(c.decay == LinrecDecay::None || decay != nullptr || decay_elems(c, a.rows) == 0, "decay: missing for decayMode != 0");
+  QGS_REQUIRE(c.decay == LinrecDecay::None || decay != nullptr || decay_elems(c, a.rows) == 0, "decay: missing for decayMode != 0");
   const float* init = opt_f32(info, 6, "initialState", st, &vi);
   Device dev = common_device("linrecForward", {&vo, &vs, &vq, &vk, &vv, &vd, &vi});
   if (dev == Device::CUDA) {
@@ -120,7 +120,7 @@ QGS_BINDING(linrecBackward) {
   View vk = storage_arg(info, 6, "k", nqk * 4);
   View vv = storage_arg(info, 7, "v", nv * 4);
   const float* decay = opt_f32(info, 8, "decay", decay_elems(c, a.rows), &vd);
-  require(c.decay == LinrecDecay::None || decay != nullptr || decay_elems(c, a.rows) == 0, "decay: missing for decayMode != 0");
+  QGS_REQUIRE(c.decay == LinrecDecay::None || decay != nullptr || decay_elems(c, a.rows) == 0, "decay: missing for decayMode != 0");
   const float* init = opt_f32(info, 9, "initialState", st, &vi);
   const float* dout = opt_f32(info, 10, "dout", nv, &vdo);
   const float* dstate = opt_f32(info, 11, "dstateOut", st, &vds);
@@ -162,13 +162,13 @@ void hstu_args(const Napi::CallbackInfo& info, size_t at, HstuArgs& a) {
   c.num_time = int_arg(info, at + 10, "numTime", 0, INT32_MAX);
   c.time_div = static_cast<float>(num_arg(info, at + 11, "timeDiv"));
   if (a.offsets.has) {
-    require(static_cast<int64_t>(a.offsets.v.size()) == c.batch + 1,
-            "offsets: expected " + std::to_string(c.batch + 1) + " entries, got " + std::to_string(a.offsets.v.size()));
+    QGS_REQUIRE(static_cast<int64_t>(a.offsets.v.size()) == c.batch + 1,
+                "offsets: expected " + std::to_string(c.batch + 1) + " entries, got " + std::to_string(a.offsets.v.size()));
     c.offsets = a.offsets.v.data();
   }
   if (a.lengths.has) {
-    require(static_cast<int64_t>(a.lengths.v.size()) == c.batch,
-            "lengths: expected " + std::to_string(c.batch) + " entries, got " + std::to_string(a.lengths.v.size()));
+    QGS_REQUIRE(static_cast<int64_t>(a.lengths.v.size()) == c.batch,
+                "lengths: expected " + std::to_string(c.batch) + " entries, got " + std::to_string(a.lengths.v.size()));
     c.lengths = a.lengths.v.data();
   }
   a.rows = hstu_rows(c);

@@ -18,11 +18,13 @@ constexpr size_t kHugePage = size_t(2) << 20;
 // freed ones without new page faults; only larger blocks are mmapped afresh on every allocation.
 constexpr size_t kDedicatedMapping = size_t(32) << 20;
 
+size_t mapped_length(size_t n) { return (n + kHugePage - 1) / kHugePage * kHugePage; }
+
 // Very large host buffers get their own 2 MiB-aligned mapping with a transparent-huge-page hint: glibc
 // mmaps big blocks afresh on every allocation, and touching a fresh 50 MB output 4 KiB page at a
 // time cost more than the kernels writing it (measured in the HFG bench: ~70% of a training step).
 void* map_huge(size_t n, size_t* mapped) {
-  size_t len = (n + kHugePage - 1) / kHugePage * kHugePage;
+  size_t len = mapped_length(n);
   void* raw = mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
   uintptr_t base = reinterpret_cast<uintptr_t>(raw);
@@ -36,8 +38,6 @@ void* map_huge(size_t n, size_t* mapped) {
   *mapped = len;
   return reinterpret_cast<void*>(aligned);
 }
-
-size_t mapped_length(size_t n) { return (n + kHugePage - 1) / kHugePage * kHugePage; }
 }  // namespace
 
 HostMappingCache::~HostMappingCache() { trim(); }
@@ -94,8 +94,9 @@ size_t HostMappingCache::cached_bytes() {
 Buffer::Buffer(size_t n, Device d, std::shared_ptr<HostMappingCache> c) : bytes(n), device(d) {
   if (d == Device::CPU && n >= kDedicatedMapping) {
     if (c) {
-      ptr = c->take(mapped_length(n));
-      if (ptr) mapped = mapped_length(n);
+      const size_t len = mapped_length(n);
+      ptr = c->take(len);
+      if (ptr) mapped = len;
     }
     if (!ptr) ptr = map_huge(n, &mapped);
     if (!ptr) throw std::bad_alloc();

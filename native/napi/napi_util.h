@@ -35,7 +35,6 @@ class HostMappingCache {
   /** Unmaps everything held; returns the bytes released. */
   size_t trim();
   size_t cached_bytes();
-  size_t limit() const { return limit_; }
 
  private:
   struct Entry {

@@ -13,19 +13,15 @@ struct KernelError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Throws KernelError when cond is false; `what` should name the argument and the expectation.
-inline void require(bool cond, const std::string& what) {
-  if (!cond) throw KernelError(what);
-}
-
 }  // namespace qgs
 
-// require() whose message is only built when the check fails: for checks inside loops or on hot
-// calls, where formatting the message eagerly (std::to_string of every decay value) showed up at
-// ~4% of a QGS encode in perf.
-#define QGS_REQUIRE(cond, ...)                                  \
-  do {                                                          \
-    if (!(cond)) throw ::qgs::KernelError(__VA_ARGS__);         \
+// Throws qgs::KernelError(message) when cond is false; the message should name the argument and the
+// expectation. A macro so that the message is only built when the check fails: checks run inside
+// loops and on every call, and formatting messages eagerly (std::to_string of every decay value)
+// was ~4% of a QGS encode in perf.
+#define QGS_REQUIRE(cond, ...)                          \
+  do {                                                  \
+    if (!(cond)) throw ::qgs::KernelError(__VA_ARGS__); \
   } while (0)
 
 // Compile a hot function for AVX-512, AVX2+FMA and baseline x86-64; the loader (ifunc) picks the
