@@ -85,7 +85,8 @@ export interface GradCheckOptions {
   tol?: number;
   /**
    * Absolute floor for the gradient check: a gradient also passes when its largest absolute error is
-   * below atol. Only for ops whose true gradient can be exactly zero (relative error is undefined).
+   * below atol. Only for ops whose true gradient can be exactly zero (relative error is undefined) or
+   * far below the finite differences' precision (saturated softmax rows).
    */
   atol?: number;
   /** Check at most this many coordinates per input (random subset). */
