@@ -154,3 +154,26 @@ export function errorOf(fn: () => unknown): string {
   }
   throw new Error('expected an error, none was thrown');
 }
+
+/** erf in float64 (series; |x| > 6 saturates). */
+export function erf(x: number): number {
+  if (Math.abs(x) > 6) return Math.sign(x);
+  let sum = 0;
+  let term = x;
+  for (let n = 0; n < 200; n++) {
+    const t = term / (2 * n + 1);
+    sum += t;
+    if (Math.abs(t) < 1e-17 * Math.abs(sum)) break;
+    term *= (-x * x) / (n + 1);
+  }
+  return (2 / Math.sqrt(Math.PI)) * sum;
+}
+/** erfc(z) for z >= 0: 1 − erf below 3, else the continued fraction (1 − erf cancels in the tail). */
+export function erfc(z: number): number {
+  if (z < 3) return 1 - erf(z);
+  let k = z;
+  for (let n = 60; n >= 1; n--) k = z + n / 2 / k;
+  return Math.exp(-z * z) / (Math.sqrt(Math.PI) * k);
+}
+/** Exact GELU, accurate in the negative tail (where 0.5·v·(1 + erf) would cancel). */
+export const gelu = (v: number): number => (v >= 0 ? 0.5 * v * (1 + erf(v / Math.SQRT2)) : 0.5 * v * erfc(-v / Math.SQRT2));

@@ -1,9 +1,9 @@
 // nn.HFGAttention and nn.ConcatFeatureMLP against float64 references (every pooling, several
 // layers), gradient checks through FeatureGroups → HFGAttention (group projections included),
 // missing-group invariance, bad inputs.
-import { Random, memoryStats, nn, scope, tensor, type Tensor } from '../src';
+import { Random, memoryStats, nn, noGrad, ops, scope, tensor, zeros, type Tensor } from '../src';
 import type { FeatureRecord } from '../src/nn';
-import { errorOf, expectClose, freshSeed, randomArray, tensorFrom } from './helpers';
+import { errorOf, expectClose, freshSeed, gelu, randomArray, tensorFrom } from './helpers';
 import { denseGroupsRef, hfgRef, linear, paramsOf, type DenseGroupRef, type HFGRefConfig, type Params } from './hfg-reference';
 
 function randomMask(rng: Random, N: number, G: number): Float64Array {
@@ -163,6 +163,54 @@ describe('nn.HFGAttention', () => {
     expect(errorOf(() => m.forward(c, c, tensorFrom(new Float64Array(48), [3, 2, 8]), tensorFrom([1, 1], [1, 2])))).toMatch(/HFGAttention: groupMask: expected shape \[3, 2\], got \[1, 2\]/);
     c.dispose();
     m.dispose();
+  });
+});
+
+describe('the fused HFG context layer (CPU inference path of HFGAttention)', () => {
+  const acts = { relu: (v: number) => Math.max(v, 0), gelu, silu: (v: number) => v / (1 + Math.exp(-v)), tanh: Math.tanh } as const;
+  // Under noGrad, context pooling runs its last layer through ops.hfgContextLayer; N = 70 spans three
+  // 32-candidate tiles, the first of 2 layers stays composed, some candidates miss groups.
+  test.each(Object.keys(acts) as (keyof typeof acts)[])('noGrad forward (fused last layer) matches the float64 reference and the composed path (%s)', (act) => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const N = 70, D = 12, G = 4, H = 3, hidden = 20;
+    const before = memoryStats().count;
+    const m = new nn.HFGAttention({ dim: D, numGroups: G, heads: H, layers: 2, ffnHidden: hidden, activation: act, pooling: 'context', seed });
+    for (const [name, p] of m.namedParameters()) {
+      if (name.includes('norm')) p.storage.copyFromHost(Float32Array.from(randomArray(rng, p.size, 0.3), (x) => x + (name.endsWith('weight') ? 1 : 0)));
+    }
+    const ctx = randomArray(rng, N * D), item = randomArray(rng, N * D), tok = randomArray(rng, N * G * D, 2);
+    const mask = randomMask(rng, N, G);
+    const run = (): Float32Array =>
+      scope(() => m.forward(tensorFrom(ctx, [N, D]), tensorFrom(item, [N, D]), tensorFrom(tok, [N, G, D]), tensorFrom(mask, [N, G])).toFloat32Array());
+    const fused = noGrad(run);
+    const composed = run(); // parameters require grad: the composed ops run
+    const f32 = (a: Float64Array): Float64Array => Float64Array.from(Float32Array.from(a));
+    const cfg: HFGRefConfig = { D, G, H, layers: 2, hidden, pooling: 'context', act: acts[act] };
+    const ref = hfgRef(paramsOf(m.namedParameters()), '', cfg, f32(ctx), f32(item), f32(tok), mask, N);
+    expectClose(fused, ref, 1e-5, `fused ${act}`, seed);
+    expectClose(fused, composed, 1e-5, `fused vs composed ${act}`, seed);
+    m.dispose();
+    expect(memoryStats().count).toBe(before);
+  });
+
+  test('ops.hfgContextLayer rejects bad parameters, gradients and non-CPU use with clear errors', () => {
+    const N = 3, T = 4, D = 8, F = 5;
+    const x = zeros([N, T, D]);
+    const p = { heads: 2, wqkv: zeros([3 * D, D]), wo: zeros([D, D]), w1: zeros([F, D]), w2: zeros([D, F]) };
+    expect(noGrad(() => ops.hfgContextLayer(x, p)).shape).toEqual([N, D]);
+    expect(errorOf(() => ops.hfgContextLayer(x, { ...p, heads: 3 }))).toMatch(/hfgContextLayer: heads: expected a divisor of D = 8/);
+    expect(errorOf(() => ops.hfgContextLayer(x, { ...p, wqkv: zeros([D, D]) }))).toMatch(/hfgContextLayer: wqkv: expected shape \[24, 8\]/);
+    expect(errorOf(() => ops.hfgContextLayer(x, { ...p, w2: zeros([D, F + 1]) }))).toMatch(/hfgContextLayer: w2/);
+    expect(errorOf(() => ops.hfgContextLayer(x, { ...p, b1: zeros([D]) }))).toMatch(/hfgContextLayer: b1/);
+    expect(errorOf(() => ops.hfgContextLayer(x, { ...p, activation: 'elu' as 'relu' }))).toMatch(/hfgContextLayer: activation: expected one of relu, gelu, silu, tanh, got "elu"/);
+    expect(errorOf(() => ops.hfgContextLayer(x, { ...p, eps2: 0 }))).toMatch(/hfgContextLayer: eps2: expected a positive finite number, got 0/);
+    expect(errorOf(() => ops.hfgContextLayer(x, p, { keyMask: zeros([N, T + 1]) }))).toMatch(/hfgContextLayer: keyMask/);
+    expect(errorOf(() => ops.hfgContextLayer(zeros([N, 65, D]), p))).toMatch(/hfgContextLayer: x: expected 1 <= T <= 64/);
+    const w = zeros([D, D]);
+    w.requiresGrad = true;
+    expect(errorOf(() => ops.hfgContextLayer(x, { ...p, wo: w }))).toMatch(/hfgContextLayer: inference only/);
+    expect(noGrad(() => ops.hfgContextLayer(x, { ...p, wo: w })).shape).toEqual([N, D]);
   });
 });
 

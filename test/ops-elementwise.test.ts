@@ -2,7 +2,7 @@
 // finite differences (gradCheck), i32 paths, dropout determinism, bad-input errors, no leaks.
 import { ops, tensor, zeros, scope, memoryStats, Random, Tensor, backendInfo } from '../src';
 import { native } from '../src/native';
-import { freshSeed, randomArray, tensorFrom, asF64, expectClose, gradCheck, errorOf } from './helpers';
+import { freshSeed, randomArray, tensorFrom, asF64, expectClose, gradCheck, errorOf, gelu } from './helpers';
 
 type Shape = readonly number[];
 
@@ -185,28 +185,6 @@ describe('binary ops with broadcasting', () => {
 
 // ---- unary and scalar ops ----
 
-/** erf in float64 (series; |x| > 6 saturates). */
-function erf(x: number): number {
-  if (Math.abs(x) > 6) return Math.sign(x);
-  let sum = 0;
-  let term = x;
-  for (let n = 0; n < 200; n++) {
-    const t = term / (2 * n + 1);
-    sum += t;
-    if (Math.abs(t) < 1e-17 * Math.abs(sum)) break;
-    term *= (-x * x) / (n + 1);
-  }
-  return (2 / Math.sqrt(Math.PI)) * sum;
-}
-/** erfc(z) for z >= 0: 1 − erf below 3, else the continued fraction (1 − erf cancels in the tail). */
-function erfc(z: number): number {
-  if (z < 3) return 1 - erf(z);
-  let k = z;
-  for (let n = 60; n >= 1; n--) k = z + n / 2 / k;
-  return Math.exp(-z * z) / (Math.sqrt(Math.PI) * k);
-}
-/** Exact GELU, accurate in the negative tail (where 0.5·v·(1 + erf) would cancel). */
-const gelu = (v: number): number => (v >= 0 ? 0.5 * v * (1 + erf(v / Math.SQRT2)) : 0.5 * v * erfc(-v / Math.SQRT2));
 const sig = (v: number): number => 1 / (1 + Math.exp(-v));
 
 type Unary = [string, (x: Tensor) => Tensor, (v: number) => number, (rng: Random, n: number) => Float64Array];

@@ -15,7 +15,8 @@ import { add, mul } from '../ops/elementwise';
 import { broadcastTo, concat, reshape, split, transpose, narrow } from '../ops/movement';
 import { div } from '../ops/elementwise';
 import { sum } from '../ops/reduce';
-import { groupedAttention, GROUPED_ATTENTION_MAX_HEAD_DIM, GROUPED_ATTENTION_MAX_KEYS } from '../ops/hfg';
+import { groupedAttention, hfgContextLayer, GROUPED_ATTENTION_MAX_HEAD_DIM, GROUPED_ATTENTION_MAX_KEYS, type HfgContextLayerParams } from '../ops/hfg';
+import { needsGrad } from '../autograd';
 import { checkNumber, checkTensor, sameDevice } from '../ops/validate';
 import { Module } from './module';
 import { Linear } from './linear';
@@ -60,6 +61,20 @@ class HFGLayer extends Module {
     this.out = this.registerModule('out', new Linear(D, D, { seed: s(2), device }));
     this.norm2 = this.registerModule('norm2', new LayerNorm(D, { device }));
     this.ffn = this.registerModule('ffn', new MLP(D, [hidden], D, { activation, seed: s(3), device }));
+  }
+
+  /** This layer (+ the output norm) as hfgContextLayer parameters; null if the FFN is not the plain two-layer kind. */
+  contextParams(heads: number, outNorm: LayerNorm): HfgContextLayerParams | null {
+    const [fc1, fc2] = this.ffn.layers;
+    if (this.ffn.layers.length !== 2) return null;
+    return {
+      heads,
+      ln1Weight: this.norm1.weight, ln1Bias: this.norm1.bias, eps1: this.norm1.eps,
+      wqkv: this.qkv.weight, bqkv: this.qkv.bias, wo: this.out.weight, bo: this.out.bias,
+      ln2Weight: this.norm2.weight, ln2Bias: this.norm2.bias, eps2: this.norm2.eps,
+      w1: fc1.weight, b1: fc1.bias, w2: fc2.weight, b2: fc2.bias, activation: this.ffn.activation,
+      lnOutWeight: outNorm.weight, lnOutBias: outNorm.bias, epsOut: outNorm.eps,
+    };
   }
 }
 
@@ -140,10 +155,16 @@ export class HFGAttention extends Module {
     const contextOnly = this.pooling === 'context';
     for (let l = 0; l < this.blocks.length; l++) {
       const b = this.blocks[l];
+      const last = contextOnly && l === this.blocks.length - 1;
+      if (last && device === 'cpu') {
+        // Inference on the CPU (ranking many candidates): the whole layer as one fused kernel.
+        const fused = b.contextParams(H, this.outNorm);
+        if (fused !== null && !needsGrad([x, ...this.parameters()])) return hfgContextLayer(x, fused, { keyMask: groupMask != null ? keyMask : null });
+      }
       const qkv = b.qkv.forward(b.norm1.forward(x)); // [N, T, 3D]
       const heads = transpose(reshape(qkv, [N, T, 3, H, dh]), [2, 0, 3, 1, 4]); // [3, N, H, T, dh]
       const [q, k, v] = split(heads, 3, 0).map((t) => reshape(t, [N, H, T, dh]));
-      if (contextOnly && l === this.blocks.length - 1) {
+      if (last) {
         const a = groupedAttention(narrow(q, 2, 0, 1), k, v, { keyMask }); // [N, H, 1, dh]
         let x0 = reshape(narrow(x, 1, 0, 1), [N, D]);
         x0 = add(x0, b.out.forward(reshape(a, [N, D])));

@@ -3,7 +3,7 @@
 // recomputes the softmax instead of saving it).
 import type { NativeStorage } from '../native';
 import { native } from '../native';
-import { record } from '../autograd';
+import { record, needsGrad } from '../autograd';
 import { Tensor, empty, formatShape } from '../tensor';
 import { checkNumber, checkTensor, sameDevice } from './validate';
 
@@ -82,4 +82,105 @@ export function groupedAttention(q: Tensor, k: Tensor, v: Tensor, opts: GroupedA
     );
     return [dq, dk, dv];
   });
+}
+
+declare module '../native' {
+  interface NativeBinding {
+    hfgContextLayerForward(
+      out: NativeStorage, x: NativeStorage, keyMask: NativeStorage | null,
+      ln1W: NativeStorage | null, ln1B: NativeStorage | null, wqkv: NativeStorage, bqkv: NativeStorage | null,
+      wo: NativeStorage, bo: NativeStorage | null, ln2W: NativeStorage | null, ln2B: NativeStorage | null,
+      w1: NativeStorage, b1: NativeStorage | null, w2: NativeStorage, b2: NativeStorage | null,
+      lnOutW: NativeStorage | null, lnOutB: NativeStorage | null,
+      N: number, T: number, D: number, H: number, F: number, eps1: number, eps2: number, epsOut: number, activation: number,
+    ): void;
+  }
+}
+
+/** Activations the fused layer supports (the nn.MLP ones). */
+export const HFG_CONTEXT_LAYER_ACTIVATIONS = ['relu', 'gelu', 'silu', 'tanh'] as const;
+export type HfgContextLayerActivation = (typeof HFG_CONTEXT_LAYER_ACTIVATIONS)[number];
+
+/** Parameters of one pre-LayerNorm HFG layer (PyTorch layout: weights [out, in]). */
+export interface HfgContextLayerParams {
+  heads: number;
+  ln1Weight?: Tensor | null;
+  ln1Bias?: Tensor | null;
+  /** [3D, D]: query, key and value projections stacked. */
+  wqkv: Tensor;
+  bqkv?: Tensor | null;
+  wo: Tensor;
+  bo?: Tensor | null;
+  ln2Weight?: Tensor | null;
+  ln2Bias?: Tensor | null;
+  /** [F, D] and [D, F]: the FFN. */
+  w1: Tensor;
+  b1?: Tensor | null;
+  w2: Tensor;
+  b2?: Tensor | null;
+  lnOutWeight?: Tensor | null;
+  lnOutBias?: Tensor | null;
+  eps1?: number;
+  eps2?: number;
+  epsOut?: number;
+  activation?: HfgContextLayerActivation;
+}
+
+const OP_LAYER = 'hfgContextLayer';
+
+/**
+ * One HFG-Attention layer read out at token 0, fused (inference only, CPU): for tokens `x [N, T, D]`,
+ * `y = LN1(x)`; token 0's query attends over all T tokens' keys/values (H heads, masked by
+ * `keyMask [N, T]`, scale 1/√(D/H)); `x1 = x₀ + Wo·a + bo`; `x2 = x1 + W2·act(W1·LN2(x1) + b1) + b2`;
+ * returns `LNout(x2)` `[N, D]`. The same function as nn.HFGAttention's last layer with context
+ * pooling, without the intermediate tensors. Not differentiable: throws if a gradient would be needed.
+ */
+export function hfgContextLayer(x: Tensor, p: HfgContextLayerParams, opts: { keyMask?: Tensor | null } = {}): Tensor {
+  checkTensor(OP_LAYER, 'x', x, { dtype: 'f32', rank: 3 });
+  const [N, T, D] = x.shape;
+  if (typeof p !== 'object' || p === null) throw new TypeError(`${OP_LAYER}: params: expected an object, got ${p === null ? 'null' : typeof p}`);
+  const H = checkNumber(OP_LAYER, 'heads', p.heads, { integer: true, min: 1 });
+  if (D % H !== 0 || D / H > GROUPED_ATTENTION_MAX_HEAD_DIM) {
+    throw new RangeError(`${OP_LAYER}: heads: expected a divisor of D = ${D} with D / heads <= ${GROUPED_ATTENTION_MAX_HEAD_DIM}, got ${H}`);
+  }
+  if (T < 1 || T > GROUPED_ATTENTION_MAX_KEYS) throw new RangeError(`${OP_LAYER}: x: expected 1 <= T <= ${GROUPED_ATTENTION_MAX_KEYS} tokens (dim 1), got shape ${formatShape(x.shape)}`);
+  checkTensor(OP_LAYER, 'wqkv', p.wqkv, { dtype: 'f32', shape: [3 * D, D] });
+  checkTensor(OP_LAYER, 'wo', p.wo, { dtype: 'f32', shape: [D, D] });
+  checkTensor(OP_LAYER, 'w1', p.w1, { dtype: 'f32', rank: 2 });
+  const F = p.w1.shape[0];
+  checkTensor(OP_LAYER, 'w1', p.w1, { shape: [F, D] });
+  checkTensor(OP_LAYER, 'w2', p.w2, { dtype: 'f32', shape: [D, F] });
+  const vectors: [string, Tensor | null | undefined, number][] = [
+    ['ln1Weight', p.ln1Weight, D], ['ln1Bias', p.ln1Bias, D], ['bqkv', p.bqkv, 3 * D], ['bo', p.bo, D], ['ln2Weight', p.ln2Weight, D],
+    ['ln2Bias', p.ln2Bias, D], ['b1', p.b1, F], ['b2', p.b2, D], ['lnOutWeight', p.lnOutWeight, D], ['lnOutBias', p.lnOutBias, D],
+  ];
+  for (const [name, t, n] of vectors) if (t != null) checkTensor(OP_LAYER, name, t, { dtype: 'f32', shape: [n] });
+  const mask = opts.keyMask ?? null;
+  if (mask !== null) checkTensor(OP_LAYER, 'keyMask', mask, { dtype: 'f32', shape: [N, T] });
+  const act = p.activation ?? 'gelu';
+  const actIndex = HFG_CONTEXT_LAYER_ACTIVATIONS.indexOf(act);
+  if (actIndex < 0) throw new TypeError(`${OP_LAYER}: activation: expected one of ${HFG_CONTEXT_LAYER_ACTIVATIONS.join(', ')}, got ${JSON.stringify(act)}`);
+  const eps = (name: string, v: number | undefined): number => {
+    const e = checkNumber(OP_LAYER, name, v ?? 1e-5);
+    if (!(e > 0) || !Number.isFinite(e)) throw new RangeError(`${OP_LAYER}: ${name}: expected a positive finite number, got ${e}`);
+    return e;
+  };
+  const e1 = eps('eps1', p.eps1);
+  const e2 = eps('eps2', p.eps2);
+  const eo = eps('epsOut', p.epsOut);
+  const named: Record<string, Tensor | null | undefined> = { x, keyMask: mask, wqkv: p.wqkv, wo: p.wo, w1: p.w1, w2: p.w2 };
+  for (const [name, t] of vectors) named[name] = t;
+  const all = Object.values(named);
+  if (sameDevice(OP_LAYER, named) !== 'cpu') {
+    throw new Error(`${OP_LAYER}: expected CPU tensors (the fused layer is CPU only; on a GPU use nn.HFGAttention.forward), got ${x.device}`);
+  }
+  if (needsGrad(all)) throw new Error(`${OP_LAYER}: inference only: an input requires a gradient (call it under noGrad(), or use nn.HFGAttention.forward for training)`);
+  const out = empty([N, D]);
+  const s = (t: Tensor | null | undefined): NativeStorage | null => (t == null ? null : t.storage);
+  native().hfgContextLayerForward(
+    out.storage, x.storage, s(mask), s(p.ln1Weight), s(p.ln1Bias), p.wqkv.storage, s(p.bqkv), p.wo.storage, s(p.bo),
+    s(p.ln2Weight), s(p.ln2Bias), p.w1.storage, s(p.b1), p.w2.storage, s(p.b2), s(p.lnOutWeight), s(p.lnOutBias),
+    N, T, D, H, F, e1, e2, eo, actIndex,
+  );
+  return out;
 }

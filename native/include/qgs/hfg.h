@@ -30,6 +30,38 @@ constexpr int64_t kHfgMaxHeadDim = 128;
 // Throws KernelError when the sizes are outside the limits above.
 void hfg_check_sizes(int64_t N, int64_t H, int64_t Tq, int64_t Tk, int64_t d);
 
+// Fused inference of one HFG-Attention layer read out at token 0 (nn.HFGAttention with 'context'
+// pooling, last layer; DESIGN.md §4.2, §6 serving). For every candidate n with tokens x[n] [T, D]:
+//   y_t = LN1(x_t);  q = Wq y_0 + bq;  k_t, v_t = Wk y_t + bk, Wv y_t + bv       (H heads of D/H)
+//   a   = concat_h Σ_t softmax_t(<q_h, k_t,h>/√(D/H) | key_mask[n, t] ≠ 0) v_t,h  (all masked → 0)
+//   x1  = x_0 + Wo a + bo;  x2 = x1 + W2 act(W1 LN2(x1) + b1) + b2;  out[n] = LNout(x2)
+// Weights in PyTorch layout (W [out, in]); Wqkv [3D, D] stacks Q, K, V. Biases and LayerNorm affine
+// parameters may be null (0 / identity). Forward only, no autograd state: the serving fast path.
+enum class HfgActivation : int { Relu = 0, Gelu = 1, Silu = 2, Tanh = 3 };
+
+struct HfgContextLayerWeights {
+  const float* ln1_w = nullptr;
+  const float* ln1_b = nullptr;
+  const float* wqkv = nullptr;  // [3D, D]
+  const float* bqkv = nullptr;  // [3D]
+  const float* wo = nullptr;    // [D, D]
+  const float* bo = nullptr;    // [D]
+  const float* ln2_w = nullptr;
+  const float* ln2_b = nullptr;
+  const float* w1 = nullptr;  // [F, D]
+  const float* b1 = nullptr;  // [F]
+  const float* w2 = nullptr;  // [D, F]
+  const float* b2 = nullptr;  // [D]
+  const float* lno_w = nullptr;
+  const float* lno_b = nullptr;
+  float eps1 = 1e-5f, eps2 = 1e-5f, eps_out = 1e-5f;
+  HfgActivation activation = HfgActivation::Gelu;
+};
+
+// Throws KernelError unless N >= 0, 1 <= T <= kHfgMaxKeys, D >= 1, H >= 1 divides D with
+// D / H <= kHfgMaxHeadDim, F >= 1 and the epsilons are positive.
+void hfg_context_layer_check(int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, const HfgContextLayerWeights& w);
+
 namespace cpu {
 
 void grouped_attention_forward(float* out, const float* q, const float* k, const float* v, const float* key_mask,
@@ -38,6 +70,10 @@ void grouped_attention_forward(float* out, const float* q, const float* k, const
 void grouped_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                                 const float* v, const float* key_mask, int64_t N, int64_t H, int64_t Tq, int64_t Tk,
                                 int64_t d, float scale);
+
+// out [N, D], x [N, T, D], key_mask [N, T] or null. CPU only (on a GPU the composed ops serve).
+void hfg_context_layer_forward(float* out, const float* x, const float* key_mask, const HfgContextLayerWeights& w,
+                               int64_t N, int64_t T, int64_t D, int64_t H, int64_t F);
 
 }  // namespace cpu
 

@@ -1,0 +1,210 @@
+// The fused HFG context layer (CPU inference) against a naive double-precision reference written
+// from the contract in qgs/hfg.h: fresh random weights and inputs every run, odd sizes (T, D, H, F,
+// and N around the 32-candidate tile), masks with fully masked rows, null biases / LayerNorm affine
+// parameters, all four activations, poisoned outputs, large logits and bad arguments.
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "qgs/hfg.h"
+#include "test_util.h"
+
+using namespace qgs_test;
+using qgs::HfgActivation;
+
+namespace {
+
+struct Params {
+  std::vector<float> ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, w1, b1, w2, b2, lnow, lnob;
+};
+
+std::vector<double> layer_norm(const std::vector<double>& x, const float* w, const float* b, double eps) {
+  const size_t n = x.size();
+  double mu = 0, var = 0;
+  for (double v : x) mu += v;
+  mu /= double(n);
+  for (double v : x) var += (v - mu) * (v - mu);
+  var /= double(n);
+  std::vector<double> y(n);
+  for (size_t i = 0; i < n; ++i) y[i] = (x[i] - mu) / std::sqrt(var + eps) * (w ? w[i] : 1.0) + (b ? b[i] : 0.0);
+  return y;
+}
+
+// y = W x + b, W [out, in].
+std::vector<double> affine(const float* W, const float* b, const std::vector<double>& x, int64_t out, int64_t in) {
+  std::vector<double> y(out);
+  for (int64_t o = 0; o < out; ++o) {
+    double s = b ? b[o] : 0.0;
+    for (int64_t i = 0; i < in; ++i) s += double(W[o * in + i]) * x[i];
+    y[o] = s;
+  }
+  return y;
+}
+
+double act(double v, HfgActivation a) {
+  switch (a) {
+    case HfgActivation::Relu: return v > 0 ? v : 0;
+    case HfgActivation::Gelu: return 0.5 * v * std::erfc(-v / std::sqrt(2.0));
+    case HfgActivation::Silu: return v / (1 + std::exp(-v));
+    case HfgActivation::Tanh: return std::tanh(v);
+  }
+  return 0;
+}
+
+const float* ptr(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+
+std::vector<double> reference(const std::vector<float>& x, const std::vector<float>* mask, const Params& p,
+                              const qgs::HfgContextLayerWeights& w, int64_t N, int64_t T, int64_t D, int64_t H,
+                              int64_t F) {
+  const int64_t dh = D / H;
+  std::vector<double> out(static_cast<size_t>(N * D));
+  for (int64_t n = 0; n < N; ++n) {
+    std::vector<std::vector<double>> k(T), v(T);
+    std::vector<double> q;
+    for (int64_t t = 0; t < T; ++t) {
+      std::vector<double> xt(x.begin() + (n * T + t) * D, x.begin() + (n * T + t + 1) * D);
+      auto y = layer_norm(xt, ptr(p.ln1w), ptr(p.ln1b), w.eps1);
+      auto qkv = affine(p.wqkv.data(), ptr(p.bqkv), y, 3 * D, D);
+      if (t == 0) q.assign(qkv.begin(), qkv.begin() + D);
+      k[t].assign(qkv.begin() + D, qkv.begin() + 2 * D);
+      v[t].assign(qkv.begin() + 2 * D, qkv.end());
+    }
+    std::vector<double> a(D, 0.0);
+    for (int64_t h = 0; h < H; ++h) {
+      std::vector<double> s(T);
+      double mx = -INFINITY;
+      for (int64_t t = 0; t < T; ++t) {
+        if (mask && (*mask)[n * T + t] == 0.f) continue;
+        double acc = 0;
+        for (int64_t c = 0; c < dh; ++c) acc += q[h * dh + c] * k[t][h * dh + c];
+        s[t] = acc / std::sqrt(double(dh));
+        mx = std::max(mx, s[t]);
+      }
+      if (mx == -INFINITY) continue;  // every key masked: a = 0
+      double z = 0;
+      for (int64_t t = 0; t < T; ++t)
+        if (!(mask && (*mask)[n * T + t] == 0.f)) z += std::exp(s[t] - mx);
+      for (int64_t t = 0; t < T; ++t) {
+        if (mask && (*mask)[n * T + t] == 0.f) continue;
+        const double pt = std::exp(s[t] - mx) / z;
+        for (int64_t c = 0; c < dh; ++c) a[h * dh + c] += pt * v[t][h * dh + c];
+      }
+    }
+    auto o = affine(p.wo.data(), ptr(p.bo), a, D, D);
+    std::vector<double> x1(D);
+    for (int64_t c = 0; c < D; ++c) x1[c] = x[n * T * D + c] + o[c];
+    auto hdn = affine(p.w1.data(), ptr(p.b1), layer_norm(x1, ptr(p.ln2w), ptr(p.ln2b), w.eps2), F, D);
+    for (auto& e : hdn) e = act(e, w.activation);
+    auto f = affine(p.w2.data(), ptr(p.b2), hdn, D, F);
+    for (int64_t c = 0; c < D; ++c) x1[c] += f[c];
+    auto y = layer_norm(x1, ptr(p.lnow), ptr(p.lnob), w.eps_out);
+    for (int64_t c = 0; c < D; ++c) out[n * D + c] = y[c];
+  }
+  return out;
+}
+
+void run_case(Rng& rng, int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, HfgActivation a, bool masked,
+              bool nulls, float x_scale) {
+  Params p;
+  auto vec = [&](int64_t n, float sd, float mean = 0.f) {
+    auto v = rng.normals(static_cast<size_t>(n), sd);
+    for (auto& e : v) e += mean;
+    return v;
+  };
+  const float ws = 1.f / std::sqrt(float(D));
+  p.wqkv = vec(3 * D * D, ws);
+  p.wo = vec(D * D, ws);
+  p.w1 = vec(F * D, ws);
+  p.w2 = vec(D * F, 1.f / std::sqrt(float(F)));
+  if (!nulls) {
+    p.ln1w = vec(D, 0.2f, 1.f);
+    p.ln1b = vec(D, 0.1f);
+    p.bqkv = vec(3 * D, 0.1f);
+    p.bo = vec(D, 0.1f);
+    p.ln2w = vec(D, 0.2f, 1.f);
+    p.ln2b = vec(D, 0.1f);
+    p.b1 = vec(F, 0.1f);
+    p.b2 = vec(D, 0.1f);
+    p.lnow = vec(D, 0.2f, 1.f);
+    p.lnob = vec(D, 0.1f);
+  }
+  qgs::HfgContextLayerWeights w;
+  w.ln1_w = ptr(p.ln1w), w.ln1_b = ptr(p.ln1b), w.wqkv = p.wqkv.data(), w.bqkv = ptr(p.bqkv);
+  w.wo = p.wo.data(), w.bo = ptr(p.bo), w.ln2_w = ptr(p.ln2w), w.ln2_b = ptr(p.ln2b);
+  w.w1 = p.w1.data(), w.b1 = ptr(p.b1), w.w2 = p.w2.data(), w.b2 = ptr(p.b2), w.lno_w = ptr(p.lnow), w.lno_b = ptr(p.lnob);
+  w.eps1 = 1e-5f, w.eps2 = 1e-3f, w.eps_out = 1e-5f;
+  w.activation = a;
+  auto x = vec(N * T * D, x_scale);
+  std::vector<float> mask;
+  if (masked) {
+    mask.resize(static_cast<size_t>(N * T));
+    for (auto& m : mask) m = rng.uniform(0.f, 1.f) < 0.3f ? 0.f : 1.f;
+    if (N > 2) std::fill(mask.begin() + T, mask.begin() + 2 * T, 0.f);  // candidate 1: every key masked
+  }
+  auto out = poisoned(static_cast<size_t>(N * D));
+  qgs::cpu::hfg_context_layer_forward(out.data(), x.data(), masked ? mask.data() : nullptr, w, N, T, D, H, F);
+  auto ref = reference(x, masked ? &mask : nullptr, p, w, N, T, D, H, F);
+  const std::string what = "hfg_context_layer N=" + std::to_string(N) + " T=" + std::to_string(T) + " D=" +
+                           std::to_string(D) + " H=" + std::to_string(H) + " F=" + std::to_string(F) + " act=" +
+                           std::to_string(int(a)) + (masked ? " masked" : "") + (nulls ? " null-params" : "") +
+                           " xscale=" + std::to_string(x_scale);
+  // Per candidate: a LayerNorm output has unit scale, so each row is judged relative to its own norm.
+  for (int64_t n = 0; n < N; ++n) {
+    if (!check_close(what + " row " + std::to_string(n), out.data() + n * D, ref.data() + n * D, size_t(D), 2e-5)) break;
+  }
+  if (N == 0) check(true, what);
+}
+
+}  // namespace
+
+int main() {
+  uint64_t seed = fresh_seed();
+  Rng rng(seed);
+  const HfgActivation acts[] = {HfgActivation::Relu, HfgActivation::Gelu, HfgActivation::Silu, HfgActivation::Tanh};
+  // N around the 32-candidate tile; T up to the 64-key limit and past the 16-key softmax blocks; D
+  // with padding columns (D not a multiple of 16) and head widths 1..40; F odd and wide.
+  for (int64_t T : {1, 2, 7, 17, 64})
+    for (auto [D, H] : {std::pair<int64_t, int64_t>{1, 1}, {6, 3}, {32, 2}, {40, 1}, {48, 4}})
+      for (int64_t F : {1, 37, 64}) {
+        const HfgActivation a = acts[rng.integer(0, 3)];
+        run_case(rng, rng.integer(1, 5), T, D, H, F, a, false, false, 1.f);
+        run_case(rng, rng.integer(3, 40), T, D, H, F, a, true, rng.integer(0, 1) == 1, 1.f);
+      }
+  for (HfgActivation a : acts) {
+    run_case(rng, 97, 7, 32, 2, 64, a, true, false, 1.f);   // 4 tiles, the last one partial
+    run_case(rng, 64, 7, 32, 2, 64, a, false, false, 6.f);  // large inputs: GELU/SiLU tails, saturated tanh
+  }
+  run_case(rng, 1000, 7, 32, 2, 64, HfgActivation::Gelu, false, false, 1.f);  // the serving shape
+  run_case(rng, 0, 7, 32, 2, 64, HfgActivation::Gelu, true, false, 1.f);
+
+  // Bad arguments throw KernelError (never abort).
+  std::vector<float> buf(4096, 0.f);
+  float* b = buf.data();
+  qgs::HfgContextLayerWeights w;
+  w.wqkv = w.wo = w.w1 = w.w2 = b;
+  auto call = [&](int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, const qgs::HfgContextLayerWeights& ww) {
+    qgs::cpu::hfg_context_layer_forward(b, b, nullptr, ww, N, T, D, H, F);
+  };
+  check_throws("T = 0", [&] { call(1, 0, 4, 1, 4, w); });
+  check_throws("T = 65", [&] { call(1, 65, 4, 1, 4, w); });
+  check_throws("H does not divide D", [&] { call(1, 3, 6, 4, 4, w); });
+  check_throws("D / H > 128", [&] { call(1, 3, 258, 2, 4, w); });
+  check_throws("F = 0", [&] { call(1, 3, 4, 1, 0, w); });
+  check_throws("N < 0", [&] { call(-1, 3, 4, 1, 4, w); });
+  auto bad = w;
+  bad.eps2 = 0.f;
+  check_throws("eps2 = 0", [&] { call(1, 3, 4, 1, 4, bad); });
+  bad = w;
+  bad.eps_out = std::numeric_limits<float>::quiet_NaN();
+  check_throws("NaN epsOut", [&] { call(1, 3, 4, 1, 4, bad); });
+  bad = w;
+  bad.w1 = nullptr;
+  check_throws("null w1", [&] { call(1, 3, 4, 1, 4, bad); });
+  bad = w;
+  bad.activation = static_cast<HfgActivation>(7);
+  check_throws("activation 7", [&] { call(1, 3, 4, 1, 4, bad); });
+  check_throws("null out", [&] { qgs::cpu::hfg_context_layer_forward(nullptr, b, nullptr, w, 1, 3, 4, 1, 4); });
+  return finish("test_hfg_context_layer", seed);
+}
