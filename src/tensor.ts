@@ -473,8 +473,9 @@ export interface MemoryStats {
   /** Bytes they hold. */
   bytes: number;
   /**
-   * Freed large (>= 32 MiB) host buffers kept for reuse by the next allocation of the same size,
-   * so a training loop does not pay fresh page faults every step. Bounded by QGS_HOST_CACHE_MB
+   * Freed host buffers of 64 KiB or more (lengths rounded to size classes) kept for reuse by the next
+   * allocation of the same class, so training steps and ranking requests do not pay fresh page
+   * faults for their temporaries. Bounded by QGS_HOST_CACHE_MB
    * (default 1024, 0 disables); `releaseCachedMemory()` returns them to the system.
    */
   cachedBytes: number;

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { memoryStats } from '../src';
+import { Random, memoryStats, noGrad, scope, tensor } from '../src';
 import type { SessionRecord, FeatureSpec } from '../src/data/schema';
 import { buildTokens, prepareTimelines, NO_ITEM, NO_QUERY, TERM_OFFSET, ITEM_OFFSET } from '../src/qgs/dataset';
 import { prepareSynthetic, runVariant, VARIANTS } from '../src/qgs/experiment';
@@ -9,7 +9,8 @@ import { saveCheckpoint, loadCheckpoint } from '../src/qgs/checkpoint';
 import { scoreRequest } from '../src/qgs/scoring';
 import { QgsBackend } from '../src/qgs/backend';
 import { CandidateBatch } from '../src/qgs/serving/packed';
-import { errorOf, relError } from './helpers';
+import { errorOf, freshSeed, relError } from './helpers';
+import { RankingPlan } from '../src/qgs/ranking-plan';
 import { runCli } from '../src/cli/main';
 
 const spec: FeatureSpec = { groups: [{ name: 'g', kind: 'numeric', features: ['a', 'log_rank'] }] };
@@ -120,6 +121,29 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     expect(relError(cached, cold)).toBeLessThan(1e-4);
     expect(errorOf(() => be.step(st, { query: {}, item: 10 ** 6 }))).toMatch(/outside the model's catalogue/);
     be.dispose();
+  });
+
+  test('the serving plan (item table, folded group projections, fused HFG layer) scores like the training graph', () => {
+    const { result } = runVariant(data, VARIANTS[0], { epochs: 1, seed: 4, batchTokens: 400 });
+    const model = result.model;
+    const before = memoryStats().count;
+    const rng = new Random(freshSeed());
+    const N = 45;
+    const { dim: D, layout, itemVocab } = model.cfg;
+    const items = Int32Array.from({ length: N }, () => 1 + Math.floor(rng.uniform() * (itemVocab - 1)));
+    const ctxHost = Float32Array.from({ length: N * D }, () => rng.normal());
+    const featHost = Float32Array.from({ length: N * layout.dim }, () => rng.normal());
+    // Reference: the training graph (parameters require grad, so every op is the composed one).
+    const ref = scope(() => model.rankLogits(tensor(ctxHost, [N, D]), items, tensor(featHost, [N, layout.dim])).toFloat32Array());
+    for (const maxItemTableBytes of [undefined, 0]) {
+      const plan = new RankingPlan(model, { maxItemTableBytes });
+      expect(plan.itemTable === null).toBe(maxItemTableBytes === 0);
+      const got = scope(() => noGrad(() => plan.rankLogits(tensor(ctxHost, [N, D]), items, tensor(featHost, [N, layout.dim])).toFloat32Array()));
+      expect(relError(got, ref)).toBeLessThan(1e-5);
+      plan.dispose();
+    }
+    expect(memoryStats().count).toBe(before);
+    model.dispose();
   });
 });
 

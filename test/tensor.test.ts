@@ -144,6 +144,19 @@ describe('scope and memory', () => {
     b.dispose();
     expect(releaseCachedMemory()).toBeGreaterThanOrEqual(40 << 20);
     expect(memoryStats().cachedBytes).toBe(0);
+    // Mid-size buffers (>= 64 KiB) go to size classes (4 per power of two): a freed 300 KiB block
+    // serves a later 290 KiB request; buffers under 64 KiB are malloc'd and never cached.
+    zeros([(300 << 10) / 4]).dispose();
+    const cached = memoryStats().cachedBytes;
+    expect(cached).toBeGreaterThanOrEqual(300 << 10);
+    expect(cached).toBeLessThan(400 << 10);
+    const c = ones([(290 << 10) / 4]);
+    expect(memoryStats().cachedBytes).toBe(0);
+    expect(c.toFloat32Array().every((x) => x === 1)).toBe(true);
+    c.dispose();
+    releaseCachedMemory();
+    zeros([(40 << 10) / 4]).dispose();
+    expect(memoryStats().cachedBytes).toBe(0);
   });
 
   test('host memory beyond a 256 MiB allowance is reported to V8 as external memory, and un-reported on dispose', () => {

@@ -14,17 +14,30 @@ namespace qgs::napi {
 
 namespace {
 constexpr size_t kHugePage = size_t(2) << 20;
-// glibc serves blocks below its adaptive mmap threshold (up to 32 MiB) from the heap and reuses
-// freed ones without new page faults; only larger blocks are mmapped afresh on every allocation.
+// Host buffers from kOwnMapping up get their own mapping when a cache keeps them for reuse (see
+// HostMappingCache), from kDedicatedMapping up always; the rest are malloc'd (glibc's heap).
+constexpr size_t kOwnMapping = size_t(64) << 10;
 constexpr size_t kDedicatedMapping = size_t(32) << 20;
 
-size_t mapped_length(size_t n) { return (n + kHugePage - 1) / kHugePage * kHugePage; }
+// The mapped length for a buffer of n >= kOwnMapping bytes: below 2 MiB, 4 size classes per power
+// of two (at most 25% slack; few distinct lengths, so freed blocks fit later requests); from 2 MiB
+// on, whole huge pages.
+size_t mapped_length(size_t n) {
+  if (n >= kHugePage) return (n + kHugePage - 1) / kHugePage * kHugePage;
+  size_t p = kOwnMapping;
+  while (p * 2 <= n) p *= 2;
+  const size_t step = p / 4;
+  return (n + step - 1) / step * step;
+}
 
-// Very large host buffers get their own 2 MiB-aligned mapping with a transparent-huge-page hint: glibc
-// mmaps big blocks afresh on every allocation, and touching a fresh 50 MB output 4 KiB page at a
-// time cost more than the kernels writing it (measured in the HFG bench: ~70% of a training step).
-void* map_huge(size_t n, size_t* mapped) {
-  size_t len = mapped_length(n);
+// A mapping of len (= mapped_length(n)) bytes; from 2 MiB on 2 MiB-aligned with a transparent-huge-
+// page hint (touching a fresh 50 MB output 4 KiB page at a time cost more than the kernels writing
+// it: ~70% of a training step in the HFG bench, before the cache).
+void* map_block(size_t len) {
+  if (len < kHugePage) {
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }
   void* raw = mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
   uintptr_t base = reinterpret_cast<uintptr_t>(raw);
@@ -35,7 +48,6 @@ void* map_huge(size_t n, size_t* mapped) {
 #ifdef MADV_HUGEPAGE
   madvise(reinterpret_cast<void*>(aligned), len, MADV_HUGEPAGE);
 #endif
-  *mapped = len;
   return reinterpret_cast<void*>(aligned);
 }
 }  // namespace
@@ -44,45 +56,46 @@ HostMappingCache::~HostMappingCache() { trim(); }
 
 void* HostMappingCache::take(size_t len) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = entries_.size(); i-- > 0;) {  // newest first: likeliest still in cache/TLB
-    if (entries_[i].len == len) {
-      void* p = entries_[i].ptr;
-      entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
-      bytes_ -= len;
-      return p;
-    }
-  }
-  return nullptr;
+  auto it = free_.find(len);
+  if (it == free_.end()) return nullptr;
+  void* p = it->second.back();  // the most recently freed: likeliest still in cache/TLB
+  it->second.pop_back();
+  if (it->second.empty()) free_.erase(it);
+  bytes_ -= len;
+  return p;
 }
 
 void HostMappingCache::give(void* ptr, size_t len) {
-  std::vector<Entry> drop;
+  std::vector<std::pair<void*, size_t>> drop;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (len > limit_) {
-      drop.push_back({ptr, len});
+      drop.emplace_back(ptr, len);
     } else {
-      entries_.push_back({ptr, len});
+      free_[len].push_back(ptr);
       bytes_ += len;
-      while (bytes_ > limit_) {
-        drop.push_back(entries_.front());
-        bytes_ -= entries_.front().len;
-        entries_.erase(entries_.begin());
+      while (bytes_ > limit_) {  // largest first: frees the most memory per entry
+        auto last = std::prev(free_.end());
+        drop.emplace_back(last->second.front(), last->first);
+        last->second.erase(last->second.begin());
+        bytes_ -= last->first;
+        if (last->second.empty()) free_.erase(last);
       }
     }
   }
-  for (const Entry& e : drop) munmap(e.ptr, e.len);  // outside the lock
+  for (const auto& [p, n] : drop) munmap(p, n);  // outside the lock
 }
 
 size_t HostMappingCache::trim() {
-  std::vector<Entry> drop;
+  std::map<size_t, std::vector<void*>> drop;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    drop.swap(entries_);
+    drop.swap(free_);
     bytes_ = 0;
   }
   size_t n = 0;
-  for (const Entry& e : drop) munmap(e.ptr, e.len), n += e.len;
+  for (const auto& [len, ptrs] : drop)
+    for (void* p : ptrs) munmap(p, len), n += len;
   return n;
 }
 
@@ -92,14 +105,12 @@ size_t HostMappingCache::cached_bytes() {
 }
 
 Buffer::Buffer(size_t n, Device d, std::shared_ptr<HostMappingCache> c) : bytes(n), device(d) {
-  if (d == Device::CPU && n >= kDedicatedMapping) {
-    if (c) {
-      const size_t len = mapped_length(n);
-      ptr = c->take(len);
-      if (ptr) mapped = len;
-    }
-    if (!ptr) ptr = map_huge(n, &mapped);
+  if (d == Device::CPU && (n >= kDedicatedMapping || (n >= kOwnMapping && c && c->enabled()))) {
+    const size_t len = mapped_length(n);
+    if (c) ptr = c->take(len);
+    if (!ptr) ptr = map_block(len);
     if (!ptr) throw std::bad_alloc();
+    mapped = len;
     cache = std::move(c);
   } else if (d == Device::CPU) {
     // 64-byte aligned by hand inside a plain malloc block (the raw pointer is kept in the 8 bytes

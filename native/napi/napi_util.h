@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,12 +17,15 @@ namespace qgs::napi {
 enum class Device { CPU = 0, CUDA = 1 };
 inline const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
-// Recently freed large host mappings, kept for reuse by a later allocation of the same mapped
-// length. A training step allocates the same big outputs every iteration; without this each one
-// is a fresh mapping whose pages the kernel must zero on first touch (clear_page was ~40% of the
-// HFG kernels' time in a fwd+bwd step at N = 10^4). One cache per Node environment (owned by the
-// addon's instance data, shared with the buffers it served so it outlives them), bounded by
-// `limit` bytes (QGS_HOST_CACHE_MB, default 1024; 0 disables). Thread-safe.
+// Recently freed host mappings, kept for reuse by a later allocation of the same length. Every
+// host buffer of 64 KiB or more is its own page mapping whose length is rounded to a size class
+// (4 per power of two below 2 MiB, 2 MiB multiples above), so the temporaries of a training step or
+// of a ranking request find the blocks the previous one freed. Without it, each such temporary was
+// a fresh mapping the kernel zeroed page by page on first touch: clear_page was ~40% of a training
+// step's HFG kernels at N = 10^4, and ~70% of a 1 MB concat in the serving head (glibc mmaps those
+// sizes afresh and unmaps them on free). One cache per Node environment (owned by the addon's
+// instance data, shared with the buffers it served so it outlives them), bounded by `limit` bytes
+// (QGS_HOST_CACHE_MB, default 1024; 0 disables). Thread-safe.
 class HostMappingCache {
  public:
   explicit HostMappingCache(size_t limit) : limit_(limit) {}
@@ -30,19 +34,16 @@ class HostMappingCache {
   HostMappingCache& operator=(const HostMappingCache&) = delete;
   /** A cached mapping of exactly `len` bytes, or nullptr. */
   void* take(size_t len);
-  /** Keeps the mapping for reuse, or unmaps it (over the limit: the oldest entries go first). */
+  /** Keeps the mapping for reuse, or unmaps it (over the limit: the largest entries go first). */
   void give(void* ptr, size_t len);
   /** Unmaps everything held; returns the bytes released. */
   size_t trim();
   size_t cached_bytes();
+  bool enabled() const { return limit_ > 0; }
 
  private:
-  struct Entry {
-    void* ptr;
-    size_t len;
-  };
   std::mutex mu_;
-  std::vector<Entry> entries_;  // oldest first
+  std::map<size_t, std::vector<void*>> free_;  // length → mappings (most recently freed last)
   size_t bytes_ = 0;
   size_t limit_;
 };
@@ -52,7 +53,7 @@ struct Buffer {
   void* ptr = nullptr;
   size_t bytes = 0;
   Device device = Device::CPU;
-  /** Length of a dedicated huge-page mapping (large host buffers), 0 for malloc'd ones. */
+  /** Length of the buffer's own page mapping (host buffers >= 64 KiB), 0 for malloc'd ones. */
   size_t mapped = 0;
   /** Where a dedicated mapping returns on destruction (null: unmapped at once). */
   std::shared_ptr<HostMappingCache> cache;

@@ -11,9 +11,8 @@
 // Missing groups (groupMask 0) are never attended to as keys and are left out of mean / attention
 // pooling; the context and item tokens are always present, so no row is ever fully masked.
 import { Tensor, randn, tensor, type Device } from '../tensor';
-import { add, mul } from '../ops/elementwise';
+import { add, div, mul, mulScalar } from '../ops/elementwise';
 import { broadcastTo, concat, reshape, split, transpose, narrow } from '../ops/movement';
-import { div } from '../ops/elementwise';
 import { sum } from '../ops/reduce';
 import { groupedAttention, hfgContextLayer, GROUPED_ATTENTION_MAX_HEAD_DIM, GROUPED_ATTENTION_MAX_KEYS, type HfgContextLayerParams } from '../ops/hfg';
 import { needsGrad } from '../autograd';
@@ -141,8 +140,8 @@ export class HFGAttention extends Module {
     const dh = this.headDim;
 
     // Key mask [N, T]: context and item always present, then the groups.
-    const ones = tensor(new Float32Array(N * 2).fill(1), [N, 2], { device });
-    const keyMask = groupMask != null && G > 0 ? concat([ones, groupMask], 1) : tensor(new Float32Array(N * T).fill(1), [N, T], { device });
+    // Key mask [N, T], or null when every key is present (no group mask given).
+    const keyMask = groupMask != null && G > 0 ? concat([tensor(new Float32Array(N * 2).fill(1), [N, 2], { device }), groupMask], 1) : null;
 
     const parts = [reshape(context, [N, 1, D]), reshape(item, [N, 1, D])];
     if (G > 0) parts.push(groupTokens);
@@ -159,7 +158,7 @@ export class HFGAttention extends Module {
       if (last && device === 'cpu') {
         // Inference on the CPU (ranking many candidates): the whole layer as one fused kernel.
         const fused = b.contextParams(H, this.outNorm);
-        if (fused !== null && !needsGrad([x, ...this.parameters()])) return hfgContextLayer(x, fused, { keyMask: groupMask != null ? keyMask : null });
+        if (fused !== null && !needsGrad([x, ...this.parameters()])) return hfgContextLayer(x, fused, { keyMask });
       }
       const qkv = b.qkv.forward(b.norm1.forward(x)); // [N, T, 3D]
       const heads = transpose(reshape(qkv, [N, T, 3, H, dh]), [2, 0, 3, 1, 4]); // [3, N, H, T, dh]
@@ -179,6 +178,7 @@ export class HFGAttention extends Module {
     const y = this.outNorm.forward(x);
 
     if (this.pooling === 'mean') {
+      if (keyMask === null) return mulScalar(sum(y, 1), 1 / T);
       const m = reshape(keyMask, [N, T, 1]);
       return div(sum(mul(y, m), 1), sum(m, 1)); // count >= 2 (context + item)
     }

@@ -10,6 +10,7 @@ import { NO_ITEM, NO_QUERY } from './dataset';
 import { checkItem, termIds } from './scoring';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
+import { RankingPlan } from './ranking-plan';
 import type { BackendScoreRequest, Interaction, Query, ScoringBackend } from './serving/backend';
 import { tagHash } from './serving/state-codec';
 
@@ -18,6 +19,8 @@ export class QgsBackend implements ScoringBackend {
   readonly stateTag: string;
   private readonly perLayer: number;
   private readonly columns: { group: string; feature: string }[];
+  /** The ranking side in serving form (precomputed item table, folded group projections). */
+  private readonly plan: RankingPlan;
 
   constructor(readonly model: QgsModel, readonly scaler: ScalerState) {
     const c = model.cfg;
@@ -26,6 +29,7 @@ export class QgsBackend implements ScoringBackend {
     this.stateSize = c.layers * this.perLayer;
     this.stateTag = `qgs:${c.variant}:${c.layers}x${c.heads}x${c.dk}x${c.dv}:${tagHash(JSON.stringify(scaler))}`;
     this.columns = c.layout.groups.flatMap((g) => g.features.map((f) => ({ group: g.name, feature: f })));
+    this.plan = new RankingPlan(model);
   }
 
   emptyState(): Float32Array {
@@ -143,7 +147,7 @@ export class QgsBackend implements ScoringBackend {
           o += n;
         });
         const ctx = ops.gather(h, tensor(rowReq, [N], { dtype: 'i32' }), 0);
-        const s = this.model.rankLogits(ctx, items, tensor(feats, [N, F])).toFloat32Array();
+        const s = this.plan.rankLogits(ctx, items, tensor(feats, [N, F])).toFloat32Array();
         const out: Float32Array[] = [];
         let p = 0;
         for (const n of counts) {
@@ -156,6 +160,7 @@ export class QgsBackend implements ScoringBackend {
   }
 
   dispose(): void {
+    this.plan.dispose();
     this.model.dispose();
   }
 }

@@ -19,7 +19,7 @@ export type HeadKind = 'hfg' | 'concat-mlp';
  * applied to packed rows (already standardised by the trainer's scaler), which avoids building one
  * JS object per candidate on the training hot path.
  */
-class DenseGroupTokens extends Module {
+export class DenseGroupTokens extends Module {
   readonly projections: Linear[] = [];
   constructor(readonly layout: FeatureLayout, dim: number, seed: number) {
     super();
@@ -60,7 +60,12 @@ export class RankingHead extends Module {
 
   /** ctx [N, D], item [N, D], standardised features [N, F] → logits [N]. */
   forward(ctx: Tensor, item: Tensor, features: Tensor): Tensor {
-    const pooled = this.fusion.forward(ctx, item, this.groups.forward(features));
+    return this.forwardTokens(ctx, item, this.groups.forward(features), features);
+  }
+
+  /** Same as forward, with the group tokens [N, G, D] already computed (the serving plan's path). */
+  forwardTokens(ctx: Tensor, item: Tensor, groupTokens: Tensor, features: Tensor): Tensor {
+    const pooled = this.fusion.forward(ctx, item, groupTokens);
     const match = ops.relu(this.match.forward(ops.concat([ctx, item, ops.mul(ctx, item)], 1)));
     return ops.reshape(this.logit.forward(ops.concat([pooled, match, features], 1)), [ctx.shape[0]]);
   }
