@@ -74,7 +74,7 @@ export class QgsBackend implements ScoringBackend {
     }
     return scope(() =>
       noGrad(() => {
-        const x = this.model.embedTokens(terms, items);
+        const x = this.plan.embedTokens(terms, items);
         const write = new Float32Array(T).fill(1);
         const states = this.model.encoder.finalStates(x, {
           offsets: Int32Array.of(0, T),
@@ -111,7 +111,7 @@ export class QgsBackend implements ScoringBackend {
         let states = this.unpack([state]);
         const m = this.model.cfg.maxTerms;
         for (let i = 0; i < items.length; i++) {
-          const x = this.model.embedTokens(terms.subarray(i * m, (i + 1) * m), Int32Array.of(items[i]));
+          const x = this.plan.embedTokens(terms.subarray(i * m, (i + 1) * m), Int32Array.of(items[i]));
           states = this.model.encoder.step(x, states, true).states;
         }
         return this.pack(states.map((s) => s.toFloat32Array()));
@@ -127,7 +127,7 @@ export class QgsBackend implements ScoringBackend {
       noGrad(() => {
         const terms = new Int32Array(R * m);
         reqs.forEach((r, i) => terms.set(this.termRow(r.query), i * m));
-        const x = this.model.embedTokens(terms, new Int32Array(R).fill(NO_ITEM));
+        const x = this.plan.embedTokens(terms, new Int32Array(R).fill(NO_ITEM));
         const { h } = this.model.encoder.step(x, this.unpack(reqs.map((r) => r.state)), false);
         const counts = reqs.map((r) => r.candidates.length);
         const N = counts.reduce((a, b) => a + b, 0);

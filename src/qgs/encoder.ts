@@ -92,11 +92,14 @@ export class EncoderBlock extends Module {
   }
 
   forward(x: Tensor, batch: PackedBatch): Tensor {
-    return this.forwardWithState(x, batch, false).y;
+    return this.forwardWithState(x, batch, false).y as Tensor;
   }
 
-  /** The block over a packed batch; with `wantState` also each sequence's final recurrent state [B, H, dk, dv]. */
-  forwardWithState(x: Tensor, batch: PackedBatch, wantState: boolean): { y: Tensor; state: Tensor | null } {
+  /**
+   * The block over a packed batch; with `wantState` also each sequence's final recurrent state
+   * [B, H, dk, dv]. `wantOutput = false` (the last layer of finalStates) skips the block's output.
+   */
+  forwardWithState(x: Tensor, batch: PackedBatch, wantState: boolean, wantOutput = true): { y: Tensor | null; state: Tensor | null } {
     const T = x.shape[0];
     const { u, v, q, k } = this.project(x);
     const vw = ops.mul(v, ops.reshape(batch.write, [T, 1, 1]));
@@ -104,7 +107,7 @@ export class EncoderBlock extends Module {
       const decay = this.decaySteps(batch.write, batch.readOnly);
       if (wantState) {
         const r = ops.linearRecurrence(q, k, vw, { offsets: batch.offsets, decay, scale: 1, returnState: true });
-        return { y: this.finish(x, u, r.output), state: r.state };
+        return { y: wantOutput ? this.finish(x, u, r.output) : null, state: r.state };
       }
       return { y: this.finish(x, u, ops.linearRecurrence(q, k, vw, { offsets: batch.offsets, decay, scale: 1 })), state: null };
     }
@@ -152,13 +155,14 @@ export class SequenceEncoder extends Module {
 
   /** Final recurrent state of every layer for each packed sequence: layers × [B, H, dk, dv]. */
   finalStates(x: Tensor, batch: PackedBatch): Tensor[] {
-    let h = x;
+    let h: Tensor | null = x;
     const states: Tensor[] = [];
-    for (const b of this.blocks) {
-      const r = b.forwardWithState(h, batch, true);
+    this.blocks.forEach((b, i) => {
+      // The last block's output feeds nothing (the states are the result): not computed.
+      const r = b.forwardWithState(h as Tensor, batch, true, i + 1 < this.blocks.length);
       h = r.y;
       states.push(r.state as Tensor);
-    }
+    });
     return states;
   }
 

@@ -2,7 +2,8 @@
 // item representations precomputed for the whole catalogue (embedItems is four lookups, a title-term
 // pooling and three adds per candidate — ~1 ms for 1,000 candidates, now one gather), and the
 // per-group feature projections folded into one block-diagonal matrix (one GEMM instead of a split,
-// G small GEMMs and a concat). The HFG head itself runs its fused CPU layer under noGrad.
+// G small GEMMs and a concat). The HFG head itself runs its fused CPU layer under noGrad. The table
+// also serves the item half of the history's pair tokens (encode, step).
 import { Tensor, tensor, keep, scope } from '../tensor';
 import { noGrad } from '../autograd';
 import * as ops from '../ops';
@@ -54,6 +55,11 @@ export class RankingPlan {
   items(items: Int32Array): Tensor {
     if (this.itemTable === null) return this.model.embedItems(items);
     return ops.gather(this.itemTable, tensor(items, [items.length], { dtype: 'i32' }), 0);
+  }
+
+  /** Pair-token embeddings [T, D] (QgsModel.embedTokens with the item side from the table). */
+  embedTokens(terms: Int32Array, items: Int32Array): Tensor {
+    return ops.add(this.model.poolTerms(terms, this.model.cfg.maxTerms), this.items(items));
   }
 
   /** Click logits [N] — the same function as QgsModel.rankLogits (call under noGrad). */
