@@ -119,6 +119,9 @@ describe('QGS model end to end (tiny synthetic data)', () => {
       candidates: Array.from(items, (item, i) => ({ item, features: { text_match: { bm25: values[2 * i] }, item_stats: { log_impressions: values[2 * i + 1] } } })),
     });
     expect(relError(cached, cold)).toBeLessThan(1e-4);
+    const live = memoryStats().count;
+    be.warmup(2); // what Ranker.load runs: encodes, steps and a 1,000-candidate score, nothing left behind
+    expect(memoryStats().count).toBe(live);
     expect(errorOf(() => be.step(st, { query: {}, item: 10 ** 6 }))).toMatch(/outside the model's catalogue/);
     be.dispose();
   });

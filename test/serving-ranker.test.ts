@@ -426,6 +426,11 @@ describe('Ranker: cache bound, missing states, lifecycle', () => {
     await expect(Ranker.load(CKPT, { backendModule: path.join(__dirname, 'helpers.ts') })).rejects.toThrow(/Ranker.load: (cannot load backend module|backend module .* does not export createBackend)/);
     await expect(Ranker.load(CKPT, { backendModule: 'no-such-package-qgs' })).rejects.toThrow(/cannot resolve module "no-such-package-qgs"/);
     await expect(load({ maxBatch: 0 })).rejects.toThrow('Ranker.load: maxBatch: expected an integer >= 1, got 0');
+    await expect(load({ warmup: 'yes' as never })).rejects.toThrow('Ranker.load: warmup: expected a boolean, got string');
+    // The worker runs backend.warmup() before reporting ready (a failing one fails the load)...
+    await expect(load({ backendOptions: { warmupThrows: true } })).rejects.toThrow(/^Ranker.load: .*toy backend: warmup failed/);
+    // ...unless warmup is off.
+    await expect(load({ warmup: false, backendOptions: { warmupThrows: true } }).then((r) => r.close())).resolves.toBeUndefined();
     await expect(load({ batchTimeoutMs: -1 })).rejects.toThrow('Ranker.load: batchTimeoutMs: expected an integer >= 0, got -1');
     await expect(load({ cacheBytes: -5 })).rejects.toThrow('Ranker.load: cacheBytes: expected an integer >= 0, got -5');
     await expect(load({ onMissingState: 'maybe' as never })).rejects.toThrow(/onMissingState: expected 'empty' or 'reject'/);

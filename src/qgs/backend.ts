@@ -6,12 +6,13 @@ import { tensor, scope } from '../tensor';
 import { noGrad } from '../autograd';
 import * as ops from '../ops';
 import { loadCheckpoint } from './checkpoint';
-import { NO_ITEM, NO_QUERY } from './dataset';
+import { ITEM_OFFSET, NO_ITEM, NO_QUERY } from './dataset';
 import { checkItem, termIds } from './scoring';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
 import { RankingPlan } from './ranking-plan';
 import type { BackendScoreRequest, Interaction, Query, ScoringBackend } from './serving/backend';
+import { CandidateBatch } from './serving/packed';
 import { tagHash } from './serving/state-codec';
 
 export class QgsBackend implements ScoringBackend {
@@ -157,6 +158,28 @@ export class QgsBackend implements ScoringBackend {
         return out;
       }),
     );
+  }
+
+  /**
+   * A few cold encodes, steps and 1,000-candidate scores of a synthetic user (catalogue items in
+   * order, every feature at its mean), so JIT compilation and the allocator's first-touch page
+   * faults happen at load time, not in the first requests.
+   */
+  warmup(rounds = 12): void {
+    const V = this.model.cfg.itemVocab - ITEM_OFFSET;
+    const event = (i: number): Interaction => ({ query: { terms: [i % 7] }, item: i % V });
+    const history = Array.from({ length: 64 }, (_, i) => event(i));
+    const n = 1000;
+    const candidates = new CandidateBatch({
+      items: Int32Array.from({ length: n }, (_, i) => i % V),
+      columns: this.columns,
+      values: new Float32Array(n * this.columns.length).fill(Number.NaN),
+      extras: [],
+    });
+    for (let r = 0; r < rounds; r++) {
+      const state = this.step(this.encode(history), event(r));
+      this.scoreBatch([{ state, query: { terms: [r % 5] }, candidates }]);
+    }
   }
 
   dispose(): void {

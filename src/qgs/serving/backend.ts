@@ -96,6 +96,12 @@ export interface ScoringBackend {
   step(state: Float32Array, event: Interaction): Float32Array;
   /** Scores every request's candidates; one Float32Array per request, in candidate order. */
   scoreBatch(reqs: readonly BackendScoreRequest[]): Float32Array[];
+  /**
+   * Optional: runs a few representative calls after loading (Ranker.load awaits it unless
+   * `warmup: false`), so the first real requests do not pay for JIT compilation and first-touch
+   * allocations — without it the first ~15 requests of a fresh Ranker were 2-15× slower.
+   */
+  warmup?(): void;
   /** Releases the backend's resources. */
   dispose(): void;
 }

@@ -22,6 +22,8 @@ export interface WorkerInit {
   backendOptions: Record<string, unknown>;
   cacheBytes: number;
   onMissingState: MissingStatePolicy;
+  /** Call backend.warmup() (if it has one) before reporting ready. */
+  warmup: boolean;
 }
 
 export type ToWorker = { type: 'batch'; id: number; ops: Op[] } | { type: 'close' };

@@ -58,6 +58,8 @@ export interface RankerOptions {
    * Ranker fails like on a crash (ERR_QGS_WORKER_CRASHED). Default 0 = no limit.
    */
   batchTimeoutMs?: number;
+  /** Let the backend warm up (JIT, first-touch allocations) before load resolves (default true). */
+  warmup?: boolean;
   /** Called once if the worker dies unexpectedly (the Ranker is then unusable). */
   onError?: (err: Error) => void;
 }
@@ -247,6 +249,7 @@ export class Ranker {
       throw rankerError(`Ranker.load: onMissingState: expected 'empty' or 'reject', got ${String(onMissingState)}`, 'ERR_QGS_LOAD');
     }
     if (opts.onError !== undefined && typeof opts.onError !== 'function') throw rankerError('Ranker.load: onError: expected a function', 'ERR_QGS_LOAD');
+    if (opts.warmup !== undefined && typeof opts.warmup !== 'boolean') throw rankerError(`Ranker.load: warmup: expected a boolean, got ${typeof opts.warmup}`, 'ERR_QGS_LOAD');
     let limits: ServingLimits;
     try {
       limits = resolveLimits(opts.limits, 'limits');
@@ -263,6 +266,7 @@ export class Ranker {
       backendOptions,
       cacheBytes,
       onMissingState,
+      warmup: opts.warmup ?? true,
     };
     let worker: Worker;
     try {

@@ -247,6 +247,7 @@ async function main(port: NonNullable<typeof parentPort>, init: WorkerInit): Pro
   let core: ServingCore;
   try {
     const backend = await createBackendFrom(init);
+    if (init.warmup && typeof backend.warmup === 'function') backend.warmup();
     core = new ServingCore(backend, init.cacheBytes, init.onMissingState);
   } catch (e) {
     post({ type: 'initError', message: messageOf(e) });
