@@ -111,11 +111,15 @@ void softmax_backward(float* dx, const float* y, const float* dy, int64_t outer,
 namespace {
 QGS_SIMD_CLONES void ln_row(float* QGS_RESTRICT y, float* mean_out, float* rstd_out, const float* QGS_RESTRICT x,
                             const float* QGS_RESTRICT w, const float* QGS_RESTRICT b, int64_t n, float eps) {
-  // Two passes in float64: the variance of large-mean rows stays accurate.
+  // Two passes in float64: the variance of large-mean rows stays accurate. The sums are vector
+  // reductions (omp simd): as plain loops each was one chain of dependent double adds, ~4 cycles per
+  // element (a [1000, 32] LayerNorm took 107 µs).
   double s = 0;
+#pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += x[i];
   double mu = s / static_cast<double>(n);
   double v = 0;
+#pragma omp simd reduction(+ : v)
   for (int64_t i = 0; i < n; ++i) {
     double d = x[i] - mu;
     v += d * d;
@@ -125,9 +129,19 @@ QGS_SIMD_CLONES void ln_row(float* QGS_RESTRICT y, float* mean_out, float* rstd_
   float m = static_cast<float>(mu);
   *mean_out = m;
   *rstd_out = rs;
-  for (int64_t i = 0; i < n; ++i) {
-    float h = (x[i] - m) * rs;
-    y[i] = h * (w ? w[i] : 1.f) + (b ? b[i] : 0.f);
+  // One loop per affine case, so none tests a pointer per element.
+  if (w && b) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rs * w[i] + b[i];
+  } else if (w) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rs * w[i];
+  } else if (b) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rs + b[i];
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rs;
   }
 }
 
@@ -137,17 +151,36 @@ QGS_SIMD_CLONES void ln_row_backward(float* QGS_RESTRICT dx, double* QGS_RESTRIC
   // g = dy * w is formed in float64, where the product of two floats is exact: both passes then see
   // the same g (float products may be FMA-contracted in one pass and rounded in the other, which
   // leaves noise where the exact gradient cancels to 0, e.g. a single-column row).
+  // Vector reductions and one loop per optional output, as in ln_row.
   double a = 0, c = 0;  // sums of dxhat and dxhat * xhat
-  for (int64_t i = 0; i < n; ++i) {
-    double h = static_cast<double>(x[i] - m) * rs;
-    double g = static_cast<double>(dy[i]) * (w ? w[i] : 1.f);
-    a += g;
-    c += g * h;
-    if (dw) dw[i] += static_cast<double>(dy[i]) * h;
-    if (db) db[i] += dy[i];
+  if (w) {
+#pragma omp simd reduction(+ : a, c)
+    for (int64_t i = 0; i < n; ++i) {
+      double h = static_cast<double>(x[i] - m) * rs;
+      double g = static_cast<double>(dy[i]) * w[i];
+      a += g;
+      c += g * h;
+    }
+  } else {
+#pragma omp simd reduction(+ : a, c)
+    for (int64_t i = 0; i < n; ++i) {
+      double h = static_cast<double>(x[i] - m) * rs;
+      double g = static_cast<double>(dy[i]);
+      a += g;
+      c += g * h;
+    }
+  }
+  if (dw) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) dw[i] += static_cast<double>(dy[i]) * (static_cast<double>(x[i] - m) * rs);
+  }
+  if (db) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) db[i] += dy[i];
   }
   a /= static_cast<double>(n);
   c /= static_cast<double>(n);
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     double h = static_cast<double>(x[i] - m) * rs;
     double g = static_cast<double>(dy[i]) * (w ? w[i] : 1.f);
