@@ -138,11 +138,24 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     const featHost = Float32Array.from({ length: N * layout.dim }, () => rng.normal());
     // Reference: the training graph (parameters require grad, so every op is the composed one).
     const ref = scope(() => model.rankLogits(tensor(ctxHost, [N, D]), items, tensor(featHost, [N, layout.dim])).toFloat32Array());
+    // Candidates of R = 3 requests: context rows [R, D] and each candidate's request index.
+    const R = 3;
+    const req = Int32Array.from({ length: N }, () => Math.floor(rng.uniform() * R));
+    const reqCtx = Float32Array.from({ length: R * D }, () => rng.normal());
+    const ctxRows = Float32Array.from({ length: N * D }, (_, i) => reqCtx[req[Math.floor(i / D)] * D + (i % D)]);
+    const refReq = scope(() => model.rankLogits(tensor(ctxRows, [N, D]), items, tensor(featHost, [N, layout.dim])).toFloat32Array());
     for (const maxItemTableBytes of [undefined, 0]) {
       const plan = new RankingPlan(model, { maxItemTableBytes });
       expect(plan.itemTable === null).toBe(maxItemTableBytes === 0);
       const got = scope(() => noGrad(() => plan.rankLogits(tensor(ctxHost, [N, D]), items, tensor(featHost, [N, layout.dim])).toFloat32Array()));
       expect(relError(got, ref)).toBeLessThan(1e-5);
+      // The whole head as one native call (with the table), or the composed fallback (without).
+      const fused = scope(() => noGrad(() => plan.scoreCandidates(tensor(reqCtx, [R, D]), req, items, tensor(featHost, [N, layout.dim])).toFloat32Array()));
+      expect(relError(fused, refReq)).toBeLessThan(1e-5);
+      expect(errorOf(() => scope(() => noGrad(() => plan.scoreCandidates(tensor(reqCtx, [R, D]), req.subarray(1), items, tensor(featHost, [N, layout.dim])))))).toMatch(/req: expected one request index per candidate/);
+      const bad = Int32Array.from(req);
+      bad[4] = R;
+      if (plan.itemTable !== null) expect(errorOf(() => scope(() => noGrad(() => plan.scoreCandidates(tensor(reqCtx, [R, D]), bad, items, tensor(featHost, [N, layout.dim])))))).toMatch(/rankHead: req\[4\] must be in \[0, 3\), got 3/);
       plan.dispose();
     }
     expect(memoryStats().count).toBe(before);

@@ -45,6 +45,18 @@ void hfg_context_layer_check(int64_t N, int64_t T, int64_t D, int64_t H, int64_t
   QGS_REQUIRE(a >= 0 && a <= 3, op + "activation must be relu, gelu, silu or tanh (0..3), got " + std::to_string(a));
 }
 
+void hfg_rank_head_check(const RankHeadWeights& w, const RankHeadSizes& s) {
+  const std::string op = "rankHead: ";
+  QGS_REQUIRE(s.G >= 0 && s.G + 2 <= kHfgMaxKeys, op + "G (groups) must be in [0, " + std::to_string(kHfgMaxKeys - 2) + "], got " + std::to_string(s.G));
+  hfg_context_layer_check(s.N, s.G + 2, s.D, s.H, s.FF, w.layer);
+  QGS_REQUIRE(s.R >= 1 || s.N == 0, op + "R (requests) must be >= 1, got " + std::to_string(s.R));
+  QGS_REQUIRE(s.F >= 0 && s.F <= 65536, op + "F (feature columns) must be in [0, 65536], got " + std::to_string(s.F));
+  QGS_REQUIRE(s.M >= 1 && s.M <= 65536, op + "M (match width) must be in [1, 65536], got " + std::to_string(s.M));
+  QGS_REQUIRE(w.type_emb && w.match_w1 && w.match_w2 && w.logit_w && (s.G == 0 || s.F == 0 || w.group_w),
+              op + "type_emb, group_w, match_w1, match_w2 and logit_w must be non-null");
+  QGS_REQUIRE(std::isfinite(w.logit_b), op + "logit_b must be finite");
+}
+
 namespace cpu {
 namespace {
 
@@ -161,6 +173,18 @@ Prepared prepare(const HfgContextLayerWeights& w, int64_t D, int64_t H, int64_t 
 struct Scratch {
   std::vector<float> y, q, u, z, a, x1, ln, f, e, s, p, bias;
   std::vector<unsigned char> present;  // [kTile·H]: the head saw at least one key
+  Scratch(int64_t T, int64_t D, int64_t H, int64_t F) {
+    const size_t Dp = static_cast<size_t>(r16(D)), Fp = static_cast<size_t>(r16(F)), KP = static_cast<size_t>(padded_keys(T));
+    const size_t tile = static_cast<size_t>(kTile), h = static_cast<size_t>(H);
+    y.assign(tile * static_cast<size_t>(T) * Dp, 0.f);
+    for (auto* v : {&q, &a, &x1, &ln}) v->assign(tile * Dp, 0.f);
+    u.assign(tile * h * Dp, 0.f);
+    z.assign(tile * h * Dp, 0.f);
+    present.assign(tile * h, 0);
+    f.assign(tile * Fp, 0.f);
+    e.assign(3 * Fp, 0.f);
+    for (auto* v : {&s, &p, &bias}) v->assign(KP, 0.f);
+  }
 };
 
 // Only token 0 asks a query, so the key and value projections of the T tokens fold into it:
@@ -168,8 +192,10 @@ struct Scratch {
 //   a_h = Σ_t p_t (Wv_h y_t + bv_h) = Wv_h (Σ_t p_t y_t) + bv_h  (Σ_t p_t = 1 when a key is present)
 // which costs ~2·D² per candidate for u_h = Wk_hᵀ q_h and Wv_h z_h instead of 2·T·D² for projecting
 // every token (T = 7 in QGS: ~3× fewer multiply-adds for the layer).
+// One tile of nc candidates: tokens at x (candidate i's token t at x + (i·T + t)·ldx), key mask rows
+// at key_mask (T apart, or null), results at out (rows ldo apart).
 QGS_SIMD_CLONES
-void tile_forward(int64_t n0, int64_t nc, float* out, const float* x, const float* key_mask,
+void tile_forward(int64_t nc, float* out, int64_t ldo, const float* x, int64_t ldx, const float* key_mask,
                   const HfgContextLayerWeights& w, const Prepared& pw, Scratch& sc, int64_t T, int64_t D, int64_t H,
                   int64_t F) {
   const int64_t Dp = r16(D), Fp = r16(F), dh = D / H, KP = padded_keys(T);
@@ -177,7 +203,7 @@ void tile_forward(int64_t n0, int64_t nc, float* out, const float* x, const floa
   const float scale = 1.f / __builtin_sqrtf(static_cast<float>(dh));
   float* y = sc.y.data();
   // LN1 of every token of the tile: rows of Dp floats, padding columns stay 0 (set at allocation).
-  for (int64_t r = 0; r < rows; ++r) layer_norm_row(y + r * Dp, x + (n0 * T + r) * D, w.ln1_w, w.ln1_b, D, w.eps1);
+  for (int64_t r = 0; r < rows; ++r) layer_norm_row(y + r * Dp, x + r * ldx, w.ln1_w, w.ln1_b, D, w.eps1);
   // q = Wq y_0 + bq (token-0 rows are T·Dp apart); u_h = Wk_hᵀ q_h → u [nc, H·Dp].
   tile::mm(sc.q.data(), Dp, y, T * Dp, pw.wq.data(), Dp, nc, D, Dp, false);
   if (w.bqkv)
@@ -190,7 +216,7 @@ void tile_forward(int64_t n0, int64_t nc, float* out, const float* x, const floa
   float* p = sc.p.data();
   float* bias = sc.bias.data();
   for (int64_t i = 0; i < nc; ++i) {
-    row_bias(bias, key_mask ? key_mask + (n0 + i) * T : nullptr, T, KP);
+    row_bias(bias, key_mask ? key_mask + i * T : nullptr, T, KP);
     const float* yi = y + i * T * Dp;
     for (int64_t h = 0; h < H; ++h) {
       const float* uh = sc.u.data() + i * HDp + h * Dp;
@@ -227,7 +253,7 @@ void tile_forward(int64_t n0, int64_t nc, float* out, const float* x, const floa
   tile::mm(sc.x1.data(), Dp, sc.a.data(), Dp, pw.wo.data(), Dp, nc, D, Dp, false);
   for (int64_t i = 0; i < nc; ++i) {
     float* x1 = sc.x1.data() + i * Dp;
-    const float* x0 = x + (n0 + i) * T * D;
+    const float* x0 = x + i * T * ldx;
     for (int64_t c = 0; c < D; ++c) x1[c] += x0[c] + (w.bo ? w.bo[c] : 0.f);
     layer_norm_row(sc.ln.data() + i * Dp, x1, w.ln2_w, w.ln2_b, D, w.eps2);
   }
@@ -239,7 +265,7 @@ void tile_forward(int64_t n0, int64_t nc, float* out, const float* x, const floa
     float* x1 = sc.x1.data() + i * Dp;
     if (w.b2)
       for (int64_t c = 0; c < D; ++c) x1[c] += w.b2[c];
-    layer_norm_row(out + (n0 + i) * D, x1, w.lno_w, w.lno_b, D, w.eps_out);
+    layer_norm_row(out + i * ldo, x1, w.lno_w, w.lno_b, D, w.eps_out);
   }
 }
 
@@ -251,23 +277,133 @@ void hfg_context_layer_forward(float* out, const float* x, const float* key_mask
   if (N == 0) return;
   QGS_REQUIRE(out && x, "hfgContextLayer: out and x must be non-null");
   const Prepared pw = prepare(w, D, H, F);
-  const int64_t Dp = r16(D), Fp = r16(F), KP = padded_keys(T);
   const int64_t tiles = (N + kTile - 1) / kTile;
   parallel_for(tiles, 1, [&](int64_t b, int64_t e) {
-    Scratch sc;
-    sc.y.assign(static_cast<size_t>(kTile * T * Dp), 0.f);
-    for (auto* v : {&sc.q, &sc.a, &sc.x1, &sc.ln}) v->assign(static_cast<size_t>(kTile * Dp), 0.f);
-    sc.u.assign(static_cast<size_t>(kTile * H * Dp), 0.f);
-    sc.z.assign(static_cast<size_t>(kTile * H * Dp), 0.f);
-    sc.present.assign(static_cast<size_t>(kTile * H), 0);
-    sc.f.assign(static_cast<size_t>(kTile * Fp), 0.f);
-    sc.e.assign(static_cast<size_t>(3 * Fp), 0.f);
-    sc.s.assign(static_cast<size_t>(KP), 0.f);
-    sc.p.assign(static_cast<size_t>(KP), 0.f);
-    sc.bias.assign(static_cast<size_t>(KP), 0.f);
+    Scratch sc(T, D, H, F);
     for (int64_t t = b; t < e; ++t) {
       const int64_t n0 = t * kTile;
-      tile_forward(n0, std::min(kTile, N - n0), out, x, key_mask, w, pw, sc, T, D, H, F);
+      tile_forward(std::min(kTile, N - n0), out + n0 * D, D, x + n0 * T * D, D, key_mask ? key_mask + n0 * T : nullptr, w,
+                   pw, sc, T, D, H, F);
+    }
+  });
+}
+
+namespace {
+
+// ---- the whole ranking head ----
+
+struct HeadPrepared {
+  Prepared layer;
+  std::vector<float> gw;  // [F, G·Dp]: group g's projection in columns g·Dp .. g·Dp + D
+  std::vector<float> m1;  // Wm1ᵀ [3D, Mp]
+  std::vector<float> m2;  // Wm2ᵀ [M, Dp]
+};
+
+struct HeadScratch {
+  Scratch layer;
+  std::vector<float> x, pooled, min, h1, h2;
+  HeadScratch(const RankHeadSizes& s)
+      : layer(s.G + 2, s.D, s.H, s.FF),
+        x(static_cast<size_t>(kTile * (s.G + 2) * r16(s.D)), 0.f),
+        pooled(static_cast<size_t>(kTile * r16(s.D)), 0.f),
+        min(static_cast<size_t>(kTile * 3 * s.D), 0.f),
+        h1(static_cast<size_t>(kTile * r16(s.M)), 0.f),
+        h2(static_cast<size_t>(kTile * r16(s.D)), 0.f) {}
+};
+
+QGS_SIMD_CLONES
+void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const int32_t* req, const float* item,
+               const float* feats, const RankHeadWeights& w, const HeadPrepared& hp, HeadScratch& sc,
+               const RankHeadSizes& s) {
+  const int64_t D = s.D, G = s.G, T = G + 2, F = s.F, M = s.M;
+  const int64_t Dp = r16(D), Mp = r16(M), ldx = Dp, row = T * Dp;
+  float* x = sc.x.data();
+  const float* fe = feats + n0 * F;
+  // Group tokens straight into their slots of the token rows (columns 2·Dp ..), then + bias + type.
+  if (G > 0) {
+    if (F > 0) tile::mm(x + 2 * Dp, row, fe, F, hp.gw.data(), G * Dp, nc, F, G * Dp, false);
+    else
+      for (int64_t i = 0; i < nc; ++i)
+        for (int64_t c = 2 * Dp; c < row; ++c) x[i * row + c] = 0.f;
+  }
+  for (int64_t i = 0; i < nc; ++i) {
+    float* xi = x + i * row;
+    const float* ci = ctx + static_cast<int64_t>(req[n0 + i]) * D;
+    const float* ii = item + (n0 + i) * D;
+    for (int64_t c = 0; c < D; ++c) {
+      xi[c] = ci[c] + w.type_emb[c];
+      xi[Dp + c] = ii[c] + w.type_emb[D + c];
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      float* xg = xi + (2 + g) * Dp;
+      const float* tg = w.type_emb + (2 + g) * D;
+      const float* bg = w.group_b ? w.group_b + g * D : nullptr;
+      for (int64_t c = 0; c < D; ++c) xg[c] += tg[c] + (bg ? bg[c] : 0.f);
+    }
+  }
+  float* pooled = sc.pooled.data();
+  tile_forward(nc, pooled, Dp, x, ldx, nullptr, w.layer, hp.layer, sc.layer, T, D, s.H, s.FF);
+  // match = relu(Wm2 relu(Wm1 [ctx; item; ctx ⊙ item] + bm1) + bm2)
+  float* mi = sc.min.data();
+  for (int64_t i = 0; i < nc; ++i) {
+    const float* ci = ctx + static_cast<int64_t>(req[n0 + i]) * D;
+    const float* ii = item + (n0 + i) * D;
+    float* r = mi + i * 3 * D;
+    for (int64_t c = 0; c < D; ++c) {
+      r[c] = ci[c];
+      r[D + c] = ii[c];
+      r[2 * D + c] = ci[c] * ii[c];
+    }
+  }
+  float* h1 = sc.h1.data();
+  float* h2 = sc.h2.data();
+  tile::mm(h1, Mp, mi, 3 * D, hp.m1.data(), Mp, nc, 3 * D, Mp, false);
+  for (int64_t i = 0; i < nc; ++i)
+    for (int64_t c = 0; c < M; ++c) {
+      const float v = h1[i * Mp + c] + (w.match_b1 ? w.match_b1[c] : 0.f);
+      h1[i * Mp + c] = v > 0.f ? v : 0.f;
+    }
+  tile::mm(h2, Dp, h1, Mp, hp.m2.data(), Dp, nc, M, Dp, false);
+  const float* lw = w.logit_w;
+  for (int64_t i = 0; i < nc; ++i) {
+    float acc = w.logit_b;
+    const float* pi = pooled + i * Dp;
+    const float* hi = h2 + i * Dp;
+    for (int64_t c = 0; c < D; ++c) {
+      const float v = hi[c] + (w.match_b2 ? w.match_b2[c] : 0.f);
+      acc += pi[c] * lw[c] + (v > 0.f ? v : 0.f) * lw[D + c];
+    }
+    for (int64_t f = 0; f < F; ++f) acc += fe[i * F + f] * lw[2 * D + f];
+    logits[n0 + i] = acc;
+  }
+}
+
+}  // namespace
+
+void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, const float* item, const float* feats,
+                           const RankHeadWeights& w, const RankHeadSizes& s) {
+  hfg_rank_head_check(w, s);
+  if (s.N == 0) return;
+  QGS_REQUIRE(logits && ctx && req && item && (feats || s.F == 0), "rankHead: logits, ctx, req, item and feats must be non-null");
+  for (int64_t n = 0; n < s.N; ++n)
+    QGS_REQUIRE(req[n] >= 0 && req[n] < s.R, "rankHead: req[" + std::to_string(n) + "] must be in [0, " + std::to_string(s.R) +
+                                                 "), got " + std::to_string(req[n]));
+  const int64_t D = s.D, G = s.G, F = s.F, M = s.M, Dp = r16(D), Mp = r16(M);
+  HeadPrepared hp;
+  hp.layer = prepare(w.layer, D, s.H, s.FF);
+  hp.gw.assign(static_cast<size_t>(F * G * Dp), 0.f);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t o = 0; o < D; ++o)
+      for (int64_t f = 0; f < F; ++f) hp.gw[f * G * Dp + g * Dp + o] = w.group_w[(g * D + o) * F + f];
+  hp.m1 = transposed_padded(w.match_w1, M, 3 * D);
+  hp.m2 = transposed_padded(w.match_w2, D, M);
+  (void)Mp;
+  const int64_t tiles = (s.N + kTile - 1) / kTile;
+  parallel_for(tiles, 1, [&](int64_t b, int64_t e) {
+    HeadScratch sc(s);
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t n0 = t * kTile;
+      head_tile(n0, std::min(kTile, s.N - n0), logits, ctx, req, item, feats, w, hp, sc, s);
     }
   });
 }

@@ -75,9 +75,42 @@ QGS_BINDING(groupedAttentionBackward) {
   return info.Env().Undefined();
 }
 
-// hfgContextLayerForward(out, x, keyMask | null, ln1W, ln1B, wqkv, bqkv, wo, bo, ln2W, ln2B, w1, b1, w2, b2,
-//                        lnoW, lnoB, N, T, D, H, F, eps1, eps2, epsOut, activation)
-// Weights and biases: f32 storages (biases and LayerNorm affine parameters may be null). CPU only.
+// The 14 weight storages of one HFG context layer at arguments first .. first + 13, in the order
+// ln1W, ln1B, wqkv, bqkv, wo, bo, ln2W, ln2B, w1, b1, w2, b2, lnOutW, lnOutB (biases and LayerNorm
+// parameters may be null); size-checked for width D and FFN width F. Views are appended to `all`.
+static void layer_weights(const Napi::CallbackInfo& info, size_t first, int64_t D, int64_t F, HfgContextLayerWeights& w,
+                   std::vector<View>& all) {
+  const size_t fD = size_t(D) * 4, fF = size_t(F) * 4;
+  const size_t at = all.size();
+  all.push_back(optional_storage_arg(info, first, "ln1Weight", fD));
+  all.push_back(optional_storage_arg(info, first + 1, "ln1Bias", fD));
+  all.push_back(storage_arg(info, first + 2, "wqkv", 3 * size_t(D) * fD));
+  all.push_back(optional_storage_arg(info, first + 3, "bqkv", 3 * fD));
+  all.push_back(storage_arg(info, first + 4, "wo", size_t(D) * fD));
+  all.push_back(optional_storage_arg(info, first + 5, "bo", fD));
+  all.push_back(optional_storage_arg(info, first + 6, "ln2Weight", fD));
+  all.push_back(optional_storage_arg(info, first + 7, "ln2Bias", fD));
+  all.push_back(storage_arg(info, first + 8, "w1", size_t(F) * fD));
+  all.push_back(optional_storage_arg(info, first + 9, "b1", fF));
+  all.push_back(storage_arg(info, first + 10, "w2", size_t(D) * fF));
+  all.push_back(optional_storage_arg(info, first + 11, "b2", fD));
+  all.push_back(optional_storage_arg(info, first + 12, "lnOutWeight", fD));
+  all.push_back(optional_storage_arg(info, first + 13, "lnOutBias", fD));
+  const View* v = all.data() + at;
+  w.ln1_w = v[0].as<float>(), w.ln1_b = v[1].as<float>(), w.wqkv = v[2].as<float>(), w.bqkv = v[3].as<float>();
+  w.wo = v[4].as<float>(), w.bo = v[5].as<float>(), w.ln2_w = v[6].as<float>(), w.ln2_b = v[7].as<float>();
+  w.w1 = v[8].as<float>(), w.b1 = v[9].as<float>(), w.w2 = v[10].as<float>(), w.b2 = v[11].as<float>();
+  w.lno_w = v[12].as<float>(), w.lno_b = v[13].as<float>();
+}
+
+// The fused kernels are CPU only (on a GPU the composed ops serve).
+static void require_cpu(const Napi::CallbackInfo& info, const char* op, const std::vector<View>& all) {
+  for (const View& v : all)
+    if (v.ptr != nullptr && v.device != Device::CPU)
+      throw_error(info.Env(), std::string(op) + ": CPU tensors only (on a GPU, use the composed ops)");
+}
+
+// hfgContextLayerForward(out, x, keyMask | null, <14 layer weights>, N, T, D, H, F, eps1, eps2, epsOut, activation)
 QGS_BINDING(hfgContextLayerForward) {
   const int64_t N = int_arg(info, 17, "N", 0, int64_t(1) << 40);
   const int64_t T = int_arg(info, 18, "T", 1, kHfgMaxKeys);
@@ -89,35 +122,56 @@ QGS_BINDING(hfgContextLayerForward) {
   w.eps2 = static_cast<float>(num_arg(info, 23, "eps2"));
   w.eps_out = static_cast<float>(num_arg(info, 24, "epsOut"));
   w.activation = static_cast<HfgActivation>(int_arg(info, 25, "activation", 0, 3));
-  const size_t fD = size_t(D) * 4, fF = size_t(F) * 4;
-  View out = storage_arg(info, 0, "out", size_t(N) * fD);
-  View x = storage_arg(info, 1, "x", size_t(N * T) * fD);
-  View m = optional_storage_arg(info, 2, "keyMask", size_t(N * T) * 4);
-  View ln1w = optional_storage_arg(info, 3, "ln1Weight", fD), ln1b = optional_storage_arg(info, 4, "ln1Bias", fD);
-  View wqkv = storage_arg(info, 5, "wqkv", 3 * size_t(D) * fD), bqkv = optional_storage_arg(info, 6, "bqkv", 3 * fD);
-  View wo = storage_arg(info, 7, "wo", size_t(D) * fD), bo = optional_storage_arg(info, 8, "bo", fD);
-  View ln2w = optional_storage_arg(info, 9, "ln2Weight", fD), ln2b = optional_storage_arg(info, 10, "ln2Bias", fD);
-  View w1 = storage_arg(info, 11, "w1", size_t(F) * fD), b1 = optional_storage_arg(info, 12, "b1", fF);
-  View w2 = storage_arg(info, 13, "w2", size_t(D) * fF), b2 = optional_storage_arg(info, 14, "b2", fD);
-  View lnow = optional_storage_arg(info, 15, "lnOutWeight", fD), lnob = optional_storage_arg(info, 16, "lnOutBias", fD);
-  Device dev = common_device("hfgContextLayer", {&out, &x, &m, &ln1w, &ln1b, &wqkv, &bqkv, &wo, &bo, &ln2w, &ln2b, &w1,
-                                                  &b1, &w2, &b2, &lnow, &lnob});
-  if (dev != Device::CPU) throw_error(info.Env(), "hfgContextLayer: CPU tensors only (on a GPU, use the composed HFGAttention ops)");
-  w.ln1_w = ln1w.as<float>();
-  w.ln1_b = ln1b.as<float>();
-  w.wqkv = wqkv.as<float>();
-  w.bqkv = bqkv.as<float>();
-  w.wo = wo.as<float>();
-  w.bo = bo.as<float>();
-  w.ln2_w = ln2w.as<float>();
-  w.ln2_b = ln2b.as<float>();
-  w.w1 = w1.as<float>();
-  w.b1 = b1.as<float>();
-  w.w2 = w2.as<float>();
-  w.b2 = b2.as<float>();
-  w.lno_w = lnow.as<float>();
-  w.lno_b = lnob.as<float>();
-  cpu::hfg_context_layer_forward(out.as<float>(), x.as<float>(), m.as<float>(), w, N, T, D, H, F);
+  std::vector<View> all;
+  all.push_back(storage_arg(info, 0, "out", size_t(N * D) * 4));
+  all.push_back(storage_arg(info, 1, "x", size_t(N * T * D) * 4));
+  all.push_back(optional_storage_arg(info, 2, "keyMask", size_t(N * T) * 4));
+  layer_weights(info, 3, D, F, w, all);
+  require_cpu(info, "hfgContextLayer", all);
+  cpu::hfg_context_layer_forward(all[0].as<float>(), all[1].as<float>(), all[2].as<float>(), w, N, T, D, H, F);
+  return info.Env().Undefined();
+}
+
+// rankHeadForward(logits, ctx, req (i32), item, feats | null, typeEmb, groupW | null, groupB | null, matchW1,
+//                 matchB1 | null, matchW2, matchB2 | null, logitW, <14 layer weights>,
+//                 [N, R, D, G, H, FF, F, M], eps1, eps2, epsOut, logitB, activation)
+QGS_BINDING(rankHeadForward) {
+  const std::vector<int64_t> z = ints_arg(info, 27, "sizes");
+  if (z.size() != 8) throw_error(info.Env(), "rankHead: sizes: expected [N, R, D, G, H, FF, F, M]");
+  RankHeadSizes s;
+  s.N = z[0], s.R = z[1], s.D = z[2], s.G = z[3], s.H = z[4], s.FF = z[5], s.F = z[6], s.M = z[7];
+  const auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
+  if (!in(s.N, 0, int64_t(1) << 40) || !in(s.R, 0, int64_t(1) << 40) || !in(s.D, 1, 4096) || !in(s.G, 0, kHfgMaxKeys - 2) ||
+      !in(s.H, 1, 4096) || !in(s.FF, 1, 65536) || !in(s.F, 0, 65536) || !in(s.M, 1, 65536))
+    throw_error(info.Env(), "rankHead: sizes out of range");
+  RankHeadWeights w;
+  w.layer.eps1 = static_cast<float>(num_arg(info, 28, "eps1"));
+  w.layer.eps2 = static_cast<float>(num_arg(info, 29, "eps2"));
+  w.layer.eps_out = static_cast<float>(num_arg(info, 30, "epsOut"));
+  w.logit_b = static_cast<float>(num_arg(info, 31, "logitB"));
+  w.layer.activation = static_cast<HfgActivation>(int_arg(info, 32, "activation", 0, 3));
+  const size_t fD = size_t(s.D) * 4, GD = size_t(s.G * s.D);
+  std::vector<View> all;
+  all.push_back(storage_arg(info, 0, "logits", size_t(s.N) * 4));
+  all.push_back(storage_arg(info, 1, "ctx", size_t(s.R) * fD));
+  all.push_back(storage_arg(info, 2, "req", size_t(s.N) * 4));
+  all.push_back(storage_arg(info, 3, "item", size_t(s.N) * fD));
+  all.push_back(optional_storage_arg(info, 4, "feats", size_t(s.N * s.F) * 4));
+  all.push_back(storage_arg(info, 5, "typeEmb", size_t(s.G + 2) * fD));
+  all.push_back(optional_storage_arg(info, 6, "groupW", GD * size_t(s.F) * 4));
+  all.push_back(optional_storage_arg(info, 7, "groupB", GD * 4));
+  all.push_back(storage_arg(info, 8, "matchW1", size_t(s.M) * 3 * fD));
+  all.push_back(optional_storage_arg(info, 9, "matchB1", size_t(s.M) * 4));
+  all.push_back(storage_arg(info, 10, "matchW2", size_t(s.M) * fD));
+  all.push_back(optional_storage_arg(info, 11, "matchB2", fD));
+  all.push_back(storage_arg(info, 12, "logitW", size_t(2 * s.D + s.F) * 4));
+  layer_weights(info, 13, s.D, s.FF, w.layer, all);
+  require_cpu(info, "rankHead", all);
+  w.type_emb = all[5].as<float>(), w.group_w = all[6].as<float>(), w.group_b = all[7].as<float>();
+  w.match_w1 = all[8].as<float>(), w.match_b1 = all[9].as<float>(), w.match_w2 = all[10].as<float>();
+  w.match_b2 = all[11].as<float>(), w.logit_w = all[12].as<float>();
+  cpu::hfg_rank_head_forward(all[0].as<float>(), all[1].as<float>(), all[2].as<int32_t>(), all[3].as<float>(),
+                             all[4].as<float>(), w, s);
   return info.Env().Undefined();
 }
 
@@ -125,6 +179,7 @@ void register_hfg(Napi::Env env, Napi::Object exports) {
   QGS_EXPORT(exports, env, groupedAttentionForward);
   QGS_EXPORT(exports, env, groupedAttentionBackward);
   QGS_EXPORT(exports, env, hfgContextLayerForward);
+  QGS_EXPORT(exports, env, rankHeadForward);
 }
 
 }  // namespace qgs::napi

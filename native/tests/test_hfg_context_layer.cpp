@@ -55,7 +55,7 @@ double act(double v, HfgActivation a) {
 
 const float* ptr(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
-std::vector<double> reference(const std::vector<float>& x, const std::vector<float>* mask, const Params& p,
+std::vector<double> reference(const std::vector<double>& x, const std::vector<float>* mask, const Params& p,
                               const qgs::HfgContextLayerWeights& w, int64_t N, int64_t T, int64_t D, int64_t H,
                               int64_t F) {
   const int64_t dh = D / H;
@@ -105,14 +105,15 @@ std::vector<double> reference(const std::vector<float>& x, const std::vector<flo
   return out;
 }
 
-void run_case(Rng& rng, int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, HfgActivation a, bool masked,
-              bool nulls, float x_scale) {
-  Params p;
-  auto vec = [&](int64_t n, float sd, float mean = 0.f) {
-    auto v = rng.normals(static_cast<size_t>(n), sd);
-    for (auto& e : v) e += mean;
-    return v;
-  };
+std::vector<float> vec(Rng& rng, int64_t n, float sd, float mean = 0.f) {
+  auto v = rng.normals(static_cast<size_t>(n), sd);
+  for (auto& e : v) e += mean;
+  return v;
+}
+
+// Random layer parameters (null biases / LayerNorm parameters when `nulls`) and the weights view.
+qgs::HfgContextLayerWeights random_layer(Rng& rng, Params& p, int64_t D, int64_t F, HfgActivation a, bool nulls) {
+  auto vec = [&](int64_t n, float sd, float mean = 0.f) { return ::vec(rng, n, sd, mean); };
   const float ws = 1.f / std::sqrt(float(D));
   p.wqkv = vec(3 * D * D, ws);
   p.wo = vec(D * D, ws);
@@ -136,7 +137,14 @@ void run_case(Rng& rng, int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, H
   w.w1 = p.w1.data(), w.b1 = ptr(p.b1), w.w2 = p.w2.data(), w.b2 = ptr(p.b2), w.lno_w = ptr(p.lnow), w.lno_b = ptr(p.lnob);
   w.eps1 = 1e-5f, w.eps2 = 1e-3f, w.eps_out = 1e-5f;
   w.activation = a;
-  auto x = vec(N * T * D, x_scale);
+  return w;
+}
+
+void run_case(Rng& rng, int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, HfgActivation a, bool masked,
+              bool nulls, float x_scale) {
+  Params p;
+  const qgs::HfgContextLayerWeights w = random_layer(rng, p, D, F, a, nulls);
+  auto x = vec(rng, N * T * D, x_scale);
   std::vector<float> mask;
   if (masked) {
     mask.resize(static_cast<size_t>(N * T));
@@ -145,7 +153,7 @@ void run_case(Rng& rng, int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, H
   }
   auto out = poisoned(static_cast<size_t>(N * D));
   qgs::cpu::hfg_context_layer_forward(out.data(), x.data(), masked ? mask.data() : nullptr, w, N, T, D, H, F);
-  auto ref = reference(x, masked ? &mask : nullptr, p, w, N, T, D, H, F);
+  auto ref = reference(std::vector<double>(x.begin(), x.end()), masked ? &mask : nullptr, p, w, N, T, D, H, F);
   const std::string what = "hfg_context_layer N=" + std::to_string(N) + " T=" + std::to_string(T) + " D=" +
                            std::to_string(D) + " H=" + std::to_string(H) + " F=" + std::to_string(F) + " act=" +
                            std::to_string(int(a)) + (masked ? " masked" : "") + (nulls ? " null-params" : "") +
@@ -155,6 +163,64 @@ void run_case(Rng& rng, int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, H
     if (!check_close(what + " row " + std::to_string(n), out.data() + n * D, ref.data() + n * D, size_t(D), 2e-5)) break;
   }
   if (N == 0) check(true, what);
+}
+
+
+// The whole ranking head: tokens from context rows (shared by a request's candidates), items and a
+// feature projection, the layer, the ReLU match MLP and the logit — against float64.
+void run_head_case(Rng& rng, int64_t N, int64_t R, int64_t D, int64_t G, int64_t H, int64_t FF, int64_t F, int64_t M,
+                   bool nulls) {
+  Params p;
+  qgs::RankHeadWeights w;
+  w.layer = random_layer(rng, p, D, FF, HfgActivation::Gelu, nulls);
+  const int64_t T = G + 2;
+  auto type = vec(rng, T * D, 0.3f), gw = vec(rng, G * D * F, 0.5f), gb = vec(rng, G * D, 0.1f);
+  auto m1 = vec(rng, M * 3 * D, 1.f / std::sqrt(float(3 * D))), mb1 = vec(rng, M, 0.1f);
+  auto m2 = vec(rng, D * M, 1.f / std::sqrt(float(M))), mb2 = vec(rng, D, 0.1f);
+  auto lw = vec(rng, 2 * D + F, 0.3f);
+  w.type_emb = type.data(), w.group_w = gw.data(), w.group_b = nulls ? nullptr : gb.data();
+  w.match_w1 = m1.data(), w.match_b1 = nulls ? nullptr : mb1.data(), w.match_w2 = m2.data();
+  w.match_b2 = nulls ? nullptr : mb2.data(), w.logit_w = lw.data(), w.logit_b = 0.25f;
+  auto ctx = vec(rng, R * D, 1.f), item = vec(rng, N * D, 1.f), feats = vec(rng, N * F, 1.f);
+  std::vector<int32_t> req(static_cast<size_t>(N));
+  for (auto& r : req) r = static_cast<int32_t>(rng.integer(0, R - 1));
+  qgs::RankHeadSizes s;
+  s.N = N, s.R = R, s.D = D, s.G = G, s.H = H, s.FF = FF, s.F = F, s.M = M;
+  auto out = poisoned(static_cast<size_t>(N));
+  qgs::cpu::hfg_rank_head_forward(out.data(), ctx.data(), req.data(), item.data(), feats.data(), w, s);
+  // Reference tokens in float64, then the layer reference, the match MLP and the logit.
+  std::vector<double> x(static_cast<size_t>(N * T * D));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < D; ++c) {
+      x[(n * T) * D + c] = double(ctx[req[n] * D + c]) + type[c];
+      x[(n * T + 1) * D + c] = double(item[n * D + c]) + type[D + c];
+      for (int64_t g = 0; g < G; ++g) {
+        double acc = (nulls ? 0.0 : gb[g * D + c]) + type[(2 + g) * D + c];
+        for (int64_t f = 0; f < F; ++f) acc += double(gw[(g * D + c) * F + f]) * feats[n * F + f];
+        x[(n * T + 2 + g) * D + c] = acc;
+      }
+    }
+  auto pooled = reference(x, nullptr, p, w.layer, N, T, D, H, FF);
+  std::vector<double> ref(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) {
+    std::vector<double> in(static_cast<size_t>(3 * D));
+    for (int64_t c = 0; c < D; ++c) {
+      in[c] = ctx[req[n] * D + c];
+      in[D + c] = item[n * D + c];
+      in[2 * D + c] = double(ctx[req[n] * D + c]) * item[n * D + c];
+    }
+    auto h1 = affine(m1.data(), w.match_b1, in, M, 3 * D);
+    for (auto& v : h1) v = v > 0 ? v : 0;
+    auto h2 = affine(m2.data(), w.match_b2, h1, D, M);
+    double logit = w.logit_b;
+    for (int64_t c = 0; c < D; ++c) logit += pooled[n * D + c] * lw[c] + (h2[c] > 0 ? h2[c] : 0) * lw[D + c];
+    for (int64_t f = 0; f < F; ++f) logit += double(feats[n * F + f]) * lw[2 * D + f];
+    ref[n] = logit;
+  }
+  check_close("rank_head N=" + std::to_string(N) + " R=" + std::to_string(R) + " D=" + std::to_string(D) + " G=" +
+                  std::to_string(G) + " H=" + std::to_string(H) + " FF=" + std::to_string(FF) + " F=" + std::to_string(F) +
+                  " M=" + std::to_string(M) + (nulls ? " null-params" : ""),
+              out, ref, 2e-5);
 }
 
 }  // namespace
@@ -178,6 +244,13 @@ int main() {
   }
   run_case(rng, 1000, 7, 32, 2, 64, HfgActivation::Gelu, false, false, 1.f);  // the serving shape
   run_case(rng, 0, 7, 32, 2, 64, HfgActivation::Gelu, true, false, 1.f);
+
+  // The whole ranking head: the QGS shape (G = 5, F = 7, M = 64), odd sizes, no groups, no features.
+  run_head_case(rng, 1000, 1, 32, 5, 2, 64, 7, 64, false);
+  run_head_case(rng, 97, 3, 32, 5, 2, 64, 7, 64, true);
+  run_head_case(rng, 33, 2, 6, 3, 3, 5, 4, 9, false);
+  run_head_case(rng, 5, 1, 12, 0, 2, 8, 3, 7, false);
+  run_head_case(rng, 40, 4, 16, 4, 4, 20, 0, 17, false);
 
   // Bad arguments throw KernelError (never abort).
   std::vector<float> buf(4096, 0.f);
@@ -206,5 +279,24 @@ int main() {
   bad.activation = static_cast<HfgActivation>(7);
   check_throws("activation 7", [&] { call(1, 3, 4, 1, 4, bad); });
   check_throws("null out", [&] { qgs::cpu::hfg_context_layer_forward(nullptr, b, nullptr, w, 1, 3, 4, 1, 4); });
+  qgs::RankHeadWeights hw;
+  hw.layer = w;
+  hw.type_emb = hw.group_w = hw.match_w1 = hw.match_w2 = hw.logit_w = b;
+  qgs::RankHeadSizes hs;
+  hs.N = 2, hs.R = 1, hs.D = 4, hs.G = 1, hs.H = 1, hs.FF = 4, hs.F = 2, hs.M = 4;
+  std::vector<int32_t> req = {0, 1};
+  check_throws("rank head: req out of range", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, b, hw, hs); });
+  req[1] = 0;
+  auto hs2 = hs;
+  hs2.G = 63;
+  check_throws("rank head: G = 63", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, b, hw, hs2); });
+  hs2 = hs;
+  hs2.M = 0;
+  check_throws("rank head: M = 0", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, b, hw, hs2); });
+  auto hw2 = hw;
+  hw2.match_w2 = nullptr;
+  check_throws("rank head: null match_w2", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, b, hw2, hs); });
+  qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, b, hw, hs);  // valid: no throw
+  check(true, "rank head: valid call");
   return finish("test_hfg_context_layer", seed);
 }

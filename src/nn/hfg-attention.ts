@@ -121,6 +121,15 @@ export class HFGAttention extends Module {
   }
 
   /**
+   * The module as hfgContextLayer parameters when it is one layer with context pooling (what fused
+   * inference kernels built on that layer can run), else null.
+   */
+  singleLayerContextParams(): HfgContextLayerParams | null {
+    if (this.blocks.length !== 1 || this.pooling !== 'context') return null;
+    return this.blocks[0].contextParams(this.heads, this.outNorm);
+  }
+
+  /**
    * context [N, D] (sequence state at the target query), item [N, D] (candidate embedding),
    * groupTokens [N, G, D] and groupMask [N, G] (f32, 1 present / 0 missing; default all present)
    * → pooled [N, D] for the ranking head.

@@ -4,7 +4,6 @@
 // exactly as in training, then runs the ranking head over the candidates.
 import { tensor, scope } from '../tensor';
 import { noGrad } from '../autograd';
-import * as ops from '../ops';
 import { loadCheckpoint } from './checkpoint';
 import { ITEM_OFFSET, NO_ITEM, NO_QUERY } from './dataset';
 import { checkItem, termIds } from './scoring';
@@ -147,8 +146,7 @@ export class QgsBackend implements ScoringBackend {
           feats.set(scaleFeatures(this.scaler, values, true), o * F);
           o += n;
         });
-        const ctx = ops.gather(h, tensor(rowReq, [N], { dtype: 'i32' }), 0);
-        const s = this.plan.rankLogits(ctx, items, tensor(feats, [N, F])).toFloat32Array();
+        const s = this.plan.scoreCandidates(h, rowReq, items, tensor(feats, [N, F])).toFloat32Array();
         const out: Float32Array[] = [];
         let p = 0;
         for (const n of counts) {

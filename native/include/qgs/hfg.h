@@ -58,6 +58,39 @@ struct HfgContextLayerWeights {
   HfgActivation activation = HfgActivation::Gelu;
 };
 
+// Fused inference of the whole QGS ranking head, one call per batch of candidates:
+//   tokens   x_0 = ctx[req[n]] + type_0,  x_1 = item[n] + type_1,
+//            x_{2+g} = (Wg f_n + bg)[g·D : (g+1)·D] + type_{2+g}          (g < G; f_n = feats[n], F wide)
+//   pooled = the HFG context layer above over x_0 .. x_{G+1}
+//   match  = relu(Wm2 relu(Wm1 [ctx; item; ctx ⊙ item] + bm1) + bm2)      (Wm1 [M, 3D], Wm2 [D, M])
+//   logit  = <wl, [pooled; match; f_n]> + bl                               (wl [2D + F])
+struct RankHeadWeights {
+  HfgContextLayerWeights layer;
+  const float* type_emb = nullptr;  // [G + 2, D]
+  const float* group_w = nullptr;   // [G·D, F]
+  const float* group_b = nullptr;   // [G·D] or null
+  const float* match_w1 = nullptr;  // [M, 3D]
+  const float* match_b1 = nullptr;  // [M] or null
+  const float* match_w2 = nullptr;  // [D, M]
+  const float* match_b2 = nullptr;  // [D] or null
+  const float* logit_w = nullptr;   // [2D + F]
+  float logit_b = 0.f;
+};
+
+struct RankHeadSizes {
+  int64_t N = 0;   // candidates
+  int64_t R = 0;   // requests (rows of ctx)
+  int64_t D = 0;   // token width
+  int64_t G = 0;   // feature groups (tokens T = G + 2)
+  int64_t H = 0;   // attention heads
+  int64_t FF = 0;  // the layer's FFN width
+  int64_t F = 0;   // feature columns
+  int64_t M = 0;   // match MLP hidden width
+};
+
+// Throws KernelError naming the argument when a size is out of range or a required pointer is null.
+void hfg_rank_head_check(const RankHeadWeights& w, const RankHeadSizes& s);
+
 // Throws KernelError unless N >= 0, 1 <= T <= kHfgMaxKeys, D >= 1, H >= 1 divides D with
 // D / H <= kHfgMaxHeadDim, F >= 1 and the epsilons are positive.
 void hfg_context_layer_check(int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, const HfgContextLayerWeights& w);
@@ -74,6 +107,11 @@ void grouped_attention_backward(float* dq, float* dk, float* dv, const float* do
 // out [N, D], x [N, T, D], key_mask [N, T] or null. CPU only (on a GPU the composed ops serve).
 void hfg_context_layer_forward(float* out, const float* x, const float* key_mask, const HfgContextLayerWeights& w,
                                int64_t N, int64_t T, int64_t D, int64_t H, int64_t F);
+
+// logits [N] of the QGS ranking head (src/qgs/heads.ts, HFG fusion with one layer and context
+// pooling, every group present) for candidates n < N of requests req[n] < R — see RankHeadWeights.
+void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, const float* item, const float* feats,
+                           const RankHeadWeights& w, const RankHeadSizes& s);
 
 }  // namespace cpu
 
