@@ -212,6 +212,26 @@ describe('the fused HFG context layer (CPU inference path of HFGAttention)', () 
     expect(errorOf(() => ops.hfgContextLayer(x, { ...p, wo: w }))).toMatch(/hfgContextLayer: inference only/);
     expect(noGrad(() => ops.hfgContextLayer(x, { ...p, wo: w })).shape).toEqual([N, D]);
   });
+
+  test('ops.hfgRankHead rejects bad shapes, request indices and gradients with clear errors', () => {
+    const R = 2, N = 5, D = 8, G = 3, F = 4, M = 6;
+    const layer = { heads: 2, wqkv: zeros([3 * D, D]), wo: zeros([D, D]), w1: zeros([7, D]), w2: zeros([D, 7]) };
+    const p = { layer, typeEmbedding: zeros([G + 2, D]), groupWeight: zeros([G * D, F]), matchW1: zeros([M, 3 * D]), matchW2: zeros([D, M]), logitWeight: zeros([1, 2 * D + F]), logitBias: 0.5 };
+    const req = Int32Array.of(0, 1, 1, 0, 1);
+    const run = (over: Partial<typeof p> = {}, r: Int32Array = req): Tensor => noGrad(() => ops.hfgRankHead(zeros([R, D]), r, zeros([N, D]), zeros([N, F]), { ...p, ...over }));
+    const out = run();
+    expect(Array.from(out.toFloat32Array())).toEqual([0.5, 0.5, 0.5, 0.5, 0.5]); // zero weights: the logit bias
+    expect(errorOf(() => run({ groupWeight: zeros([G * D, F + 1]) }))).toMatch(/hfgRankHead: groupWeight: expected shape \[24, 4\]/);
+    expect(errorOf(() => run({ logitWeight: zeros([1, 2 * D]) }))).toMatch(/hfgRankHead: logitWeight/);
+    expect(errorOf(() => run({ matchW2: zeros([D, M + 1]) }))).toMatch(/hfgRankHead: matchW2/);
+    expect(errorOf(() => run({ typeEmbedding: zeros([1, D]) }))).toMatch(/hfgRankHead: typeEmbedding: expected 2 .. 64 rows/);
+    expect(errorOf(() => run({ logitBias: NaN }))).toMatch(/hfgRankHead: logitBias: expected a (finite )?number, got NaN/);
+    expect(errorOf(() => run({}, Int32Array.of(0, 1)))).toMatch(/hfgRankHead: req: expected an Int32Array of 5 request indices, got length 2/);
+    expect(errorOf(() => run({}, Int32Array.of(0, 1, 2, 0, 1)))).toMatch(/rankHead: req\[2\] must be in \[0, 2\), got 2/);
+    const w = zeros([M, 3 * D]);
+    w.requiresGrad = true;
+    expect(errorOf(() => ops.hfgRankHead(zeros([R, D]), req, zeros([N, D]), zeros([N, F]), { ...p, matchW1: w }))).toMatch(/hfgRankHead: inference only/);
+  });
 });
 
 describe('nn.ConcatFeatureMLP (ablation baseline)', () => {

@@ -4,7 +4,7 @@
 import type { NativeStorage } from '../native';
 import { native } from '../native';
 import { record, needsGrad } from '../autograd';
-import { Tensor, empty, formatShape } from '../tensor';
+import { Tensor, empty, formatShape, tensor } from '../tensor';
 import { checkNumber, checkTensor, sameDevice } from './validate';
 
 declare module '../native' {
@@ -86,6 +86,16 @@ export function groupedAttention(q: Tensor, k: Tensor, v: Tensor, opts: GroupedA
 
 declare module '../native' {
   interface NativeBinding {
+    rankHeadForward(
+      logits: NativeStorage, ctx: NativeStorage, req: NativeStorage, item: NativeStorage, feats: NativeStorage | null,
+      typeEmb: NativeStorage, groupW: NativeStorage | null, groupB: NativeStorage | null, matchW1: NativeStorage,
+      matchB1: NativeStorage | null, matchW2: NativeStorage, matchB2: NativeStorage | null, logitW: NativeStorage,
+      ln1W: NativeStorage | null, ln1B: NativeStorage | null, wqkv: NativeStorage, bqkv: NativeStorage | null,
+      wo: NativeStorage, bo: NativeStorage | null, ln2W: NativeStorage | null, ln2B: NativeStorage | null,
+      w1: NativeStorage, b1: NativeStorage | null, w2: NativeStorage, b2: NativeStorage | null,
+      lnOutW: NativeStorage | null, lnOutB: NativeStorage | null,
+      sizes: number[], eps1: number, eps2: number, epsOut: number, logitB: number, activation: number,
+    ): void;
     hfgContextLayerForward(
       out: NativeStorage, x: NativeStorage, keyMask: NativeStorage | null,
       ln1W: NativeStorage | null, ln1B: NativeStorage | null, wqkv: NativeStorage, bqkv: NativeStorage | null,
@@ -128,6 +138,59 @@ export interface HfgContextLayerParams {
 
 const OP_LAYER = 'hfgContextLayer';
 
+interface CheckedLayer {
+  H: number;
+  F: number;
+  eps: [number, number, number];
+  activation: number;
+  named: Record<string, Tensor | null | undefined>;
+}
+
+// Validates layer parameters for token width D (op = the calling op's name for messages).
+function checkLayerParams(op: string, p: HfgContextLayerParams, D: number): CheckedLayer {
+  if (typeof p !== 'object' || p === null) throw new TypeError(`${op}: params: expected an object, got ${p === null ? 'null' : typeof p}`);
+  const H = checkNumber(op, 'heads', p.heads, { integer: true, min: 1 });
+  if (D % H !== 0 || D / H > GROUPED_ATTENTION_MAX_HEAD_DIM) {
+    throw new RangeError(`${op}: heads: expected a divisor of D = ${D} with D / heads <= ${GROUPED_ATTENTION_MAX_HEAD_DIM}, got ${H}`);
+  }
+  checkTensor(op, 'wqkv', p.wqkv, { dtype: 'f32', shape: [3 * D, D] });
+  checkTensor(op, 'wo', p.wo, { dtype: 'f32', shape: [D, D] });
+  checkTensor(op, 'w1', p.w1, { dtype: 'f32', rank: 2 });
+  const F = p.w1.shape[0];
+  checkTensor(op, 'w1', p.w1, { shape: [F, D] });
+  checkTensor(op, 'w2', p.w2, { dtype: 'f32', shape: [D, F] });
+  const vectors: [string, Tensor | null | undefined, number][] = [
+    ['ln1Weight', p.ln1Weight, D], ['ln1Bias', p.ln1Bias, D], ['bqkv', p.bqkv, 3 * D], ['bo', p.bo, D], ['ln2Weight', p.ln2Weight, D],
+    ['ln2Bias', p.ln2Bias, D], ['b1', p.b1, F], ['b2', p.b2, D], ['lnOutWeight', p.lnOutWeight, D], ['lnOutBias', p.lnOutBias, D],
+  ];
+  for (const [name, t, n] of vectors) if (t != null) checkTensor(op, name, t, { dtype: 'f32', shape: [n] });
+  const act = p.activation ?? 'gelu';
+  const activation = HFG_CONTEXT_LAYER_ACTIVATIONS.indexOf(act);
+  if (activation < 0) throw new TypeError(`${op}: activation: expected one of ${HFG_CONTEXT_LAYER_ACTIVATIONS.join(', ')}, got ${JSON.stringify(act)}`);
+  const eps = (name: string, v: number | undefined): number => {
+    const e = checkNumber(op, name, v ?? 1e-5);
+    if (!(e > 0) || !Number.isFinite(e)) throw new RangeError(`${op}: ${name}: expected a positive finite number, got ${e}`);
+    return e;
+  };
+  const named: Record<string, Tensor | null | undefined> = { wqkv: p.wqkv, wo: p.wo, w1: p.w1, w2: p.w2 };
+  for (const [name, t] of vectors) named[name] = t;
+  return { H, F, eps: [eps('eps1', p.eps1), eps('eps2', p.eps2), eps('epsOut', p.epsOut)], activation, named };
+}
+
+// Fused inference ops run on the CPU only and never record a gradient.
+function requireCpuInference(op: string, named: Record<string, Tensor | null | undefined>, device: string): void {
+  if (sameDevice(op, named) !== 'cpu') {
+    throw new Error(`${op}: expected CPU tensors (the fused op is CPU only; on a GPU use the composed modules), got ${device}`);
+  }
+  if (needsGrad(Object.values(named))) throw new Error(`${op}: inference only: an input requires a gradient (call it under noGrad(), or use the modules for training)`);
+}
+
+const layerStorages = (p: HfgContextLayerParams): (NativeStorage | null)[] => {
+  const s = (t: Tensor | null | undefined): NativeStorage | null => (t == null ? null : t.storage);
+  return [s(p.ln1Weight), s(p.ln1Bias), p.wqkv.storage, s(p.bqkv), p.wo.storage, s(p.bo), s(p.ln2Weight), s(p.ln2Bias),
+    p.w1.storage, s(p.b1), p.w2.storage, s(p.b2), s(p.lnOutWeight), s(p.lnOutBias)];
+};
+
 /**
  * One HFG-Attention layer read out at token 0, fused (inference only, CPU): for tokens `x [N, T, D]`,
  * `y = LN1(x)`; token 0's query attends over all T tokens' keys/values (H heads, masked by
@@ -138,49 +201,87 @@ const OP_LAYER = 'hfgContextLayer';
 export function hfgContextLayer(x: Tensor, p: HfgContextLayerParams, opts: { keyMask?: Tensor | null } = {}): Tensor {
   checkTensor(OP_LAYER, 'x', x, { dtype: 'f32', rank: 3 });
   const [N, T, D] = x.shape;
-  if (typeof p !== 'object' || p === null) throw new TypeError(`${OP_LAYER}: params: expected an object, got ${p === null ? 'null' : typeof p}`);
-  const H = checkNumber(OP_LAYER, 'heads', p.heads, { integer: true, min: 1 });
-  if (D % H !== 0 || D / H > GROUPED_ATTENTION_MAX_HEAD_DIM) {
-    throw new RangeError(`${OP_LAYER}: heads: expected a divisor of D = ${D} with D / heads <= ${GROUPED_ATTENTION_MAX_HEAD_DIM}, got ${H}`);
-  }
+  const c = checkLayerParams(OP_LAYER, p, D);
   if (T < 1 || T > GROUPED_ATTENTION_MAX_KEYS) throw new RangeError(`${OP_LAYER}: x: expected 1 <= T <= ${GROUPED_ATTENTION_MAX_KEYS} tokens (dim 1), got shape ${formatShape(x.shape)}`);
-  checkTensor(OP_LAYER, 'wqkv', p.wqkv, { dtype: 'f32', shape: [3 * D, D] });
-  checkTensor(OP_LAYER, 'wo', p.wo, { dtype: 'f32', shape: [D, D] });
-  checkTensor(OP_LAYER, 'w1', p.w1, { dtype: 'f32', rank: 2 });
-  const F = p.w1.shape[0];
-  checkTensor(OP_LAYER, 'w1', p.w1, { shape: [F, D] });
-  checkTensor(OP_LAYER, 'w2', p.w2, { dtype: 'f32', shape: [D, F] });
-  const vectors: [string, Tensor | null | undefined, number][] = [
-    ['ln1Weight', p.ln1Weight, D], ['ln1Bias', p.ln1Bias, D], ['bqkv', p.bqkv, 3 * D], ['bo', p.bo, D], ['ln2Weight', p.ln2Weight, D],
-    ['ln2Bias', p.ln2Bias, D], ['b1', p.b1, F], ['b2', p.b2, D], ['lnOutWeight', p.lnOutWeight, D], ['lnOutBias', p.lnOutBias, D],
-  ];
-  for (const [name, t, n] of vectors) if (t != null) checkTensor(OP_LAYER, name, t, { dtype: 'f32', shape: [n] });
   const mask = opts.keyMask ?? null;
   if (mask !== null) checkTensor(OP_LAYER, 'keyMask', mask, { dtype: 'f32', shape: [N, T] });
-  const act = p.activation ?? 'gelu';
-  const actIndex = HFG_CONTEXT_LAYER_ACTIVATIONS.indexOf(act);
-  if (actIndex < 0) throw new TypeError(`${OP_LAYER}: activation: expected one of ${HFG_CONTEXT_LAYER_ACTIVATIONS.join(', ')}, got ${JSON.stringify(act)}`);
-  const eps = (name: string, v: number | undefined): number => {
-    const e = checkNumber(OP_LAYER, name, v ?? 1e-5);
-    if (!(e > 0) || !Number.isFinite(e)) throw new RangeError(`${OP_LAYER}: ${name}: expected a positive finite number, got ${e}`);
-    return e;
-  };
-  const e1 = eps('eps1', p.eps1);
-  const e2 = eps('eps2', p.eps2);
-  const eo = eps('epsOut', p.epsOut);
-  const named: Record<string, Tensor | null | undefined> = { x, keyMask: mask, wqkv: p.wqkv, wo: p.wo, w1: p.w1, w2: p.w2 };
-  for (const [name, t] of vectors) named[name] = t;
-  const all = Object.values(named);
-  if (sameDevice(OP_LAYER, named) !== 'cpu') {
-    throw new Error(`${OP_LAYER}: expected CPU tensors (the fused layer is CPU only; on a GPU use nn.HFGAttention.forward), got ${x.device}`);
-  }
-  if (needsGrad(all)) throw new Error(`${OP_LAYER}: inference only: an input requires a gradient (call it under noGrad(), or use nn.HFGAttention.forward for training)`);
+  requireCpuInference(OP_LAYER, { x, keyMask: mask, ...c.named }, x.device);
   const out = empty([N, D]);
-  const s = (t: Tensor | null | undefined): NativeStorage | null => (t == null ? null : t.storage);
+  const [l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13] = layerStorages(p);
   native().hfgContextLayerForward(
-    out.storage, x.storage, s(mask), s(p.ln1Weight), s(p.ln1Bias), p.wqkv.storage, s(p.bqkv), p.wo.storage, s(p.bo),
-    s(p.ln2Weight), s(p.ln2Bias), p.w1.storage, s(p.b1), p.w2.storage, s(p.b2), s(p.lnOutWeight), s(p.lnOutBias),
-    N, T, D, H, F, e1, e2, eo, actIndex,
+    out.storage, x.storage, mask === null ? null : mask.storage, l0, l1, l2 as NativeStorage, l3, l4 as NativeStorage, l5, l6, l7,
+    l8 as NativeStorage, l9, l10 as NativeStorage, l11, l12, l13, N, T, D, c.H, c.F, c.eps[0], c.eps[1], c.eps[2], c.activation,
   );
+  return out;
+}
+
+/** Parameters of the fused HFG ranking head (PyTorch layout: weights [out, in]). */
+export interface HfgRankHeadParams {
+  /** The HFG layer (one layer, context pooling). */
+  layer: HfgContextLayerParams;
+  /** [G + 2, D]: token-type embeddings (context, item, one per group). */
+  typeEmbedding: Tensor;
+  /** [G·D, F]: the feature projection of all groups (group g's token is rows g·D .. (g+1)·D). */
+  groupWeight: Tensor | null;
+  groupBias?: Tensor | null;
+  /** [M, 3D] and [D, M]: the ReLU match MLP over [ctx; item; ctx ⊙ item]. */
+  matchW1: Tensor;
+  matchB1?: Tensor | null;
+  matchW2: Tensor;
+  matchB2?: Tensor | null;
+  /** [1, 2D + F]: the logit over [pooled; match; features], and its bias. */
+  logitWeight: Tensor;
+  logitBias?: number;
+}
+
+const OP_HEAD = 'hfgRankHead';
+
+/**
+ * The HFG ranking head, fused (inference only, CPU): for candidate n of request req[n],
+ * tokens `[ctx[req[n]]; item[n]; (groupWeight·f_n + groupBias) split into G tokens] + typeEmbedding`
+ * → `pooled` = hfgContextLayer(tokens); `match = relu(W2 relu(W1 [ctx; item; ctx ⊙ item] + b1) + b2)`;
+ * returns logits `[N] = logitWeight · [pooled; match; f_n] + logitBias`. Shapes: ctx `[R, D]`, req
+ * `[N]` (values < R), item `[N, D]`, features `[N, F]`. One native call for the whole batch; the same
+ * function as the composed modules (qgs RankingHead with HFG fusion), without their ~40 ops.
+ */
+export function hfgRankHead(ctx: Tensor, req: Int32Array, item: Tensor, features: Tensor, p: HfgRankHeadParams): Tensor {
+  checkTensor(OP_HEAD, 'ctx', ctx, { dtype: 'f32', rank: 2 });
+  const [R, D] = ctx.shape;
+  checkTensor(OP_HEAD, 'item', item, { dtype: 'f32', shape: [-1, D] });
+  const N = item.shape[0];
+  if (!(req instanceof Int32Array) || req.length !== N) throw new TypeError(`${OP_HEAD}: req: expected an Int32Array of ${N} request indices, got ${req instanceof Int32Array ? `length ${req.length}` : typeof req}`);
+  checkTensor(OP_HEAD, 'features', features, { dtype: 'f32', shape: [N, -1] });
+  const F = features.shape[1];
+  if (typeof p !== 'object' || p === null) throw new TypeError(`${OP_HEAD}: params: expected an object, got ${p === null ? 'null' : typeof p}`);
+  const c = checkLayerParams(OP_HEAD, p.layer, D);
+  checkTensor(OP_HEAD, 'typeEmbedding', p.typeEmbedding, { dtype: 'f32', shape: [-1, D] });
+  const G = p.typeEmbedding.shape[0] - 2;
+  if (G < 0 || G + 2 > GROUPED_ATTENTION_MAX_KEYS) throw new RangeError(`${OP_HEAD}: typeEmbedding: expected 2 .. ${GROUPED_ATTENTION_MAX_KEYS} rows (G + 2 tokens), got ${G + 2}`);
+  if (p.groupWeight != null) checkTensor(OP_HEAD, 'groupWeight', p.groupWeight, { dtype: 'f32', shape: [G * D, F] });
+  else if (G > 0 && F > 0) throw new TypeError(`${OP_HEAD}: groupWeight: expected a [${G * D}, ${F}] tensor for ${G} groups, got null`);
+  if (p.groupBias != null) checkTensor(OP_HEAD, 'groupBias', p.groupBias, { dtype: 'f32', shape: [G * D] });
+  checkTensor(OP_HEAD, 'matchW1', p.matchW1, { dtype: 'f32', shape: [-1, 3 * D] });
+  const M = p.matchW1.shape[0];
+  if (p.matchB1 != null) checkTensor(OP_HEAD, 'matchB1', p.matchB1, { dtype: 'f32', shape: [M] });
+  checkTensor(OP_HEAD, 'matchW2', p.matchW2, { dtype: 'f32', shape: [D, M] });
+  if (p.matchB2 != null) checkTensor(OP_HEAD, 'matchB2', p.matchB2, { dtype: 'f32', shape: [D] });
+  checkTensor(OP_HEAD, 'logitWeight', p.logitWeight, { dtype: 'f32', shape: [1, 2 * D + F] });
+  const logitBias = checkNumber(OP_HEAD, 'logitBias', p.logitBias ?? 0);
+  if (!Number.isFinite(logitBias)) throw new RangeError(`${OP_HEAD}: logitBias: expected a finite number, got ${logitBias}`);
+  requireCpuInference(OP_HEAD, {
+    ctx, item, features, typeEmbedding: p.typeEmbedding, groupWeight: p.groupWeight, groupBias: p.groupBias, matchW1: p.matchW1,
+    matchB1: p.matchB1, matchW2: p.matchW2, matchB2: p.matchB2, logitWeight: p.logitWeight, ...c.named,
+  }, ctx.device);
+  const out = empty([N]);
+  const s = (t: Tensor | null | undefined): NativeStorage | null => (t == null ? null : t.storage);
+  const reqT = tensor(req, [N], { dtype: 'i32' });
+  const [l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13] = layerStorages(p.layer);
+  native().rankHeadForward(
+    out.storage, ctx.storage, reqT.storage, item.storage, s(features), p.typeEmbedding.storage, s(p.groupWeight), s(p.groupBias),
+    p.matchW1.storage, s(p.matchB1), p.matchW2.storage, s(p.matchB2), p.logitWeight.storage,
+    l0, l1, l2 as NativeStorage, l3, l4 as NativeStorage, l5, l6, l7, l8 as NativeStorage, l9, l10 as NativeStorage, l11, l12, l13,
+    [N, R, D, G, c.H, c.F, F, M], c.eps[0], c.eps[1], c.eps[2], logitBias, c.activation,
+  );
+  reqT.dispose();
   return out;
 }

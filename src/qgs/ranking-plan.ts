@@ -2,32 +2,16 @@
 // item representations precomputed for the whole catalogue (embedItems is four lookups, a title-term
 // pooling and three adds per candidate — ~1 ms for 1,000 candidates, now one gather), and the
 // per-group feature projections folded into one block-diagonal matrix (one GEMM instead of a split,
-// G small GEMMs and a concat). The HFG head itself runs its fused CPU layer under noGrad. The table
-// also serves the item half of the history's pair tokens (encode, step).
-import { Tensor, empty, tensor, keep, scope } from '../tensor';
-import { noGrad } from '../autograd';
+// G small GEMMs and a concat). On the CPU the whole HFG head then runs as one fused op
+// (ops.hfgRankHead) for every candidate of a batch. The table also serves the item half of the
+// history's pair tokens (encode, step).
+import { Tensor, tensor, keep, scope } from '../tensor';
+import { noGrad, needsGrad } from '../autograd';
 import * as ops from '../ops';
-import type { QgsModel } from './model';
-import { native, type NativeStorage } from '../native';
-import { needsGrad } from '../autograd';
 import { checkTensor } from '../ops/validate';
+import type { HfgContextLayerParams } from '../ops/hfg';
 import { HFGAttention } from '../nn/hfg-attention';
-import { HFG_CONTEXT_LAYER_ACTIVATIONS, type HfgContextLayerParams } from '../ops/hfg';
-
-declare module '../native' {
-  interface NativeBinding {
-    rankHeadForward(
-      logits: NativeStorage, ctx: NativeStorage, req: NativeStorage, item: NativeStorage, feats: NativeStorage | null,
-      typeEmb: NativeStorage, groupW: NativeStorage | null, groupB: NativeStorage | null, matchW1: NativeStorage,
-      matchB1: NativeStorage | null, matchW2: NativeStorage, matchB2: NativeStorage | null, logitW: NativeStorage,
-      ln1W: NativeStorage | null, ln1B: NativeStorage | null, wqkv: NativeStorage, bqkv: NativeStorage | null,
-      wo: NativeStorage, bo: NativeStorage | null, ln2W: NativeStorage | null, ln2B: NativeStorage | null,
-      w1: NativeStorage, b1: NativeStorage | null, w2: NativeStorage, b2: NativeStorage | null,
-      lnOutW: NativeStorage | null, lnOutB: NativeStorage | null,
-      sizes: number[], eps1: number, eps2: number, epsOut: number, logitB: number, activation: number,
-    ): void;
-  }
-}
+import type { QgsModel } from './model';
 
 export interface RankingPlanOptions {
   /** Largest precomputed item table (bytes); a bigger catalogue embeds candidates per request. Default 256 MiB. */
@@ -110,25 +94,20 @@ export class RankingPlan {
     if (this.fused === null || this.itemTable === null || needsGrad([ctx, features, ...head.parameters()])) {
       return this.rankLogits(ops.gather(ctx, tensor(req, [N], { dtype: 'i32' }), 0), items, features);
     }
-    const { dim: D, layout } = this.model.cfg;
-    const G = layout.groups.length;
-    const F = layout.dim;
-    const p = this.fused.layer;
     const fusion = head.fusion as HFGAttention;
     const [m1, m2] = head.match.layers;
-    const item = this.items(items);
-    const reqT = tensor(req, [N], { dtype: 'i32' });
-    const out = empty([N]);
-    const s = (t: Tensor | null | undefined): NativeStorage | null => (t == null ? null : t.storage);
-    native().rankHeadForward(
-      out.storage, ctx.storage, reqT.storage, item.storage, s(features), fusion.typeEmbedding.storage, this.groupWeight.storage,
-      this.groupBias.storage, m1.weight.storage, s(m1.bias), m2.weight.storage, s(m2.bias), head.logit.weight.storage,
-      s(p.ln1Weight), s(p.ln1Bias), p.wqkv.storage, s(p.bqkv), p.wo.storage, s(p.bo), s(p.ln2Weight), s(p.ln2Bias),
-      p.w1.storage, s(p.b1), p.w2.storage, s(p.b2), s(p.lnOutWeight), s(p.lnOutBias),
-      [N, ctx.shape[0], D, G, p.heads, p.w1.shape[0], F, m1.weight.shape[0]],
-      p.eps1 ?? 1e-5, p.eps2 ?? 1e-5, p.epsOut ?? 1e-5, this.fused.logitBias, HFG_CONTEXT_LAYER_ACTIVATIONS.indexOf(p.activation ?? 'gelu'),
-    );
-    return out;
+    return ops.hfgRankHead(ctx, req, this.items(items), features, {
+      layer: this.fused.layer,
+      typeEmbedding: fusion.typeEmbedding,
+      groupWeight: this.groupWeight,
+      groupBias: this.groupBias,
+      matchW1: m1.weight,
+      matchB1: m1.bias,
+      matchW2: m2.weight,
+      matchB2: m2.bias,
+      logitWeight: head.logit.weight,
+      logitBias: this.fused.logitBias,
+    });
   }
 
   /** Click logits [N] — the same function as QgsModel.rankLogits (call under noGrad). */
