@@ -78,6 +78,31 @@ inline bool check_close(const std::string& what, const std::vector<float>& out, 
   return check_close(what, out.data(), ref.data(), out.size(), tol);
 }
 
+// max_i |out_i − ref_i| / scale_i < tol, and every element finite: for values that are sums or
+// differences of larger terms (scale_i = the terms' magnitude), where a relative error of the
+// possibly cancelling result says nothing about the kernel (a size-1 case can land near 0).
+inline bool check_close_scaled(const std::string& what, const std::vector<float>& out, const std::vector<double>& ref,
+                               const std::vector<double>& scale, double tol) {
+  checks()++;
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!std::isfinite(out[i])) {
+      std::printf("FAIL %s: non-finite at %zu (out=%g ref=%g)\n", what.c_str(), i, out[i], ref[i]);
+      failures()++;
+      return false;
+    }
+    const double e = std::fabs(out[i] - ref[i]) / std::max(scale[i], 1e-30);
+    if (e > worst) worst = e, at = i;
+  }
+  if (!(worst < tol)) {
+    std::printf("FAIL %s: error / scale %.3e >= %.1e at %zu (out=%g ref=%g)\n", what.c_str(), worst, tol, at, out[at], ref[at]);
+    failures()++;
+    return false;
+  }
+  return true;
+}
+
 inline void check(bool cond, const std::string& what) {
   checks()++;
   if (!cond) {
