@@ -58,7 +58,7 @@ void* HostMappingCache::take(size_t len) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = free_.find(len);
   if (it == free_.end()) return nullptr;
-  void* p = it->second.back();  // the most recently freed: likeliest still in cache/TLB
+  void* p = it->second.back().ptr;  // the most recently freed: likeliest still in cache/TLB
   it->second.pop_back();
   if (it->second.empty()) free_.erase(it);
   bytes_ -= len;
@@ -72,14 +72,16 @@ void HostMappingCache::give(void* ptr, size_t len) {
     if (len > limit_) {
       drop.emplace_back(ptr, len);
     } else {
-      free_[len].push_back(ptr);
+      free_[len].push_back({seq_++, ptr});
       bytes_ += len;
-      while (bytes_ > limit_) {  // largest first: frees the most memory per entry
-        auto last = std::prev(free_.end());
-        drop.emplace_back(last->second.front(), last->first);
-        last->second.erase(last->second.begin());
-        bytes_ -= last->first;
-        if (last->second.empty()) free_.erase(last);
+      while (bytes_ > limit_) {  // least recently freed first (each class's front is its oldest)
+        auto oldest = free_.begin();
+        for (auto it = free_.begin(); it != free_.end(); ++it)
+          if (it->second.front().seq < oldest->second.front().seq) oldest = it;
+        drop.emplace_back(oldest->second.front().ptr, oldest->first);
+        oldest->second.erase(oldest->second.begin());
+        bytes_ -= oldest->first;
+        if (oldest->second.empty()) free_.erase(oldest);
       }
     }
   }
@@ -87,15 +89,15 @@ void HostMappingCache::give(void* ptr, size_t len) {
 }
 
 size_t HostMappingCache::trim() {
-  std::map<size_t, std::vector<void*>> drop;
+  std::map<size_t, std::vector<Entry>> drop;
   {
     std::lock_guard<std::mutex> lock(mu_);
     drop.swap(free_);
     bytes_ = 0;
   }
   size_t n = 0;
-  for (const auto& [len, ptrs] : drop)
-    for (void* p : ptrs) munmap(p, len), n += len;
+  for (const auto& [len, entries] : drop)
+    for (const Entry& e : entries) munmap(e.ptr, len), n += len;
   return n;
 }
 

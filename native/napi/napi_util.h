@@ -34,7 +34,7 @@ class HostMappingCache {
   HostMappingCache& operator=(const HostMappingCache&) = delete;
   /** A cached mapping of exactly `len` bytes, or nullptr. */
   void* take(size_t len);
-  /** Keeps the mapping for reuse, or unmaps it (over the limit: the largest entries go first). */
+  /** Keeps the mapping for reuse, or unmaps it (over the limit: the least recently freed go first). */
   void give(void* ptr, size_t len);
   /** Unmaps everything held; returns the bytes released. */
   size_t trim();
@@ -43,7 +43,12 @@ class HostMappingCache {
 
  private:
   std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;  // length → mappings (most recently freed last)
+  struct Entry {
+    uint64_t seq;  // when it was freed (eviction order)
+    void* ptr;
+  };
+  std::map<size_t, std::vector<Entry>> free_;  // length → mappings, oldest first
+  uint64_t seq_ = 0;
   size_t bytes_ = 0;
   size_t limit_;
 };
