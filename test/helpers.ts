@@ -89,6 +89,12 @@ export interface GradCheckOptions {
    * far below the finite differences' precision (saturated softmax rows).
    */
   atol?: number;
+  /**
+   * Natural scale of the outputs for the forward check: the error is taken relative to
+   * max(||ref||, floor·sqrt(n)) (expectCloseFloor) instead of ||ref||, for outputs that are
+   * differences of larger terms and can cancel to ~0 (a single-element loss).
+   */
+  floor?: number;
   /** Check at most this many coordinates per input (random subset). */
   maxCoords?: number;
   seed?: number;
@@ -107,7 +113,8 @@ export function gradCheck(o: GradCheckOptions): void {
   const ts = x32.map((v, i) => tensorFrom(v, o.shapes[i], true));
   const y = o.op(ts);
   const yRef = o.ref(x32);
-  expectClose(y.toFloat32Array(), yRef, o.tol ?? 1e-4, `${what} forward`, seed);
+  if (o.floor !== undefined) expectCloseFloor(y.toFloat32Array(), yRef, o.tol ?? 1e-4, o.floor, `${what} forward`, seed);
+  else expectClose(y.toFloat32Array(), yRef, o.tol ?? 1e-4, `${what} forward`, seed);
   const G = randomArray(rng, y.size);
   const cotangent = tensorFrom(G, y.shape);
   y.backward(cotangent);
