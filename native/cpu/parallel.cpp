@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "qgs/common.h"
+
 #ifdef QGS_WITH_BLAS
 extern "C" void openblas_set_num_threads(int);
 #endif
@@ -36,15 +38,7 @@ int count_physical_cores() {
   return cores.empty() ? static_cast<int>(logical) : static_cast<int>(cores.size());
 }
 
-int threads_from_env() {
-  const char* s = std::getenv("QGS_NUM_THREADS");
-  if (s != nullptr) {
-    char* end = nullptr;
-    long v = std::strtol(s, &end, 10);
-    if (end != s && v >= 1 && v <= 1024) return static_cast<int>(v);
-  }
-  return count_physical_cores();
-}
+int threads_from_env() { return static_cast<int>(env_int("QGS_NUM_THREADS", 1, 1024, count_physical_cores())); }
 
 class Pool {
  public:

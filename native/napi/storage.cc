@@ -52,19 +52,8 @@ struct InstanceData {
   // Large host mappings freed by this environment's storages, for reuse (see HostMappingCache).
   std::shared_ptr<HostMappingCache> host_cache = std::make_shared<HostMappingCache>(host_cache_limit());
 
-  // QGS_HOST_CACHE_MB: the cache bound in MiB (default 1024; 0 disables; bad values are refused
-  // with the default kept and a warning — an env var must not crash the addon).
-  static size_t host_cache_limit() {
-    const char* s = std::getenv("QGS_HOST_CACHE_MB");
-    if (s == nullptr || *s == 0) return size_t(1024) << 20;
-    char* end = nullptr;
-    long long mb = std::strtoll(s, &end, 10);
-    if (*end != 0 || mb < 0 || mb > (1LL << 24)) {
-      std::fprintf(stderr, "qgs-engine: QGS_HOST_CACHE_MB: expected a whole number of MiB >= 0, got '%s'; using 1024\n", s);
-      return size_t(1024) << 20;
-    }
-    return static_cast<size_t>(mb) << 20;
-  }
+  // QGS_HOST_CACHE_MB: the cache bound in MiB (default 1024; 0 disables).
+  static size_t host_cache_limit() { return static_cast<size_t>(env_int("QGS_HOST_CACHE_MB", 0, int64_t(1) << 24, 1024)) << 20; }
 };
 
 class Storage : public Napi::ObjectWrap<Storage> {

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -12,6 +14,22 @@ namespace qgs {
 struct KernelError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// A whole number in [lo, hi] read from the environment variable `name`; `fallback` when it is unset
+// or empty, and also (with a one-line warning on stderr) when it is malformed or out of range: a
+// bad environment variable must not crash the addon.
+inline int64_t env_int(const char* name, int64_t lo, int64_t hi, int64_t fallback) {
+  const char* s = std::getenv(name);
+  if (s == nullptr || *s == 0) return fallback;
+  char* end = nullptr;
+  const long long v = std::strtoll(s, &end, 10);
+  if (*end != 0 || v < lo || v > hi) {
+    std::fprintf(stderr, "qgs-engine: %s: expected a whole number in [%lld, %lld], got '%s'; using %lld\n", name,
+                 static_cast<long long>(lo), static_cast<long long>(hi), s, static_cast<long long>(fallback));
+    return fallback;
+  }
+  return v;
+}
 
 }  // namespace qgs
 
