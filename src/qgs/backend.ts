@@ -165,6 +165,7 @@ export class QgsBackend implements ScoringBackend {
    */
   warmup(rounds = 12): void {
     const V = this.model.cfg.itemVocab - ITEM_OFFSET;
+    if (V <= 0) return; // no catalogue: nothing representative to run
     const event = (i: number): Interaction => ({ query: { terms: [i % 7] }, item: i % V });
     const history = Array.from({ length: 64 }, (_, i) => event(i));
     const n = 1000;
