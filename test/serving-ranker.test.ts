@@ -111,6 +111,15 @@ describe('Ranker with the toy backend', () => {
     expectClose(s0, refScores([], query, candidates), 1e-5, 'score with the empty state', seed);
     // no candidates: an empty result
     expect((await r.score({ query, candidates: [] })).length).toBe(0);
+    // The columnar form of the same (numeric) features scores identically, and the caller's arrays
+    // are not detached by the transfer to the worker.
+    const numeric = candidates.map((c) => ({ item: c.item, features: { stats: { ctr: (c.features?.stats as { ctr?: number } | undefined)?.ctr ?? 0.5 } } }));
+    const items = Int32Array.from(numeric, (c) => c.item);
+    const values = Float32Array.from(numeric, (c) => c.features.stats.ctr);
+    const columnar = await r.score({ history, query, candidates: { items, columns: [{ group: 'stats', feature: 'ctr' }], values } });
+    expect(Array.from(columnar)).toEqual(Array.from(await r.score({ history, query, candidates: numeric })));
+    expect(items.length).toBe(57);
+    expect(values.length).toBe(57);
   });
 
   test('cached path (observe x N, then score) equals the cold path (history re-encode) exactly', async () => {

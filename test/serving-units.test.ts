@@ -149,7 +149,7 @@ describe('request validation', () => {
     const r = validateScoreRequest({ ...ok, user: 'u', history: [{ query: { id: 3 }, item: 4, ts: 1.5, action: 1, extra: 'x' }] });
     expect(r).toEqual({ ...ok, user: 'u', history: [{ query: { id: 3 }, item: 4, ts: 1.5, action: 1 }] });
     const withExtra = validateScoreRequest({ query: { text: 'shoes' }, candidates: [{ item: 1, title: 'dropped' }] });
-    expect(withExtra.candidates[0]).toEqual({ item: 1 });
+    expect((withExtra.candidates as readonly Candidate[])[0]).toEqual({ item: 1 });
     expect(validateScoreRequest({ query: { id: 0 }, candidates: [] }).candidates).toEqual([]);
   });
 
@@ -203,6 +203,35 @@ describe('request validation', () => {
 });
 
 describe('packed requests (what crosses to the worker)', () => {
+  test('columnar candidates: validated, copied (the caller keeps its arrays), same packing as objects', () => {
+    const items = Int32Array.of(5, 6, 7);
+    const columns = [{ group: 'stats', feature: 'ctr' }, { group: 'ctx', feature: 'hour' }];
+    const values = Float32Array.of(0.5, 1, NaN, 2, 0.25, NaN);
+    const p = packScoreRequest({ query: { id: 1 }, candidates: { items, columns, values } }).candidates;
+    expect(Array.from(p.items)).toEqual([5, 6, 7]);
+    expect(p.columns).toEqual(columns);
+    expect(Array.from(p.values)).toEqual([0.5, 1, NaN, 2, 0.25, NaN]);
+    expect(p.items).not.toBe(items);
+    expect(p.values).not.toBe(values);
+    const objects = packScoreRequest({ query: { id: 1 }, candidates: [
+      { item: 5, features: { stats: { ctr: 0.5 }, ctx: { hour: 1 } } },
+      { item: 6, features: { ctx: { hour: 2 } } },
+      { item: 7, features: { stats: { ctr: 0.25 } } },
+    ] }).candidates;
+    expect(new CandidateBatch(p).featureMatrix(objects.columns)).toEqual(new CandidateBatch(objects).featureMatrix(objects.columns));
+    expect(validateScoreRequest({ query: { id: 1 }, candidates: { items, columns, values } }).candidates).toEqual({ items, columns, values });
+    const bad = (c: unknown): string => errorOf(() => packScoreRequest({ query: { id: 1 }, candidates: c }));
+    expect(bad({ items, columns, values: Float32Array.of(1) })).toMatch(/candidates.values: expected 6 values \(3 candidates × 2 columns\), got 1/);
+    expect(bad({ items, columns, values: Array.from(values) })).toMatch(/candidates.values: expected a Float32Array of feature values, got an array of length 6/);
+    expect(bad({ items: Int32Array.of(1, -2, 3), columns, values })).toMatch(/candidates.items\[1\]: expected a non-negative integer, got -2/);
+    expect(bad({ items, columns: [columns[0], columns[0]], values })).toMatch(/candidates.columns\[1\]: duplicate column stats.ctr/);
+    expect(bad({ items, columns: [{ group: 'stats' }, columns[1]], values })).toMatch(/candidates.columns\[0\].feature: expected a string/);
+    expect(bad({ items, columns, values: Float32Array.of(0.5, Infinity, 0, 0, 0, 0) })).toMatch(/candidates.values\[1\] \(candidate 0, ctx.hour\): expected a finite number or NaN \(missing\), got Infinity/);
+    expect(bad({ items, columns, values, extra: 1 })).toMatch(/candidates.extra: unknown field \(expected items, columns, values\)/);
+    const limits = resolveLimits({ maxCandidates: 2 });
+    expect(errorOf(() => packScoreRequest({ query: { id: 1 }, candidates: { items, columns, values } }, limits))).toMatch(/candidates.items: at most 2 candidates allowed \(limit\), got 3/);
+  });
+
   test('candidates: dense NaN-padded numeric matrix, extras, toArray() round trip', () => {
     const cands = [
       { item: 5, features: { stats: { ctr: 0.5, views: 10 }, text: { title: 'red', tags: ['a', 'b'] } } },
@@ -269,7 +298,7 @@ describe('packed requests (what crosses to the worker)', () => {
         const groups = Object.entries(c.features ?? {}).filter(([, g]) => Object.values(g).some((v) => v !== null));
         return groups.length ? { item: c.item, features: Object.fromEntries(groups) } : { item: c.item };
       });
-    expect(new CandidateBatch(packScoreRequest(c2).candidates).toArray()).toEqual(norm(validateScoreRequest(c2).candidates));
+    expect(new CandidateBatch(packScoreRequest(c2).candidates).toArray()).toEqual(norm(validateScoreRequest(c2).candidates as readonly Candidate[]));
   });
 
   test('an invalid element deep in a large request is reported by path', () => {

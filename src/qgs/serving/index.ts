@@ -5,6 +5,7 @@
 //   const scores = await ranker.score({ user: 'u1', history, query: { text: 'red shoes' }, candidates });
 //   await ranker.observe('u1', { query: { text: 'red shoes' }, item: 42 });   // one step
 //   const next = await ranker.score({ user: 'u1', query, candidates });        // cached state
+//   // candidates may also come columnar: { items: Int32Array, columns: [{ group, feature }], values: Float32Array }
 //   const bytes = await ranker.exportState('u1');  // to Redis; importState('u1', bytes) elsewhere
 //   await ranker.close();
 //
@@ -28,13 +29,15 @@ export {
   validateFeatureValue,
   packScoreRequest,
   packCandidates,
+  packCandidateColumns,
+  isCandidateColumns,
   packHistory,
   resolveLimits,
   ValidationError,
   DEFAULT_LIMITS,
   MAX_ID,
 } from './validate';
-export type { ScoreRequest, ServingLimits, PackedScoreRequest } from './validate';
+export type { ScoreRequest, ServingLimits, PackedScoreRequest, CandidateColumns } from './validate';
 export { CandidateBatch, unpackHistory } from './packed';
 export type { PackedCandidates, PackedHistory, FeatureColumn, FeatureExtra } from './packed';
 export type { WorkerStats, MissingStatePolicy } from './protocol';

@@ -198,6 +198,62 @@ export function validateCandidate(v: unknown, path: string, limits: ServingLimit
   return c;
 }
 
+/**
+ * Candidates already in columnar form (what a high-rate caller can build without one object per
+ * candidate): item ids, the numeric feature columns, and one row-major [items.length, columns.length]
+ * matrix of their values (NaN = missing). Ranker.score copies the arrays: the caller's stay usable.
+ */
+export interface CandidateColumns {
+  items: Int32Array;
+  columns: readonly { group: string; feature: string }[];
+  values: Float32Array;
+}
+
+const isTyped = (v: unknown, tag: string): boolean => Object.prototype.toString.call(v) === `[object ${tag}]`;
+
+/** True for the columnar form (an object with an Int32Array `items`), false for a candidate list. */
+export function isCandidateColumns(v: unknown): boolean {
+  return isPlainObject(v) && isTyped(v.items, 'Int32Array');
+}
+
+/** Validates columnar candidates (same limits as the object form) and packs a copy. */
+export function packCandidateColumns(v: unknown, path: string, limits: ServingLimits): PackedCandidates {
+  const o = checkObject(v, path);
+  for (const k in o) if (k !== 'items' && k !== 'columns' && k !== 'values') throw new ValidationError(`${path}.${k}`, 'unknown field (expected items, columns, values)');
+  if (!isTyped(o.items, 'Int32Array')) fail(`${path}.items`, 'an Int32Array of item ids', o.items);
+  const items = o.items as Int32Array;
+  const n = items.length;
+  if (n > limits.maxCandidates) throw new ValidationError(`${path}.items`, `at most ${limits.maxCandidates} candidates allowed (limit), got ${n}`);
+  for (let i = 0; i < n; i++) if (items[i] < 0) fail(`${path}.items[${i}]`, 'a non-negative integer', items[i]);
+  const cols = checkArray(o.columns, `${path}.columns`, limits.maxFeatureGroups * limits.maxFeaturesPerGroup, 'feature columns');
+  const columns: FeatureColumn[] = [];
+  const perGroup = new Map<string, Set<string>>();
+  cols.forEach((c, j) => {
+    const co = checkObject(c, `${path}.columns[${j}]`);
+    const group = checkString(co.group, `${path}.columns[${j}].group`, limits.maxTextLength);
+    const feature = checkString(co.feature, `${path}.columns[${j}].feature`, limits.maxTextLength);
+    let fs = perGroup.get(group);
+    if (fs === undefined) {
+      if (perGroup.size >= limits.maxFeatureGroups) throw new ValidationError(`${path}.columns[${j}].group`, `at most ${limits.maxFeatureGroups} feature groups allowed (limit)`);
+      perGroup.set(group, (fs = new Set()));
+    }
+    if (fs.has(feature)) throw new ValidationError(`${path}.columns[${j}]`, `duplicate column ${group}.${feature}`);
+    if (fs.size >= limits.maxFeaturesPerGroup) throw new ValidationError(`${path}.columns[${j}].feature`, `at most ${limits.maxFeaturesPerGroup} features per group allowed (limit)`);
+    fs.add(feature);
+    columns.push({ group, feature });
+  });
+  if (!isTyped(o.values, 'Float32Array')) fail(`${path}.values`, 'a Float32Array of feature values', o.values);
+  const values = o.values as Float32Array;
+  if (values.length !== n * columns.length) {
+    throw new ValidationError(`${path}.values`, `expected ${n * columns.length} values (${n} candidates × ${columns.length} columns), got ${values.length}`);
+  }
+  for (let k = 0; k < values.length; k++) {
+    const x = values[k];
+    if (x === Infinity || x === -Infinity) fail(`${path}.values[${k}] (candidate ${Math.floor(k / columns.length)}, ${columns[k % columns.length].group}.${columns[k % columns.length].feature})`, 'a finite number or NaN (missing)', x);
+  }
+  return { items: items.slice(), columns, values: values.slice(), extras: [] };
+}
+
 export function validateCandidates(v: unknown, path: string, limits: ServingLimits): Candidate[] {
   const a = checkArray(v, path, limits.maxCandidates, 'candidates');
   const out = new Array<Candidate>(a.length);
@@ -213,7 +269,8 @@ export interface ScoreRequest {
   /** The user's past interactions, oldest first. Given: a full re-encode (cold path). */
   history?: readonly Interaction[];
   query: Query;
-  candidates: readonly Candidate[];
+  /** The candidates: a list of objects, or the columnar form (CandidateColumns). */
+  candidates: readonly Candidate[] | CandidateColumns;
 }
 
 const REQUEST_KEYS = new Set(['user', 'history', 'query', 'candidates']);
@@ -226,7 +283,9 @@ export function validateScoreRequest(v: unknown, limits: ServingLimits = DEFAULT
   }
   const r: ScoreRequest = {
     query: validateQuery(o.query, 'query', limits),
-    candidates: validateCandidates(o.candidates, 'candidates', limits),
+    candidates: isCandidateColumns(o.candidates)
+      ? (({ items, columns, values }) => ({ items, columns, values }))(packCandidateColumns(o.candidates, 'candidates', limits))
+      : validateCandidates(o.candidates, 'candidates', limits),
   };
   if (o.user !== undefined) r.user = validateUser(o.user, 'user', limits);
   if (o.history !== undefined) r.history = validateHistory(o.history, 'history', limits);
@@ -262,6 +321,7 @@ function invalid(check: () => unknown, path: string): never {
 
 /** Validates a candidate list and packs it (numeric features as a dense NaN-padded matrix). */
 export function packCandidates(v: unknown, path: string, limits: ServingLimits): PackedCandidates {
+  if (isCandidateColumns(v)) return packCandidateColumns(v, path, limits);
   const a = checkArray(v, path, limits.maxCandidates, 'candidates');
   const n = a.length;
   const items = new Int32Array(n);
