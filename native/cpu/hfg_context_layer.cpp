@@ -326,13 +326,20 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
       for (int64_t i = 0; i < nc; ++i)
         for (int64_t c = 2 * Dp; c < row; ++c) x[i * row + c] = 0.f;
   }
+  // Per candidate: the context and item tokens, the group tokens' bias + type, and the match MLP's
+  // input [ctx; item; ctx ⊙ item] (3D wide rows of sc.min).
+  float* mi = sc.min.data();
   for (int64_t i = 0; i < nc; ++i) {
     float* xi = x + i * row;
+    float* r = mi + i * 3 * D;
     const float* ci = ctx + static_cast<int64_t>(req[n0 + i]) * D;
     const float* ii = item + (n0 + i) * D;
     for (int64_t c = 0; c < D; ++c) {
       xi[c] = ci[c] + w.type_emb[c];
       xi[Dp + c] = ii[c] + w.type_emb[D + c];
+      r[c] = ci[c];
+      r[D + c] = ii[c];
+      r[2 * D + c] = ci[c] * ii[c];
     }
     for (int64_t g = 0; g < G; ++g) {
       float* xg = xi + (2 + g) * Dp;
@@ -344,17 +351,6 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
   float* pooled = sc.pooled.data();
   tile_forward(nc, pooled, Dp, x, ldx, nullptr, w.layer, hp.layer, sc.layer, T, D, s.H, s.FF);
   // match = relu(Wm2 relu(Wm1 [ctx; item; ctx ⊙ item] + bm1) + bm2)
-  float* mi = sc.min.data();
-  for (int64_t i = 0; i < nc; ++i) {
-    const float* ci = ctx + static_cast<int64_t>(req[n0 + i]) * D;
-    const float* ii = item + (n0 + i) * D;
-    float* r = mi + i * 3 * D;
-    for (int64_t c = 0; c < D; ++c) {
-      r[c] = ci[c];
-      r[D + c] = ii[c];
-      r[2 * D + c] = ci[c] * ii[c];
-    }
-  }
   float* h1 = sc.h1.data();
   float* h2 = sc.h2.data();
   tile::mm(h1, Mp, mi, 3 * D, hp.m1.data(), Mp, nc, 3 * D, Mp, false);
@@ -388,7 +384,7 @@ void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, 
   for (int64_t n = 0; n < s.N; ++n)
     QGS_REQUIRE(req[n] >= 0 && req[n] < s.R, "rankHead: req[" + std::to_string(n) + "] must be in [0, " + std::to_string(s.R) +
                                                  "), got " + std::to_string(req[n]));
-  const int64_t D = s.D, G = s.G, F = s.F, M = s.M, Dp = r16(D), Mp = r16(M);
+  const int64_t D = s.D, G = s.G, F = s.F, M = s.M, Dp = r16(D);
   HeadPrepared hp;
   hp.layer = prepare(w.layer, D, s.H, s.FF);
   hp.gw.assign(static_cast<size_t>(F * G * Dp), 0.f);
@@ -397,7 +393,6 @@ void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, 
       for (int64_t f = 0; f < F; ++f) hp.gw[f * G * Dp + g * Dp + o] = w.group_w[(g * D + o) * F + f];
   hp.m1 = transposed_padded(w.match_w1, M, 3 * D);
   hp.m2 = transposed_padded(w.match_w2, D, M);
-  (void)Mp;
   const int64_t tiles = (s.N + kTile - 1) / kTile;
   parallel_for(tiles, 1, [&](int64_t b, int64_t e) {
     HeadScratch sc(s);

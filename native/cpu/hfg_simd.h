@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "exp_poly.h"
 #include "qgs/common.h"
 
 namespace qgs::cpu::hfg_simd {
@@ -58,29 +59,14 @@ QGS_HFG_INLINE void row_bias(float* bias, const float* m, int64_t Tk, int64_t KP
   for (int64_t j = 0; j < KP; ++j) bias[j] = (j < Tk && (m == nullptr || m[j] != 0.f)) ? 0.f : kNegInf;
 }
 
-// p[j] = exp(x[j]) for x[j] <= 0, j < n: Cephes expf (range reduction by ln 2, degree-6 polynomial,
-// ~1 ulp) written branch-free so it vectorises; the 2^k factor is built from exponent bits.
-// x < -87.3 (including -inf for masked keys) gives exactly 0.
+// p[j] = exp(x[j]) for x[j] <= 0, j < n (exp_poly); x < -87.3 (including -inf for masked keys)
+// gives exactly 0.
 QGS_HFG_INLINE void exp_nonpositive(float* QGS_RESTRICT p, const float* QGS_RESTRICT x, int64_t n) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
     const float xj = x[j];
-    const float xc = xj < -87.3f ? -87.3f : xj;
-    const float k = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
-    const float r = xc - k * 0.693359375f + k * 2.12194440e-4f;
-    float t = 1.9875691500e-4f;
-    t = t * r + 1.3981999507e-3f;
-    t = t * r + 8.3334519073e-3f;
-    t = t * r + 4.1665795894e-2f;
-    t = t * r + 1.6666665459e-1f;
-    t = t * r + 5.0000001201e-1f;
-    const float y = t * r * r + r + 1.f;
-    union {
-      int32_t i;
-      float f;
-    } pow2;
-    pow2.i = (static_cast<int32_t>(k) + 127) << 23;  // 2^k, k in [-126, 0]
-    p[j] = xj < -87.3f ? 0.f : y * pow2.f;
+    const float e = exp_poly(xj < -87.3f ? -87.3f : xj);
+    p[j] = xj < -87.3f ? 0.f : e;
   }
 }
 

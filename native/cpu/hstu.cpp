@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "balanced.h"
+#include "exp_poly.h"
 #include "qgs/common.h"
 #include "tile_gemm.h"
 
@@ -58,26 +59,8 @@ Seq seq_of(const HstuConfig& c, int64_t b) {
   return {b * c.max_len, c.lengths ? c.lengths[b] : c.max_len, c.max_len};
 }
 
-// e^x for x in [-87, 88] (clamped), Cephes-style polynomial; written without libm calls so loops over it
-// vectorise. The rounding trick (+/− 1.5·2^23) is exact for |x·log2 e| < 2^22.
-static inline float exp_poly(float x) {
-  x = std::min(88.f, std::max(-87.f, x));
-  float n = x * 1.44269504088896341f;
-  n = (n + 12582912.f) - 12582912.f;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500E-4f;
-  p = p * r + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  float e = p * r * r + r + 1.f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(float));
-  return e * scale;
-}
+// e^x clamped to [-87, 88] (exp_poly.h): SiLU's sigmoid of large-magnitude scores saturates to 0 / 1.
+static inline float exp_clamped(float x) { return exp_poly(std::min(88.f, std::max(-87.f, x))); }
 
 struct Tables {
   const float* pos;
@@ -182,7 +165,7 @@ QGS_SIMD_CLONES void forward_item(int64_t item, Scratch& s, float* out, const fl
         const int64_t lim = diag ? std::min(nk, i + 1) : nk;
 #pragma omp simd
         for (int64_t j = 0; j < kBlk; ++j) {
-          const float sg = 1.f / (1.f + exp_poly(-x[j]));
+          const float sg = 1.f / (1.f + exp_clamped(-x[j]));
           pr[j] = j < lim ? x[j] * sg * c.inv_n : 0.f;
         }
       }
@@ -226,7 +209,7 @@ QGS_SIMD_CLONES void backward_item(int64_t item, Scratch& s, float* dq, float* d
         const int64_t lim = diag ? std::min(nk, i + 1) : nk;
 #pragma omp simd
         for (int64_t j = 0; j < kBlk; ++j) {
-          const float sg = 1.f / (1.f + exp_poly(-x[j]));
+          const float sg = 1.f / (1.f + exp_clamped(-x[j]));
           const bool in = j < lim;
           pr[j] = in ? x[j] * sg * c.inv_n : 0.f;
           ds[j] = in ? dp[j] * c.inv_n * sg * (1.f + x[j] * (1.f - sg)) : 0.f;

@@ -148,8 +148,8 @@ export class HFGAttention extends Module {
     const H = this.heads;
     const dh = this.headDim;
 
-    // Key mask [N, T]: context and item always present, then the groups.
-    // Key mask [N, T], or null when every key is present (no group mask given).
+    // Key mask [N, T] (context and item always present, then the groups), or null when every key is
+    // present (no group mask given).
     const keyMask = groupMask != null && G > 0 ? concat([tensor(new Float32Array(N * 2).fill(1), [N, 2], { device }), groupMask], 1) : null;
 
     const parts = [reshape(context, [N, 1, D]), reshape(item, [N, 1, D])];

@@ -185,8 +185,13 @@ function requireCpuInference(op: string, named: Record<string, Tensor | null | u
   if (needsGrad(Object.values(named))) throw new Error(`${op}: inference only: an input requires a gradient (call it under noGrad(), or use the modules for training)`);
 }
 
-const layerStorages = (p: HfgContextLayerParams): (NativeStorage | null)[] => {
-  const s = (t: Tensor | null | undefined): NativeStorage | null => (t == null ? null : t.storage);
+const storageOf = (t: Tensor | null | undefined): NativeStorage | null => (t == null ? null : t.storage);
+
+type S = NativeStorage;
+type OptS = NativeStorage | null;
+/** The layer's 14 storages in the bindings' argument order (nullable ones may be null). */
+const layerStorages = (p: HfgContextLayerParams): [OptS, OptS, S, OptS, S, OptS, OptS, OptS, S, OptS, S, OptS, OptS, OptS] => {
+  const s = storageOf;
   return [s(p.ln1Weight), s(p.ln1Bias), p.wqkv.storage, s(p.bqkv), p.wo.storage, s(p.bo), s(p.ln2Weight), s(p.ln2Bias),
     p.w1.storage, s(p.b1), p.w2.storage, s(p.b2), s(p.lnOutWeight), s(p.lnOutBias)];
 };
@@ -207,10 +212,8 @@ export function hfgContextLayer(x: Tensor, p: HfgContextLayerParams, opts: { key
   if (mask !== null) checkTensor(OP_LAYER, 'keyMask', mask, { dtype: 'f32', shape: [N, T] });
   requireCpuInference(OP_LAYER, { x, keyMask: mask, ...c.named }, x.device);
   const out = empty([N, D]);
-  const [l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13] = layerStorages(p);
   native().hfgContextLayerForward(
-    out.storage, x.storage, mask === null ? null : mask.storage, l0, l1, l2 as NativeStorage, l3, l4 as NativeStorage, l5, l6, l7,
-    l8 as NativeStorage, l9, l10 as NativeStorage, l11, l12, l13, N, T, D, c.H, c.F, c.eps[0], c.eps[1], c.eps[2], c.activation,
+    out.storage, x.storage, storageOf(mask), ...layerStorages(p), N, T, D, c.H, c.F, c.eps[0], c.eps[1], c.eps[2], c.activation,
   );
   return out;
 }
@@ -273,13 +276,11 @@ export function hfgRankHead(ctx: Tensor, req: Int32Array, item: Tensor, features
     matchB1: p.matchB1, matchW2: p.matchW2, matchB2: p.matchB2, logitWeight: p.logitWeight, ...c.named,
   }, ctx.device);
   const out = empty([N]);
-  const s = (t: Tensor | null | undefined): NativeStorage | null => (t == null ? null : t.storage);
+  const s = storageOf;
   const reqT = tensor(req, [N], { dtype: 'i32' });
-  const [l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13] = layerStorages(p.layer);
   native().rankHeadForward(
     out.storage, ctx.storage, reqT.storage, item.storage, s(features), p.typeEmbedding.storage, s(p.groupWeight), s(p.groupBias),
-    p.matchW1.storage, s(p.matchB1), p.matchW2.storage, s(p.matchB2), p.logitWeight.storage,
-    l0, l1, l2 as NativeStorage, l3, l4 as NativeStorage, l5, l6, l7, l8 as NativeStorage, l9, l10 as NativeStorage, l11, l12, l13,
+    p.matchW1.storage, s(p.matchB1), p.matchW2.storage, s(p.matchB2), p.logitWeight.storage, ...layerStorages(p.layer),
     [N, R, D, G, c.H, c.F, F, M], c.eps[0], c.eps[1], c.eps[2], logitBias, c.activation,
   );
   reqT.dispose();

@@ -19,7 +19,7 @@ export type HeadKind = 'hfg' | 'concat-mlp';
  * applied to packed rows (already standardised by the trainer's scaler), which avoids building one
  * JS object per candidate on the training hot path.
  */
-export class DenseGroupTokens extends Module {
+class DenseGroupTokens extends Module {
   readonly projections: Linear[] = [];
   constructor(readonly layout: FeatureLayout, dim: number, seed: number) {
     super();
