@@ -30,6 +30,7 @@ struct Inputs {
 
 struct Ref {
   std::vector<double> out, dq, dk, dv, dpos, dtime;
+  std::vector<double> dpos_mag, dtime_mag;  // Σ |terms| of each dpos / dtime entry
 };
 
 int64_t bucket(const HstuConfig& c, int64_t dt) {
@@ -48,6 +49,8 @@ Ref reference(const Inputs& in) {
   r.dv.assign(in.rows * H * E, 0.0);
   r.dpos.assign(c.num_pos, 0.0);
   r.dtime.assign(c.num_time, 0.0);
+  r.dpos_mag.assign(c.num_pos, 0.0);
+  r.dtime_mag.assign(c.num_time, 0.0);
   for (int64_t b = 0; b < c.batch; ++b) {
     Seq sq = seq_of(c, b);
     for (int64_t h = 0; h < H; ++h)
@@ -61,10 +64,11 @@ Ref reference(const Inputs& in) {
           if (c.num_time) x += in.tw[bucket(c, int64_t(in.ts[ri]) - in.ts[rj])];
           double sg = 1 / (1 + std::exp(-x));
           double a = x * sg * c.inv_n;
-          double dp = 0;
+          double dp = 0, dp_abs = 0;
           for (int64_t e = 0; e < E; ++e) {
             r.out[(ri * H + h) * E + e] += a * in.v[(rj * H + h) * E + e];
             dp += double(in.dout[(ri * H + h) * E + e]) * in.v[(rj * H + h) * E + e];
+            dp_abs += std::fabs(double(in.dout[(ri * H + h) * E + e]) * in.v[(rj * H + h) * E + e]);
             r.dv[(rj * H + h) * E + e] += a * in.dout[(ri * H + h) * E + e];
           }
           double ds = dp * c.inv_n * sg * (1 + x * (1 - sg));
@@ -72,8 +76,12 @@ Ref reference(const Inputs& in) {
             r.dq[(ri * H + h) * D + p] += c.alpha * ds * in.k[(rj * H + h) * D + p];
             r.dk[(rj * H + h) * D + p] += c.alpha * ds * in.q[(ri * H + h) * D + p];
           }
-          if (c.num_pos) r.dpos[std::min(i - j, c.num_pos - 1)] += ds;
-          if (c.num_time) r.dtime[bucket(c, int64_t(in.ts[ri]) - in.ts[rj])] += ds;
+          const double ds_mag = dp_abs * c.inv_n * sg * (1 + std::fabs(x) * (1 - sg));
+          if (c.num_pos) r.dpos[std::min(i - j, c.num_pos - 1)] += ds, r.dpos_mag[std::min(i - j, c.num_pos - 1)] += ds_mag;
+          if (c.num_time) {
+            const int64_t bk = bucket(c, int64_t(in.ts[ri]) - in.ts[rj]);
+            r.dtime[bk] += ds, r.dtime_mag[bk] += ds_mag;
+          }
         }
   }
   return r;
@@ -130,8 +138,11 @@ void compare(const std::string& what, const Inputs& in) {
   check_close(what + " dq", dq, r.dq, 1e-4);  // SiLU' cancels near x = -1.28: fp32 gradients get 1e-4
   check_close(what + " dk", dk, r.dk, 1e-4);
   check_close(what + " dv", dv, r.dv, 1e-4);
-  if (c.num_pos) check_close(what + " dpos", dpos, r.dpos, 1e-4);
-  if (c.num_time) check_close(what + " dtime", dtime, r.dtime, 1e-4);
+  // Each dpos / dtime entry is a sum of SiLU'-weighted terms that can cancel (few terms when L is
+  // small): judged against the terms' magnitude, not relative to the sum (L = 1 failed a relative
+  // check in CI, seed 1795880789422156180, relative error 1.04e-4).
+  if (c.num_pos) check_close_scaled(what + " dpos", dpos, r.dpos, r.dpos_mag, 1e-4);
+  if (c.num_time) check_close_scaled(what + " dtime", dtime, r.dtime, r.dtime_mag, 1e-4);
 }
 
 }  // namespace
