@@ -225,6 +225,10 @@ describe('clippedPolicyLoss vs float64 reference', () => {
                   },
                   h: 1e-6,
                   tol: 2e-4,
+                  // The loss is a mean of O(1) terms (ratio × advantage, mean-zero advantages) that
+                  // can cancel to ~0: judge the forward against that scale, not the sum (seed
+                  // 680143384: token-mean with KL, N=3, T=2, relative error 5.6e-4 on a near-0 loss).
+                  floor: 1,
                   maxCoords: 200,
                   seed,
                   what,
