@@ -6,6 +6,7 @@ import { native } from '../native';
 import type { Tensor } from '../tensor';
 import { checkNumber } from '../ops/validate';
 import { Optimizer } from './optimizer';
+import { AdamBase, type AdamOptions } from './adam-base';
 import './kernels';
 
 function sparseOf(kind: string, p: Tensor, i: number): { rows: Tensor; values: Tensor } | null {
@@ -16,28 +17,16 @@ function sparseOf(kind: string, p: Tensor, i: number): { rows: Tensor; values: T
   return p.sparseGrad;
 }
 
-export interface SparseAdamOptions {
-  lr?: number;
-  betas?: readonly [number, number];
-  eps?: number;
+export interface SparseAdamOptions extends AdamOptions {
   /** Decoupled weight decay applied to the touched rows only (default 0). */
   weightDecay?: number;
 }
 
-export class SparseAdam extends Optimizer {
+export class SparseAdam extends AdamBase {
   protected readonly typeName = 'SparseAdam';
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
 
   constructor(params: readonly Tensor[], opts: SparseAdamOptions = {}) {
-    super('SparseAdam', params, opts.lr ?? 1e-3);
-    const [b1, b2] = opts.betas ?? [0.9, 0.999];
-    this.beta1 = checkNumber('SparseAdam', 'betas[0]', b1, { min: 0, max: 0.999999 });
-    this.beta2 = checkNumber('SparseAdam', 'betas[1]', b2, { min: 0, max: 0.99999999 });
-    this.eps = checkNumber('SparseAdam', 'eps', opts.eps ?? 1e-8, { min: Number.MIN_VALUE });
-    this.weightDecay = checkNumber('SparseAdam', 'weightDecay', opts.weightDecay ?? 0, { min: 0 });
+    super('SparseAdam', params, opts, 0);
   }
 
   step(): void {
@@ -45,23 +34,11 @@ export class SparseAdam extends Optimizer {
     this.params.forEach((p, i) => {
       const sg = sparseOf('SparseAdam', p, i);
       if (sg === null) return;
-      const t = ++this.steps[i];
-      const bc1 = 1 - Math.pow(this.beta1, t);
-      const bc2 = 1 - Math.pow(this.beta2, t);
+      const { bc1, bc2 } = this.nextStep(i);
       const V = p.shape[0];
       const D = p.size / Math.max(V, 1);
       nb.sparseAdamStep(p.storage, this.slot(i, 'm').storage, this.slot(i, 'v').storage, sg.rows.storage, sg.values.storage, sg.rows.size, V, D, this.lr, this.beta1, this.beta2, this.eps, this.weightDecay, bc1, bc2);
     });
-  }
-
-  protected hyper(): Record<string, number> {
-    return { beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay };
-  }
-  protected setHyper(h: Record<string, number>): void {
-    this.beta1 = h.beta1 ?? this.beta1;
-    this.beta2 = h.beta2 ?? this.beta2;
-    this.eps = h.eps ?? this.eps;
-    this.weightDecay = h.weightDecay ?? this.weightDecay;
   }
 }
 
