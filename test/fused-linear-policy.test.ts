@@ -216,6 +216,9 @@ describe('fusedLinearPolicyLoss vs unfused float64 reference (materialised logit
             op: ([h, w]) => ops.fusedLinearPolicyLoss(h, w, targets, { ...opts, chunkRows: 5, chunkVocab: 4 }).loss,
             h: 1e-5,
             tol: 2e-4,
+            // A mean of O(1) advantage-weighted terms that can cancel to ~0 (the same failure as
+            // the policy-loss suite's seed 680143384): judged against that scale, not the sum.
+            floor: 1,
             maxCoords: 80,
             seed,
             what,
