@@ -30,6 +30,27 @@ HostInts host_ints(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return r;
 }
 
+// The jagged-batch layout both sequence kernels take: offsets|null and lengths|null at `at`, `at + 1`,
+// then batch and maxLen at `at + 2`, `at + 3`; the host copies live in offsets / lengths and the
+// config (LinrecConfig or HstuConfig) points at them.
+template <class Config>
+void jagged_layout_args(const Napi::CallbackInfo& info, size_t at, HostInts& offsets, HostInts& lengths, Config& c) {
+  offsets = host_ints(info, at, "offsets");
+  lengths = host_ints(info, at + 1, "lengths");
+  c.batch = int_arg(info, at + 2, "batch", 0, INT32_MAX);
+  c.max_len = int_arg(info, at + 3, "maxLen", 0, INT32_MAX);
+  if (offsets.has) {
+    QGS_REQUIRE(static_cast<int64_t>(offsets.v.size()) == c.batch + 1,
+                "offsets: expected " + std::to_string(c.batch + 1) + " entries, got " + std::to_string(offsets.v.size()));
+    c.offsets = offsets.v.data();
+  }
+  if (lengths.has) {
+    QGS_REQUIRE(static_cast<int64_t>(lengths.v.size()) == c.batch,
+                "lengths: expected " + std::to_string(c.batch) + " entries, got " + std::to_string(lengths.v.size()));
+    c.lengths = lengths.v.data();
+  }
+}
+
 struct LinrecArgs {
   LinrecConfig cfg;
   HostInts offsets, lengths;
@@ -38,11 +59,8 @@ struct LinrecArgs {
 
 // Reads offsets, lengths, B, L, H, dk, dv, decayMode, scale, invT, chunk starting at argument `at`.
 void linrec_args(const Napi::CallbackInfo& info, size_t at, LinrecArgs& a) {
-  a.offsets = host_ints(info, at, "offsets");
-  a.lengths = host_ints(info, at + 1, "lengths");
   LinrecConfig& c = a.cfg;
-  c.batch = int_arg(info, at + 2, "batch", 0, INT32_MAX);
-  c.max_len = int_arg(info, at + 3, "maxLen", 0, INT32_MAX);
+  jagged_layout_args(info, at, a.offsets, a.lengths, c);
   c.heads = int_arg(info, at + 4, "heads", 1, 1 << 16);
   c.dk = int_arg(info, at + 5, "dk", 1, 1 << 16);
   c.dv = int_arg(info, at + 6, "dv", 1, 1 << 16);
@@ -50,16 +68,6 @@ void linrec_args(const Napi::CallbackInfo& info, size_t at, LinrecArgs& a) {
   c.scale = static_cast<float>(num_arg(info, at + 8, "scale"));
   c.inv_t = bool_arg(info, at + 9, "invT");
   c.chunk = int_arg(info, at + 10, "chunk", 1, 1024);
-  if (a.offsets.has) {
-    QGS_REQUIRE(static_cast<int64_t>(a.offsets.v.size()) == c.batch + 1,
-                "offsets: expected " + std::to_string(c.batch + 1) + " entries, got " + std::to_string(a.offsets.v.size()));
-    c.offsets = a.offsets.v.data();
-  }
-  if (a.lengths.has) {
-    QGS_REQUIRE(static_cast<int64_t>(a.lengths.v.size()) == c.batch,
-                "lengths: expected " + std::to_string(c.batch) + " entries, got " + std::to_string(a.lengths.v.size()));
-    c.lengths = a.lengths.v.data();
-  }
   a.rows = linrec_rows(c);
 }
 
@@ -148,11 +156,8 @@ struct HstuArgs {
 
 // Reads offsets, lengths, B, L, H, dqk, dv, alpha, invN, numPos, numTime, timeDiv starting at `at`.
 void hstu_args(const Napi::CallbackInfo& info, size_t at, HstuArgs& a) {
-  a.offsets = host_ints(info, at, "offsets");
-  a.lengths = host_ints(info, at + 1, "lengths");
   HstuConfig& c = a.cfg;
-  c.batch = int_arg(info, at + 2, "batch", 0, INT32_MAX);
-  c.max_len = int_arg(info, at + 3, "maxLen", 0, INT32_MAX);
+  jagged_layout_args(info, at, a.offsets, a.lengths, c);
   c.heads = int_arg(info, at + 4, "heads", 1, 1 << 16);
   c.dqk = int_arg(info, at + 5, "dqk", 1, 1 << 16);
   c.dv = int_arg(info, at + 6, "dv", 1, 1 << 16);
@@ -161,16 +166,6 @@ void hstu_args(const Napi::CallbackInfo& info, size_t at, HstuArgs& a) {
   c.num_pos = int_arg(info, at + 9, "numPos", 0, INT32_MAX);
   c.num_time = int_arg(info, at + 10, "numTime", 0, INT32_MAX);
   c.time_div = static_cast<float>(num_arg(info, at + 11, "timeDiv"));
-  if (a.offsets.has) {
-    QGS_REQUIRE(static_cast<int64_t>(a.offsets.v.size()) == c.batch + 1,
-                "offsets: expected " + std::to_string(c.batch + 1) + " entries, got " + std::to_string(a.offsets.v.size()));
-    c.offsets = a.offsets.v.data();
-  }
-  if (a.lengths.has) {
-    QGS_REQUIRE(static_cast<int64_t>(a.lengths.v.size()) == c.batch,
-                "lengths: expected " + std::to_string(c.batch) + " entries, got " + std::to_string(a.lengths.v.size()));
-    c.lengths = a.lengths.v.data();
-  }
   a.rows = hstu_rows(c);
 }
 
