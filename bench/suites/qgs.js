@@ -59,7 +59,8 @@ function trainingThroughput(data) {
     row.linear_speedup = row.quadratic_ms / row.linear_ms;
     rows.push(row);
   }
-  printTable('QGS training throughput: encoder forward + backward (2 layers, D=32, H=2, dk=dv=16), history events/s', rows);
+  const M = DEFAULT_MODEL;
+  printTable(`QGS training throughput: encoder forward + backward (${M.layers} layers, D=${M.dim}, H=${M.heads}, dk=${M.dk}, dv=${M.dv}), history events/s`, rows);
   saveRows('qgs-training', rows);
 }
 
@@ -125,7 +126,7 @@ async function serving(data) {
       { case: 'observe: one interaction (state step)', p50_ms: observe.p50, p99_ms: observe.p99, target_p99_ms: NaN },
       { case: `throughput at concurrency ${conc} (cached, requests/s)`, p50_ms: (rounds * conc) / secs, p99_ms: NaN, target_p99_ms: NaN },
     ];
-    printTable('QGS serving through Ranker (worker thread, real QGS backend: 2 layers x 2 heads x 16 x 16 state)', rows);
+    printTable(`QGS serving through Ranker (worker thread, real QGS backend: ${DEFAULT_MODEL.layers} layers x ${DEFAULT_MODEL.heads} heads x ${DEFAULT_MODEL.dk} x ${DEFAULT_MODEL.dv} state)`, rows);
     saveRows('qgs-serving', rows);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
