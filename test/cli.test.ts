@@ -94,7 +94,7 @@ describe('command registry (the extension point for train/eval/rank/demo)', () =
         .option('--json', 'JSON rows')
         .action((o: { json?: boolean }) => printRows(io, [{ model: 'x', gauc: 0.5 }], o.json === true));
     });
-    expect(registeredCommands()).toEqual(['generate', 'demo', 'train', 'eval', 'rank', 'hello']);
+    expect(registeredCommands()).toEqual(['generate', 'demo', 'train', 'eval', 'rank', 'study', 'hello']);
     const io = capture();
     expect(await runCli(['hello', '--json'], io)).toBe(0);
     expect(io.stdout).toEqual(['{"model":"x","gauc":0.5}']);

@@ -1,4 +1,4 @@
-// `qgs train`, `qgs eval`, `qgs rank` and `qgs demo` (issue 6). Every command that prints results
+// `qgs train`, `qgs eval`, `qgs rank`, `qgs demo` and `qgs study` (issue 6). Every command that prints results
 // takes --json (one JSON object per line).
 import * as fs from 'fs';
 import * as path from 'path';
@@ -12,10 +12,12 @@ import { scoreRequest, type RankRequest } from './scoring';
 import { prepareTimelines, type FeatureLayout } from './dataset';
 import { splitByUserTime } from '../data/split';
 import { generateSessions } from '../data/synthetic';
+import { writeFileAtomicSync } from '../io/atomic';
+import { runStudy, summarizeBars, type StudyRow } from './study';
 
-function variantByName(name: string): (typeof VARIANTS)[number] {
+function variantByName(name: string, option = '--model'): (typeof VARIANTS)[number] {
   const v = VARIANTS.find((x) => x.name === name);
-  if (v === undefined) throw new Error(`--model: expected one of ${VARIANTS.map((x) => x.name).join(', ')}, got '${name}'`);
+  if (v === undefined) throw new Error(`${option}: expected one of ${VARIANTS.map((x) => x.name).join(', ')}, got '${name}'`);
   return v;
 }
 
@@ -44,7 +46,7 @@ export function runDemo(o: DemoOptions, io: CliIO): ComparisonRow[] {
   const rows: ComparisonRow[] = [];
   let saved = '';
   for (const name of o.models) {
-    const v = variantByName(name);
+    const v = variantByName(name, '--models');
     const { row, result } = runVariant(data, v, { epochs: o.epochs, seed: o.seed });
     rows.push(row);
     if (!o.json) io.out(`trained ${name}: test GAUC ${row.gauc.toFixed(4)} (${row.epochs} epochs, ${row.train_s.toFixed(1)} s)`);
@@ -172,5 +174,51 @@ registerCommand('rank', (program, io) => {
       const scores = scoreRequest(model, scaler, req);
       io.out(JSON.stringify({ model: path.resolve(o.model), scores: Array.from(scores) }));
       model.dispose();
+    });
+});
+
+/** "7,1,2" → [7, 1, 2] (integers; the option name in errors). */
+function seedList(name: string): (v: string) => number[] {
+  const one = intOption(name);
+  return (v) => v.split(',').map((x) => one(x.trim()));
+}
+
+registerCommand('study', (program, io) => {
+  program
+    .command('study')
+    .description("issue 6's quality bars over several data seeds and model seeds: every model trained on every pair, then each bar's gap per run, mean, range and how often it held")
+    .option('--seeds <list>', 'comma-separated data seeds', seedList('--seeds'), [7, 1, 2])
+    .option('--model-seeds <list>', 'comma-separated model (initialisation) seeds; the demo uses 1', seedList('--model-seeds'), [1])
+    .option('--models <list>', `comma-separated subset of ${VARIANTS.map((v) => v.name).join(',')}`, VARIANTS.map((v) => v.name).join(','))
+    .option('--users <n>', 'users to generate', intOption('--users', 1))
+    .option('--items <n>', 'items to generate', intOption('--items', 1))
+    .option('--epochs <n>', 'epochs per model (early stopping may end sooner)', intOption('--epochs', 1), 10)
+    .option('--out <file>', 'also write every run and the bar summary as JSON (atomically)')
+    .option('--json', 'machine-readable rows')
+    .action((o: { seeds: number[]; modelSeeds: number[]; models: string; users?: number; items?: number; epochs: number; out?: string; json?: boolean }) => {
+      const json = o.json === true;
+      const models = o.models.split(',').map((s) => s.trim()).filter(Boolean);
+      models.forEach((m) => variantByName(m, '--models'));
+      const runRow = (r: StudyRow): Row => ({ data_seed: r.data_seed, model_seed: r.model_seed, ...metricsRow(r) });
+      const rows = runStudy({ seeds: o.seeds, modelSeeds: o.modelSeeds, models, epochs: o.epochs, users: o.users, items: o.items }, (r) => {
+        if (json) printRows(io, [runRow(r)], true);
+        else io.out(`data seed ${r.data_seed}, model seed ${r.model_seed}: ${r.model} test GAUC ${r.gauc.toFixed(4)} (${r.epochs} epochs, ${r.train_s.toFixed(1)} s)`);
+      });
+      const bars = summarizeBars(rows).filter((b) => b.gaps.length > 0);
+      const barRows: Row[] = bars.map((b) => ({
+        bar: b.bar.name,
+        required: `>= ${b.bar.minGap}`,
+        mean_gap: b.mean,
+        min_gap: b.min,
+        max_gap: b.max,
+        held: `${b.held}/${b.gaps.length}`,
+      }));
+      if (!json) {
+        io.out('\ntest GAUC per run:');
+        printRows(io, rows.map(runRow), false);
+        io.out('\nquality bars (GAUC of the first model minus the second, per run):');
+      }
+      printRows(io, barRows, json);
+      if (o.out !== undefined) writeFileAtomicSync(o.out, `${JSON.stringify({ runs: rows, bars: bars.map((b) => ({ ...b.bar, gaps: b.gaps, mean: b.mean, min: b.min, max: b.max, held: b.held })) }, null, 1)}\n`);
     });
 });

@@ -1,0 +1,116 @@
+// The quality study behind issue 6's bars: every model variant trained on several seeded datasets
+// and with several model seeds, and each bar ("QGS beats flattened by ≥ 0.02 GAUC", ...) evaluated
+// on every (data seed, model seed) run. One run per seed pair says little when two models are within
+// training noise of each other (model seeds alone move test GAUC by ~±0.004 here), so the summary
+// reports the mean, the range and on how many runs each bar held.
+import { VARIANTS, prepareSynthetic, runVariant, type ComparisonRow } from './experiment';
+
+export interface QualityBar {
+  name: string;
+  /** The model that must lead (a variant name). */
+  model: string;
+  /** The variant it is compared with. */
+  baseline: string;
+  /** Least GAUC(model) − GAUC(baseline) that meets the bar (negative: "within"). */
+  minGap: number;
+}
+
+/** Issue 6's quality bars on test GAUC. */
+export const QUALITY_BARS: readonly QualityBar[] = [
+  { name: 'QGS vs flattened', model: 'qgs', baseline: 'flattened', minGap: 0.02 },
+  { name: 'QGS vs item-only', model: 'qgs', baseline: 'item-only', minGap: 0.04 },
+  { name: 'linear vs quadratic HSTU', model: 'qgs', baseline: 'qgs-quadratic', minGap: -0.005 },
+  { name: 'HFG vs concat-MLP', model: 'qgs', baseline: 'concat-mlp', minGap: 0 },
+];
+
+export interface StudyRow extends ComparisonRow {
+  data_seed: number;
+  model_seed: number;
+}
+
+export interface BarGap {
+  dataSeed: number;
+  modelSeed: number;
+  gap: number;
+}
+
+export interface BarSummary {
+  bar: QualityBar;
+  /** One gap per (data seed, model seed) run that trained both models. */
+  gaps: BarGap[];
+  mean: number;
+  min: number;
+  max: number;
+  /** Runs on which gap ≥ minGap. */
+  held: number;
+}
+
+/** Each bar's gap on every run that has both of its models (NaN statistics when none does). */
+export function summarizeBars(rows: readonly StudyRow[], bars: readonly QualityBar[] = QUALITY_BARS): BarSummary[] {
+  const key = (r: StudyRow): string => `${r.data_seed}/${r.model_seed}`;
+  const runs = new Map<string, Map<string, StudyRow>>();
+  for (const r of rows) {
+    let m = runs.get(key(r));
+    if (m === undefined) runs.set(key(r), (m = new Map()));
+    if (m.has(r.model)) throw new Error(`summarizeBars: rows: model '${r.model}' appears twice for data seed ${r.data_seed}, model seed ${r.model_seed}`);
+    m.set(r.model, r);
+  }
+  return bars.map((bar) => {
+    const gaps: BarGap[] = [];
+    for (const m of runs.values()) {
+      const a = m.get(bar.model);
+      const b = m.get(bar.baseline);
+      if (a !== undefined && b !== undefined) gaps.push({ dataSeed: a.data_seed, modelSeed: a.model_seed, gap: a.gauc - b.gauc });
+    }
+    const g = gaps.map((x) => x.gap);
+    return {
+      bar,
+      gaps,
+      mean: g.length > 0 ? g.reduce((s, x) => s + x, 0) / g.length : Number.NaN,
+      min: g.length > 0 ? Math.min(...g) : Number.NaN,
+      max: g.length > 0 ? Math.max(...g) : Number.NaN,
+      held: g.filter((x) => x >= bar.minGap).length,
+    };
+  });
+}
+
+export interface StudyOptions {
+  /** Data seeds (one generated dataset each). */
+  seeds: readonly number[];
+  /** Model seeds (parameter initialisation; the demo's is 1). */
+  modelSeeds: readonly number[];
+  /** Variant names (default all). */
+  models?: readonly string[];
+  epochs: number;
+  users?: number;
+  items?: number;
+}
+
+/** Trains every model on every (data seed, model seed); `onRow` sees each result as it arrives. */
+export function runStudy(o: StudyOptions, onRow?: (row: StudyRow) => void): StudyRow[] {
+  const names = o.models ?? VARIANTS.map((v) => v.name);
+  const variants = names.map((n) => {
+    const v = VARIANTS.find((x) => x.name === n);
+    if (v === undefined) throw new Error(`runStudy: models: expected names from ${VARIANTS.map((x) => x.name).join(', ')}, got '${n}'`);
+    return v;
+  });
+  for (const [what, list] of [['seeds', o.seeds], ['modelSeeds', o.modelSeeds]] as const) {
+    if (list.length === 0) throw new Error(`runStudy: ${what}: expected at least one seed, got none`);
+    if (new Set(list).size !== list.length) throw new Error(`runStudy: ${what}: expected distinct seeds, got ${list.join(', ')}`);
+  }
+  const rows: StudyRow[] = [];
+  for (const seed of o.seeds) {
+    const { data } = prepareSynthetic({ seed, users: o.users, items: o.items });
+    for (const modelSeed of o.modelSeeds) {
+      for (const v of variants) {
+        // The training seed (batch order, dropout, negatives) stays the data seed, as in the demo.
+        const { row, result } = runVariant(data, v, { epochs: o.epochs, seed }, { seed: modelSeed });
+        result.model.dispose();
+        const r: StudyRow = { ...row, data_seed: seed, model_seed: modelSeed };
+        rows.push(r);
+        onRow?.(r);
+      }
+    }
+  }
+  return rows;
+}
