@@ -6,7 +6,7 @@ import type { SessionRecord, FeatureSpec } from '../src/data/schema';
 import { buildTokens, prepareTimelines, NO_ITEM, NO_QUERY, TERM_OFFSET, ITEM_OFFSET } from '../src/qgs/dataset';
 import { prepareSynthetic, runVariant, VARIANTS } from '../src/qgs/experiment';
 import { saveCheckpoint, loadCheckpoint } from '../src/qgs/checkpoint';
-import { scoreRequest } from '../src/qgs/scoring';
+import { scoreRequest, termIds } from '../src/qgs/scoring';
 import { QgsBackend } from '../src/qgs/backend';
 import { CandidateBatch } from '../src/qgs/serving/packed';
 import { errorOf, freshSeed, relError } from './helpers';
@@ -95,6 +95,22 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     fs.writeFileSync(f, bytes.subarray(0, bytes.length - 10));
     expect(errorOf(() => loadCheckpoint(dir))).toMatch(/safetensors|truncated|length|size/i);
     expect(errorOf(() => loadCheckpoint(path.join(dir, 'nope')))).toMatch(/does not exist/);
+  });
+
+  test('termIds: offsets known terms, maps unseen ones to no-query, truncates to maxTerms, names bad entries', () => {
+    const { result } = runVariant(data, VARIANTS[0], { epochs: 1, seed: 2, batchTokens: 400 });
+    const m = result.model;
+    const { maxTerms, termVocab } = m.cfg;
+    expect(Array.from(termIds({ terms: [0, 3] }, 'q', m))).toEqual([0 + TERM_OFFSET, 3 + TERM_OFFSET].slice(0, maxTerms));
+    expect(Array.from(termIds({ terms: [termVocab] }, 'q', m))).toEqual([NO_QUERY]); // outside the training vocabulary
+    expect(Array.from(termIds({ terms: [] }, 'q', m))).toEqual([NO_QUERY]);
+    expect(Array.from(termIds(null, 'q', m))).toEqual([NO_QUERY]);
+    expect(termIds({ terms: Array.from({ length: maxTerms + 3 }, (_, i) => i) }, 'q', m).length).toBe(maxTerms);
+    expect(errorOf(() => termIds({ terms: [1, -1] }, 'history[4].query', m))).toBe('history[4].query.terms[1]: expected a non-negative integer, got -1');
+    expect(errorOf(() => termIds({ terms: [1.5] }, 'query', m))).toBe('query.terms[0]: expected a non-negative integer, got 1.5');
+    expect(errorOf(() => termIds({ terms: ['3'] } as unknown as { terms: number[] }, 'query', m))).toBe('query.terms[0]: expected a non-negative integer, got "3"');
+    expect(errorOf(() => termIds({ terms: 3 } as unknown as { terms: number[] }, 'query', m))).toBe('query.terms: expected an array of term ids, got 3');
+    m.dispose();
   });
 
   test('serving backend: cached steps equal the full encode, batch scores equal the cold path', () => {

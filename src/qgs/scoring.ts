@@ -44,11 +44,18 @@ export function termIds(q: RankQuery | null | undefined, where: string, model: Q
   const t = q?.terms ?? [];
   if (!Array.isArray(t)) throw new Error(`${where}.terms: expected an array of term ids, got ${JSON.stringify(t)}`);
   if (t.length === 0) return Int32Array.of(NO_QUERY);
-  return Int32Array.from(t.slice(0, model.cfg.maxTerms), (x, i) => {
-    if (!Number.isInteger(x) || x < 0) throw new Error(`${where}.terms[${i}]: expected a non-negative integer, got ${JSON.stringify(x)}`);
+  // A plain loop: Int32Array.from with a mapping function took ~0.4 µs per query, 0.4 ms of a
+  // 1,000-event cold encode in the serving worker.
+  const n = Math.min(t.length, model.cfg.maxTerms);
+  const vocab = model.cfg.termVocab;
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const x: unknown = t[i];
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) throw new Error(`${where}.terms[${i}]: expected a non-negative integer, got ${JSON.stringify(x)}`);
     // Unseen terms map to "no query" rather than failing: the vocabulary is the training data's.
-    return x + TERM_OFFSET < model.cfg.termVocab ? x + TERM_OFFSET : NO_QUERY;
-  });
+    out[i] = x + TERM_OFFSET < vocab ? x + TERM_OFFSET : NO_QUERY;
+  }
+  return out;
 }
 
 /** Dense feature rows [candidates × F] in the model's layout (NaN = missing). */
