@@ -11,6 +11,7 @@ import { QgsBackend } from '../src/qgs/backend';
 import { CandidateBatch } from '../src/qgs/serving/packed';
 import { errorOf, freshSeed, relError } from './helpers';
 import { RankingPlan } from '../src/qgs/ranking-plan';
+import { packBatch } from '../src/qgs/encoder';
 import { runCli } from '../src/cli/main';
 
 const spec: FeatureSpec = { groups: [{ name: 'g', kind: 'numeric', features: ['a', 'log_rank'] }] };
@@ -110,6 +111,36 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     expect(errorOf(() => termIds({ terms: [1.5] }, 'query', m))).toBe('query.terms[0]: expected a non-negative integer, got 1.5');
     expect(errorOf(() => termIds({ terms: ['3'] } as unknown as { terms: number[] }, 'query', m))).toBe('query.terms[0]: expected a non-negative integer, got "3"');
     expect(errorOf(() => termIds({ terms: 3 } as unknown as { terms: number[] }, 'query', m))).toBe('query.terms: expected an array of term ids, got 3');
+    m.dispose();
+  });
+
+  test('final states without the recurrence (inference) equal the recurrence\'s final state: jagged, read-out tokens, empty sequences', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const { result } = runVariant(data, VARIANTS[0], { epochs: 1, seed: 2, batchTokens: 400 });
+    const m = result.model;
+    m.eval();
+    // Sequences of 0, 1, 7 and 37 tokens; about a quarter of the tokens are read-outs (write 0).
+    const lens = [7, 0, 1, 37];
+    const offsets = Int32Array.from([0, ...lens.map((_, i) => lens.slice(0, i + 1).reduce((a, b) => a + b, 0))]);
+    const T = offsets[offsets.length - 1];
+    const write = Float32Array.from({ length: T }, () => (rng.uniform() < 0.25 ? 0 : 1));
+    const batch = packBatch(offsets, write);
+    const terms = Int32Array.from({ length: T * m.cfg.maxTerms }, (_, i) => (i % m.cfg.maxTerms === 0 ? TERM_OFFSET + rng.int(5) : 0));
+    const items = Int32Array.from({ length: T }, () => ITEM_OFFSET + rng.int(20));
+    scope(() => {
+      const x = m.embedTokens(terms, items);
+      for (const b of m.encoder.blocks) {
+        const viaRecurrence = b.forwardWithState(x, batch, true, true).state!; // outputs wanted: the recurrence runs
+        const direct = noGrad(() => b.forwardWithState(x, batch, true, false)).state!;
+        expect(direct.shape).toEqual([lens.length, m.cfg.heads, m.cfg.dk, m.cfg.dv]);
+        expect(relError(direct.toFloat32Array(), viaRecurrence.toFloat32Array())).toBeLessThan(1e-5);
+        const empty = direct.toFloat32Array().subarray(direct.size / lens.length, (2 * direct.size) / lens.length);
+        expect(empty.every((v) => v === 0)).toBe(true);
+      }
+    });
+    batch.write.dispose();
+    batch.readOnly.dispose();
     m.dispose();
   });
 
