@@ -1,7 +1,7 @@
 // The quality study behind issue 6's bars: every model variant trained on several seeded datasets
 // and with several model seeds, and each bar ("QGS beats flattened by ≥ 0.02 GAUC", ...) evaluated
 // on every (data seed, model seed) run. One run per seed pair says little when two models are within
-// training noise of each other (model seeds alone move test GAUC by ~±0.004 here), so the summary
+// training noise of each other (model seeds alone move test GAUC by up to ~0.01 here), so the summary
 // reports the mean, the range and on how many runs each bar held.
 import { VARIANTS, prepareSynthetic, runVariant, type ComparisonRow } from './experiment';
 
