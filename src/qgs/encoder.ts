@@ -143,13 +143,14 @@ export class EncoderBlock extends Module {
     const [v, k] = ops.split(p, [H * dv, H * dk], 1);
     const gamma = ops.sigmoid(this.decayLogit as Tensor).toFloat32Array();
     const write = batch.write.toFloat32Array();
-    const w = new Float32Array(T * H);
+    const w = new Float32Array(T * H); // read-out tokens keep weight 0 and decay nothing
     for (let s = 0; s < B; s++) {
       for (let h = 0; h < H; h++) {
         let acc = 1; // Π of the decays after step t, in float64
         for (let t = batch.offsets[s + 1] - 1; t >= batch.offsets[s]; t--) {
-          w[t * H + h] = write[t] === 0 ? 0 : acc;
-          if (write[t] !== 0) acc *= gamma[h];
+          if (write[t] === 0) continue;
+          w[t * H + h] = acc;
+          acc *= gamma[h];
         }
       }
     }
