@@ -13,6 +13,7 @@
 
 #include "qgs/common.h"
 #include "qgs/parallel.h"
+#include "layer_norm_row.h"
 
 namespace qgs::cpu {
 
@@ -108,7 +109,8 @@ void softmax_backward(float* dx, const float* y, const float* dy, int64_t outer,
 }
 
 // ---- LayerNorm ----
-namespace {
+// Not in the anonymous namespace: the fused Linear HSTU step (linear_hstu_step.cpp) normalises its
+// rows with it too (declared in layer_norm_row.h).
 QGS_SIMD_CLONES void ln_row(float* QGS_RESTRICT y, float* mean_out, float* rstd_out, const float* QGS_RESTRICT x,
                             const float* QGS_RESTRICT w, const float* QGS_RESTRICT b, int64_t n, float eps) {
   // Two passes in float64: the variance of large-mean rows stays accurate. The sums are vector
@@ -144,6 +146,8 @@ QGS_SIMD_CLONES void ln_row(float* QGS_RESTRICT y, float* mean_out, float* rstd_
     for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - m) * rs;
   }
 }
+
+namespace {
 
 QGS_SIMD_CLONES void ln_row_backward(float* QGS_RESTRICT dx, double* QGS_RESTRICT dw, double* QGS_RESTRICT db,
                                      const float* QGS_RESTRICT dy, const float* QGS_RESTRICT x, float m, float rs,

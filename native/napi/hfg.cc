@@ -104,12 +104,6 @@ static void layer_weights(const Napi::CallbackInfo& info, size_t first, int64_t 
 }
 
 // The fused kernels are CPU only (on a GPU the composed ops serve).
-static void require_cpu(const Napi::CallbackInfo& info, const char* op, const std::vector<View>& all) {
-  for (const View& v : all)
-    if (v.ptr != nullptr && v.device != Device::CPU)
-      throw_error(info.Env(), std::string(op) + ": CPU tensors only (on a GPU, use the composed ops)");
-}
-
 // hfgContextLayerForward(out, x, keyMask | null, <14 layer weights>, N, T, D, H, F, eps1, eps2, epsOut, activation)
 QGS_BINDING(hfgContextLayerForward) {
   const int64_t N = int_arg(info, 17, "N", 0, int64_t(1) << 40);

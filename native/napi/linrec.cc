@@ -6,6 +6,7 @@
 
 #include "napi_util.h"
 #include "qgs/hstu.h"
+#include "qgs/linear_hstu_step.h"
 #include "qgs/linrec.h"
 
 namespace qgs::napi {
@@ -231,11 +232,53 @@ QGS_BINDING(hstuBackward) {
   return info.Env().Undefined();
 }
 
+// linearHstuStep(out, stateOut | null, x, state, lnInW | null, lnInB | null, projW, projB | null, lnOutW | null,
+//                lnOutB | null, outW, outB | null, decay | null, [R, D, H, dk, dv], epsIn, epsOut, write)
+// CPU only (the serving fast path; on a GPU the composed block runs).
+QGS_BINDING(linearHstuStep) {
+  const std::vector<int64_t> z = ints_arg(info, 13, "sizes");
+  if (z.size() != 5) throw_error(info.Env(), "linearHstuStep: sizes: expected [R, D, H, dk, dv]");
+  LinearHstuStepSizes s;
+  s.R = z[0], s.D = z[1], s.H = z[2], s.dk = z[3], s.dv = z[4];
+  const auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
+  if (!in(s.R, 0, int64_t(1) << 31) || !in(s.D, 1, 65536) || !in(s.H, 1, 4096) || !in(s.dk, 1, 4096) || !in(s.dv, 1, 4096))
+    throw_error(info.Env(), "linearHstuStep: sizes [R, D, H, dk, dv] = [" + std::to_string(s.R) + ", " + std::to_string(s.D) +
+                                ", " + std::to_string(s.H) + ", " + std::to_string(s.dk) + ", " + std::to_string(s.dv) +
+                                "] out of range (R <= 2^31, D <= 65536, H, dk, dv <= 4096, all but R >= 1)");
+  LinearHstuStepWeights w;
+  w.eps_in = static_cast<float>(num_arg(info, 14, "epsIn"));
+  w.eps_out = static_cast<float>(num_arg(info, 15, "epsOut"));
+  const bool write = bool_arg(info, 16, "write");
+  const size_t f = 4, D = size_t(s.D), Hv = size_t(s.H * s.dv), P = size_t(s.H * (2 * s.dv + 2 * s.dk));
+  const size_t per = size_t(s.H * s.dk * s.dv), R = size_t(s.R);
+  std::vector<View> all;
+  all.push_back(storage_arg(info, 0, "out", R * D * f));
+  all.push_back(write ? storage_arg(info, 1, "stateOut", R * per * f) : optional_storage_arg(info, 1, "stateOut", R * per * f));
+  all.push_back(storage_arg(info, 2, "x", R * D * f));
+  all.push_back(storage_arg(info, 3, "state", R * per * f));
+  all.push_back(optional_storage_arg(info, 4, "lnInWeight", D * f));
+  all.push_back(optional_storage_arg(info, 5, "lnInBias", D * f));
+  all.push_back(storage_arg(info, 6, "projWeight", P * D * f));
+  all.push_back(optional_storage_arg(info, 7, "projBias", P * f));
+  all.push_back(optional_storage_arg(info, 8, "lnOutWeight", Hv * f));
+  all.push_back(optional_storage_arg(info, 9, "lnOutBias", Hv * f));
+  all.push_back(storage_arg(info, 10, "outWeight", D * Hv * f));
+  all.push_back(optional_storage_arg(info, 11, "outBias", D * f));
+  all.push_back(write ? storage_arg(info, 12, "decay", size_t(s.H) * f) : optional_storage_arg(info, 12, "decay", size_t(s.H) * f));
+  require_cpu(info, "linearHstuStep", all);
+  w.ln_in_w = all[4].as<float>(), w.ln_in_b = all[5].as<float>(), w.proj_w = all[6].as<float>(), w.proj_b = all[7].as<float>();
+  w.ln_out_w = all[8].as<float>(), w.ln_out_b = all[9].as<float>(), w.out_w = all[10].as<float>(), w.out_b = all[11].as<float>();
+  w.decay = all[12].as<float>();
+  cpu::linear_hstu_step_forward(all[0].as<float>(), all[1].as<float>(), all[2].as<float>(), all[3].as<float>(), w, s, write);
+  return info.Env().Undefined();
+}
+
 void register_linrec(Napi::Env env, Napi::Object exports) {
   QGS_EXPORT(exports, env, linrecForward);
   QGS_EXPORT(exports, env, linrecBackward);
   QGS_EXPORT(exports, env, hstuForward);
   QGS_EXPORT(exports, env, hstuBackward);
+  QGS_EXPORT(exports, env, linearHstuStep);
 }
 
 }  // namespace qgs::napi

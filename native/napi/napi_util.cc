@@ -230,6 +230,12 @@ Device common_device(const char* op, std::initializer_list<const View*> views) {
   return first ? first->device : Device::CPU;
 }
 
+void require_cpu(const Napi::CallbackInfo& info, const char* op, const std::vector<View>& all) {
+  for (const View& v : all)
+    if (v.ptr != nullptr && v.device != Device::CPU)
+      throw_error(info.Env(), std::string(op) + ": CPU tensors only (on a GPU, use the composed ops)");
+}
+
 void require_cuda_build(Napi::Env env, const char* op) {
 #ifndef QGS_WITH_CUDA
   throw_error(env, std::string(op) + ": tensor is on cuda but this build of qgs-engine has no CUDA kernels");

@@ -6,6 +6,7 @@ import { native } from '../native';
 import { record, needsGrad } from '../autograd';
 import { Tensor, empty, formatShape, tensor } from '../tensor';
 import { checkNumber, checkTensor, sameDevice } from './validate';
+import { requireCpuInference, storageOf } from './fused-inference';
 
 declare module '../native' {
   interface NativeBinding {
@@ -176,16 +177,6 @@ function checkLayerParams(op: string, p: HfgContextLayerParams, D: number): Chec
   for (const [name, t] of vectors) named[name] = t;
   return { H, F, eps: [eps('eps1', p.eps1), eps('eps2', p.eps2), eps('epsOut', p.epsOut)], activation, named };
 }
-
-// Fused inference ops run on the CPU only and never record a gradient.
-function requireCpuInference(op: string, named: Record<string, Tensor | null | undefined>, device: string): void {
-  if (sameDevice(op, named) !== 'cpu') {
-    throw new Error(`${op}: expected CPU tensors (the fused op is CPU only; on a GPU use the composed modules), got ${device}`);
-  }
-  if (needsGrad(Object.values(named))) throw new Error(`${op}: inference only: an input requires a gradient (call it under noGrad(), or use the modules for training)`);
-}
-
-const storageOf = (t: Tensor | null | undefined): NativeStorage | null => (t == null ? null : t.storage);
 
 type S = NativeStorage;
 type OptS = NativeStorage | null;

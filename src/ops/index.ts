@@ -7,6 +7,7 @@ export * from './linalg';
 export * from './nn';
 export * from './losses';
 export * from './linrec';
+export * from './linear-hstu-step';
 export * from './hstu';
 export * from './hfg';
 export * from './policy';

@@ -173,10 +173,12 @@ export class EncoderBlock extends Module {
 
   /**
    * One token per user against cached recurrent states (linear kind): x [B, D], states
-   * [B, H, dk, dv] (updated in place semantics: returns the new states). write=false reads only.
+   * [B, H, dk, dv] (updated in place semantics: returns the new states). write=false reads only (the
+   * fused path then returns the input state tensor itself).
    */
   step(x: Tensor, state: Tensor, write: boolean): { y: Tensor; state: Tensor } {
     if (this.cfg.kind !== 'linear') throw new Error('EncoderBlock.step: only the linear (recurrent) encoder has an O(1) step');
+    if (this.canFuseStep(x, state)) return this.fusedStep(x, state, write);
     const B = x.shape[0];
     const { u, v, q, k } = this.project(x);
     const H = this.cfg.heads;
@@ -190,6 +192,34 @@ export class EncoderBlock extends Module {
     }
     const r = ops.linearRecurrenceStep(state, q, k, vv, decay, { scale: 1 });
     return { y: this.finish(x, u, r.output), state: r.state };
+  }
+
+  /**
+   * The fused native step (ops.linearHstuStep) computes the same function in one call; it applies
+   * when nothing needs a gradient, dropout is off and everything is on the CPU (serving, eval).
+   */
+  private canFuseStep(x: Tensor, state: Tensor): boolean {
+    if (this.training && this.cfg.dropout > 0) return false;
+    const params = this.parameters();
+    return x.device === 'cpu' && state.device === 'cpu' && params.every((t) => t.device === 'cpu') && !needsGrad([x, state, ...params]);
+  }
+
+  private fusedStep(x: Tensor, state: Tensor, write: boolean): { y: Tensor; state: Tensor } {
+    const r = ops.linearHstuStep(x, state, {
+      projWeight: this.proj.weight,
+      projBias: this.proj.bias,
+      outWeight: this.out.weight,
+      outBias: this.out.bias,
+      lnInWeight: this.inNorm.weight,
+      lnInBias: this.inNorm.bias,
+      lnInEps: this.inNorm.eps,
+      lnOutWeight: this.outNorm.weight,
+      lnOutBias: this.outNorm.bias,
+      lnOutEps: this.outNorm.eps,
+      decay: write ? ops.sigmoid(this.decayLogit as Tensor) : null,
+      dk: this.cfg.dk,
+    }, { write });
+    return { y: r.output, state: r.state };
   }
 }
 

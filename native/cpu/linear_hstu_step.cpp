@@ -1,0 +1,137 @@
+// Fused serving step of one Linear HSTU block (contract in qgs/linear_hstu_step.h). The composed
+// EncoderBlock.step is ~17 tensor ops per layer on [R, ·] rows of a few dozen floats: at R = 1 each
+// op costs more in dispatch and allocation than in arithmetic (a two-layer read-out took ~0.28 ms of
+// a 1,000-candidate cached score). Here a row goes LayerNorm → projection → SiLU → state step →
+// LayerNorm → gate → output projection in registers and small scratch; read-outs skip the V and K
+// rows of the projection, which only feed the state update.
+#include "qgs/linear_hstu_step.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "layer_norm_row.h"
+#include "qgs/parallel.h"
+
+namespace qgs {
+
+void linear_hstu_step_check(const LinearHstuStepWeights& w, const LinearHstuStepSizes& s, bool write) {
+  const std::string op = "linearHstuStep: ";
+  QGS_REQUIRE(s.R >= 0, op + "R (rows) must be >= 0, got " + std::to_string(s.R));
+  QGS_REQUIRE(s.D >= 1 && s.D <= 65536, op + "D (width) must be in [1, 65536], got " + std::to_string(s.D));
+  QGS_REQUIRE(s.H >= 1 && s.H <= 4096, op + "H (heads) must be in [1, 4096], got " + std::to_string(s.H));
+  QGS_REQUIRE(s.dk >= 1 && s.dk <= 4096 && s.dv >= 1 && s.dv <= 4096,
+              op + "dk and dv must be in [1, 4096], got dk = " + std::to_string(s.dk) + ", dv = " + std::to_string(s.dv));
+  QGS_REQUIRE(w.proj_w && w.out_w, op + "the weights proj_w and out_w must be non-null");
+  QGS_REQUIRE(w.eps_in > 0 && w.eps_out > 0 && std::isfinite(w.eps_in) && std::isfinite(w.eps_out),
+              op + "LayerNorm eps must be positive and finite");
+  if (write) {
+    QGS_REQUIRE(w.decay, op + "decay must be non-null when writing");
+    for (int64_t h = 0; h < s.H; ++h)
+      QGS_REQUIRE(w.decay[h] >= 0.f && w.decay[h] <= 1.f,
+                  op + "decay[" + std::to_string(h) + "] must be in [0, 1], got " + std::to_string(w.decay[h]));
+  }
+}
+
+namespace cpu {
+namespace {
+
+struct RowScratch {
+  std::vector<float> y, p, o, m;
+  explicit RowScratch(const LinearHstuStepSizes& s)
+      : y(static_cast<size_t>(s.D)),
+        p(static_cast<size_t>(s.H * (2 * s.dv + 2 * s.dk))),
+        o(static_cast<size_t>(s.H * s.dv)),
+        m(static_cast<size_t>(s.H * s.dv)) {}
+};
+
+// p[o] = SiLU(Wp[o] · y + bp[o]) for the projection rows [o0, o1).
+QGS_SIMD_CLONES void project_rows(float* QGS_RESTRICT p, const float* QGS_RESTRICT y, const float* QGS_RESTRICT W,
+                                  const float* b, int64_t o0, int64_t o1, int64_t D) {
+  for (int64_t o = o0; o < o1; ++o) {
+    const float* QGS_RESTRICT wo = W + o * D;
+    float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < D; ++i) acc += wo[i] * y[i];
+    const float z = acc + (b ? b[o] : 0.f);
+    p[o] = z / (1.f + std::exp(-z));
+  }
+}
+
+QGS_SIMD_CLONES void step_row(float* QGS_RESTRICT out, float* state_out, const float* QGS_RESTRICT x, const float* state,
+                              const LinearHstuStepWeights& w, const LinearHstuStepSizes& s, bool write, RowScratch& sc) {
+  const int64_t D = s.D, H = s.H, dk = s.dk, dv = s.dv, Hv = H * dv, Hk = H * dk;
+  const int64_t vOff = Hv, qOff = 2 * Hv, kOff = 2 * Hv + Hk;
+  float mean, rstd;
+  ln_row(sc.y.data(), &mean, &rstd, x, w.ln_in_w, w.ln_in_b, D, w.eps_in);
+  float* p = sc.p.data();
+  if (write) {
+    project_rows(p, sc.y.data(), w.proj_w, w.proj_b, 0, kOff + Hk, D);
+  } else {
+    project_rows(p, sc.y.data(), w.proj_w, w.proj_b, 0, Hv, D);           // u
+    project_rows(p, sc.y.data(), w.proj_w, w.proj_b, qOff, kOff, D);      // q
+  }
+  float* QGS_RESTRICT o = sc.o.data();
+  for (int64_t h = 0; h < H; ++h) {
+    const float* q = p + qOff + h * dk;
+    const float* S = state + h * dk * dv;
+    float* QGS_RESTRICT oh = o + h * dv;
+    for (int64_t c = 0; c < dv; ++c) oh[c] = 0.f;
+    if (write) {
+      const float g = w.decay[h];
+      const float* k = p + kOff + h * dk;
+      const float* v = p + vOff + h * dv;
+      float* Sn = state_out + h * dk * dv;
+      for (int64_t i = 0; i < dk; ++i) {
+        const float ki = k[i], qi = q[i];
+        // Read the old row into the new one first: state_out may alias state.
+#pragma omp simd
+        for (int64_t c = 0; c < dv; ++c) {
+          const float nv = g * S[i * dv + c] + ki * v[c];
+          Sn[i * dv + c] = nv;
+          oh[c] += qi * nv;
+        }
+      }
+    } else {
+      for (int64_t i = 0; i < dk; ++i) {
+        const float qi = q[i];
+        const float* QGS_RESTRICT Si = S + i * dv;
+#pragma omp simd
+        for (int64_t c = 0; c < dv; ++c) oh[c] += qi * Si[c];
+      }
+    }
+  }
+  // m = LNout(o) ⊙ u;  out = x + Wo m + bo.
+  float* QGS_RESTRICT m = sc.m.data();
+  ln_row(m, &mean, &rstd, o, w.ln_out_w, w.ln_out_b, Hv, w.eps_out);
+#pragma omp simd
+  for (int64_t c = 0; c < Hv; ++c) m[c] *= p[c];
+  for (int64_t d = 0; d < D; ++d) {
+    const float* QGS_RESTRICT wd = w.out_w + d * Hv;
+    float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t c = 0; c < Hv; ++c) acc += wd[c] * m[c];
+    out[d] = x[d] + acc + (w.out_b ? w.out_b[d] : 0.f);
+  }
+}
+
+}  // namespace
+
+void linear_hstu_step_forward(float* out, float* state_out, const float* x, const float* state,
+                              const LinearHstuStepWeights& w, const LinearHstuStepSizes& s, bool write) {
+  linear_hstu_step_check(w, s, write);
+  if (s.R == 0) return;
+  QGS_REQUIRE(out && x && state, "linearHstuStep: out, x and state must be non-null");
+  QGS_REQUIRE(!write || state_out, "linearHstuStep: state_out must be non-null when writing");
+  const int64_t per_state = s.H * s.dk * s.dv;
+  // ~2·(P·D + H·dk·dv + D·H·dv) flops a row: rows are split across the pool only in batches of 16,
+  // so a single read-out never pays a thread hand-off.
+  parallel_for(s.R, 16, [&](int64_t r0, int64_t r1) {
+    RowScratch sc(s);
+    for (int64_t r = r0; r < r1; ++r)
+      step_row(out + r * s.D, write ? state_out + r * per_state : nullptr, x + r * s.D, state + r * per_state, w, s, write, sc);
+  });
+}
+
+}  // namespace cpu
+}  // namespace qgs
