@@ -1,3 +1,5 @@
+import { spawnSync } from 'child_process';
+import * as path from 'path';
 import { tensor, zeros, ones, randn, scope, keep, memoryStats, releaseCachedMemory, Tensor, noGrad, backendInfo, ops } from '../src';
 import { errorOf } from './helpers';
 
@@ -157,6 +159,58 @@ describe('scope and memory', () => {
     releaseCachedMemory();
     zeros([(40 << 10) / 4]).dispose();
     expect(memoryStats().cachedBytes).toBe(0);
+  });
+
+  test('freed small storages are reused by the next tensor of the same size, never under a live data() view', () => {
+    releaseCachedMemory();
+    expect(memoryStats().pooledBytes).toBe(0);
+    const live = memoryStats().count;
+    const a = ones([3, 5]);
+    a.dispose();
+    // Kept for reuse, but not counted as live (leak checks stay exact).
+    expect(memoryStats().pooledBytes).toBe(60);
+    expect(memoryStats().count).toBe(live);
+    const b = zeros([5, 3]); // same byte size: takes the pooled storage, and zeros() fills it
+    expect(memoryStats().pooledBytes).toBe(0);
+    expect(Array.from(b.toFloat32Array())).toEqual(new Array(15).fill(0));
+    // A zero-copy view keeps its bytes: that storage is disposed, not pooled, so later tensors of
+    // the same size never write into what the view shows.
+    const view = b.data();
+    b.dispose();
+    expect(memoryStats().pooledBytes).toBe(0);
+    const others = Array.from({ length: 4 }, () => ones([15]));
+    expect(Array.from(view)).toEqual(new Array(15).fill(0));
+    others.forEach((t) => t.dispose());
+    // Views (reshape) share one storage: it returns to the pool once, when the last one goes.
+    const c = ones([4, 4]);
+    const r = ops.reshape(c, [16]);
+    c.dispose();
+    expect(memoryStats().pooledBytes).toBe(60 * 4);
+    r.dispose();
+    expect(memoryStats().pooledBytes).toBe(60 * 4 + 64);
+    // Storages over 256 KiB are not pooled (the native mapping cache handles large buffers).
+    zeros([(512 << 10) / 4]).dispose();
+    expect(memoryStats().pooledBytes).toBe(60 * 4 + 64);
+    expect(releaseCachedMemory()).toBeGreaterThanOrEqual(60 * 4 + 64);
+    expect(memoryStats().pooledBytes).toBe(0);
+    expect(memoryStats().count).toBe(live);
+  });
+
+  test('QGS_STORAGE_POOL_MB=0 turns storage reuse off', () => {
+    const dist = path.join(__dirname, '..', 'dist');
+    const script = `const q = require(${JSON.stringify(dist)}); q.ones([8]).dispose(); process.stdout.write(String(q.memoryStats().pooledBytes));`;
+    const run = (mb: string | undefined) => {
+      const env = { ...process.env };
+      if (mb === undefined) delete env.QGS_STORAGE_POOL_MB;
+      else env.QGS_STORAGE_POOL_MB = mb;
+      const r = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8' });
+      return { out: r.stdout, err: r.stderr };
+    };
+    expect(run('0').out).toBe('0');
+    expect(run(undefined).out).toBe('32');
+    const bad = run('lots'); // malformed: a warning naming the variable, and the default
+    expect(bad.out).toBe('32');
+    expect(bad.err).toMatch(/QGS_STORAGE_POOL_MB: expected a whole number in \[0, 1048576\], got 'lots'; using 64/);
   });
 
   test('host memory beyond a 256 MiB allowance is reported to V8 as external memory, and un-reported on dispose', () => {

@@ -140,10 +140,14 @@ export class QgsBackend implements ScoringBackend {
         reqs.forEach((r, i) => {
           const n = r.candidates.length;
           rowReq.fill(i, o, o + n);
-          for (let j = 0; j < n; j++) items[o + j] = this.itemToken(r.candidates.items[j]);
-          const { values, mask } = r.candidates.featureMatrix(this.columns);
-          for (let k = 0; k < values.length; k++) if (mask[k] === 0) values[k] = Number.NaN;
-          feats.set(scaleFeatures(this.scaler, values, true), o * F);
+          // Ids arrive validated as non-negative int32 (serving/validate.ts); only the catalogue bound is the model's.
+          const ids = r.candidates.items;
+          const vocab = this.model.cfg.itemVocab;
+          for (let j = 0; j < n; j++) {
+            const t = ids[j] + ITEM_OFFSET;
+            items[o + j] = t < vocab ? t : this.itemToken(ids[j]); // itemToken throws the catalogue error
+          }
+          scaleFeatures(this.scaler, r.candidates.featureMatrix(this.columns, Number.NaN).values, true, feats, o * F);
           o += n;
         });
         const s = this.plan.scoreCandidates(h, rowReq, items, tensor(feats, [N, F])).toFloat32Array();

@@ -39,15 +39,25 @@ export function fitScaler(requests: Iterable<PreparedRequest>, layout: FeatureLa
   return { mean, std, positionColumn: layout.positionColumn, positionRank1: 0 };
 }
 
-/** Scaled copy of feature rows [n × F]; `pinPosition` sets the position column to rank 1. */
-export function scaleFeatures(s: ScalerState, rows: Float32Array, pinPosition: boolean): Float32Array {
+/**
+ * Scaled copy of feature rows [n × F]; `pinPosition` sets the position column to rank 1. Written
+ * into `out` at `offset` when given (serving packs several requests' rows into one buffer).
+ */
+export function scaleFeatures(s: ScalerState, rows: Float32Array, pinPosition: boolean, out = new Float32Array(rows.length), offset = 0): Float32Array {
   const F = s.mean.length;
-  const out = new Float32Array(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const c = i % F;
-    let v = rows[i];
-    if (pinPosition && c === s.positionColumn) v = s.positionRank1;
-    out[i] = Number.isNaN(v) ? 0 : (v - s.mean[c]) / s.std[c];
+  const n = rows.length / F;
+  for (let c = 0; c < F; c++) {
+    const m = s.mean[c];
+    const sd = s.std[c];
+    if (pinPosition && c === s.positionColumn) {
+      const v = Number.isNaN(s.positionRank1) ? 0 : (s.positionRank1 - m) / sd;
+      for (let i = 0; i < n; i++) out[offset + i * F + c] = v;
+      continue;
+    }
+    for (let i = 0; i < n; i++) {
+      const v = rows[i * F + c];
+      out[offset + i * F + c] = Number.isNaN(v) ? 0 : (v - m) / sd;
+    }
   }
   return out;
 }
