@@ -231,6 +231,31 @@ describe('the fused HFG context layer (CPU inference path of HFGAttention)', () 
     const w = zeros([M, 3 * D]);
     w.requiresGrad = true;
     expect(errorOf(() => ops.hfgRankHead(zeros([R, D]), req, zeros([N, D]), zeros([N, F]), { ...p, matchW1: w }))).toMatch(/hfgRankHead: inference only/);
+    // Rows from an item table: ids index the table; N follows the ids.
+    const table = zeros([3, D]);
+    expect(errorOf(() => run({ itemIds: Int32Array.of(0, 1, 2) } as Partial<typeof p>))).toMatch(/hfgRankHead: req: expected an Int32Array of 3 request indices, got length 5/);
+    expect(errorOf(() => noGrad(() => ops.hfgRankHead(zeros([R, D]), req, table, zeros([N, F]), { ...p, itemIds: Int32Array.of(0, 1, 2, 3, 0) })))).toMatch(/rankHead: item_ids\[3\] must be in \[0, 3\), got 3/);
+    expect(errorOf(() => noGrad(() => ops.hfgRankHead(zeros([R, D]), req, table, zeros([N, F]), { ...p, itemIds: [0, 1, 2, 0, 1] as unknown as Int32Array })))).toMatch(/hfgRankHead: itemIds: expected an Int32Array/);
+  });
+
+  test('ops.hfgRankHead reads item rows from a table by id exactly as from gathered rows', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const R = 3, N = 77, V = 11, D = 12, G = 3, F = 5, M = 9, FF = 10;
+    const r = (shape: number[], sd = 0.5): Tensor => tensorFrom(randomArray(rng, shape.reduce((a, b) => a * b, 1), sd), shape);
+    const layer = { heads: 3, wqkv: r([3 * D, D]), wo: r([D, D]), w1: r([FF, D]), w2: r([D, FF]), bqkv: r([3 * D]), lnOutWeight: r([D]) };
+    const p = { layer, typeEmbedding: r([G + 2, D]), groupWeight: r([G * D, F]), groupBias: r([G * D]), matchW1: r([M, 3 * D]), matchB1: r([M]), matchW2: r([D, M]), logitWeight: r([1, 2 * D + F]), logitBias: 0.1 };
+    const ctx = r([R, D], 1);
+    const table = r([V, D], 1);
+    const feats = r([N, F], 1);
+    const req = Int32Array.from({ length: N }, () => Math.floor(rng.uniform() * R));
+    const ids = Int32Array.from({ length: N }, () => Math.floor(rng.uniform() * V));
+    const live = memoryStats().count;
+    const byId = noGrad(() => scope(() => ops.hfgRankHead(ctx, req, table, feats, { ...p, itemIds: ids }).toFloat32Array()));
+    const gathered = noGrad(() => scope(() => ops.hfgRankHead(ctx, req, ops.gather(table, tensor(ids, [N], { dtype: 'i32' }), 0), feats, p).toFloat32Array()));
+    expect(memoryStats().count).toBe(live);
+    expectClose(byId, gathered, 1e-6, 'item rows by id vs gathered', seed);
+    expect(Array.from(byId).every(Number.isFinite)).toBe(true);
   });
 });
 

@@ -313,7 +313,7 @@ struct HeadScratch {
 
 QGS_SIMD_CLONES
 void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const int32_t* req, const float* item,
-               const float* feats, const RankHeadWeights& w, const HeadPrepared& hp, HeadScratch& sc,
+               const int32_t* item_ids, const float* feats, const RankHeadWeights& w, const HeadPrepared& hp, HeadScratch& sc,
                const RankHeadSizes& s) {
   const int64_t D = s.D, G = s.G, T = G + 2, F = s.F, M = s.M;
   const int64_t Dp = r16(D), Mp = r16(M), ldx = Dp, row = T * Dp;
@@ -333,7 +333,7 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
     float* xi = x + i * row;
     float* r = mi + i * 3 * D;
     const float* ci = ctx + static_cast<int64_t>(req[n0 + i]) * D;
-    const float* ii = item + (n0 + i) * D;
+    const float* ii = item + (item_ids ? static_cast<int64_t>(item_ids[n0 + i]) : n0 + i) * D;
     for (int64_t c = 0; c < D; ++c) {
       xi[c] = ci[c] + w.type_emb[c];
       xi[Dp + c] = ii[c] + w.type_emb[D + c];
@@ -376,14 +376,18 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
 
 }  // namespace
 
-void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, const float* item, const float* feats,
-                           const RankHeadWeights& w, const RankHeadSizes& s) {
+void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, const float* item,
+                           const int32_t* item_ids, const float* feats, const RankHeadWeights& w, const RankHeadSizes& s) {
   hfg_rank_head_check(w, s);
   if (s.N == 0) return;
   QGS_REQUIRE(logits && ctx && req && item && (feats || s.F == 0), "rankHead: logits, ctx, req, item and feats must be non-null");
   for (int64_t n = 0; n < s.N; ++n)
     QGS_REQUIRE(req[n] >= 0 && req[n] < s.R, "rankHead: req[" + std::to_string(n) + "] must be in [0, " + std::to_string(s.R) +
                                                  "), got " + std::to_string(req[n]));
+  if (item_ids)
+    for (int64_t n = 0; n < s.N; ++n)
+      QGS_REQUIRE(item_ids[n] >= 0 && item_ids[n] < s.V, "rankHead: item_ids[" + std::to_string(n) + "] must be in [0, " +
+                                                             std::to_string(s.V) + "), got " + std::to_string(item_ids[n]));
   const int64_t D = s.D, G = s.G, F = s.F, M = s.M, Dp = r16(D);
   HeadPrepared hp;
   hp.layer = prepare(w.layer, D, s.H, s.FF);
@@ -398,7 +402,7 @@ void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, 
     HeadScratch sc(s);
     for (int64_t t = b; t < e; ++t) {
       const int64_t n0 = t * kTile;
-      head_tile(n0, std::min(kTile, s.N - n0), logits, ctx, req, item, feats, w, hp, sc, s);
+      head_tile(n0, std::min(kTile, s.N - n0), logits, ctx, req, item, item_ids, feats, w, hp, sc, s);
     }
   });
 }

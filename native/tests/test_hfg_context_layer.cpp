@@ -168,8 +168,9 @@ void run_case(Rng& rng, int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, H
 
 // The whole ranking head: tokens from context rows (shared by a request's candidates), items and a
 // feature projection, the layer, the ReLU match MLP and the logit — against float64.
+// With table_rows > 0 the item rows come from a [table_rows, D] table through random item_ids.
 void run_head_case(Rng& rng, int64_t N, int64_t R, int64_t D, int64_t G, int64_t H, int64_t FF, int64_t F, int64_t M,
-                   bool nulls) {
+                   bool nulls, int64_t table_rows = 0) {
   Params p;
   qgs::RankHeadWeights w;
   w.layer = random_layer(rng, p, D, FF, HfgActivation::Gelu, nulls);
@@ -181,13 +182,21 @@ void run_head_case(Rng& rng, int64_t N, int64_t R, int64_t D, int64_t G, int64_t
   w.type_emb = type.data(), w.group_w = gw.data(), w.group_b = nulls ? nullptr : gb.data();
   w.match_w1 = m1.data(), w.match_b1 = nulls ? nullptr : mb1.data(), w.match_w2 = m2.data();
   w.match_b2 = nulls ? nullptr : mb2.data(), w.logit_w = lw.data(), w.logit_b = 0.25f;
-  auto ctx = vec(rng, R * D, 1.f), item = vec(rng, N * D, 1.f), feats = vec(rng, N * F, 1.f);
-  std::vector<int32_t> req(static_cast<size_t>(N));
+  auto ctx = vec(rng, R * D, 1.f), feats = vec(rng, N * F, 1.f);
+  std::vector<int32_t> req(static_cast<size_t>(N)), ids(static_cast<size_t>(N));
   for (auto& r : req) r = static_cast<int32_t>(rng.integer(0, R - 1));
+  for (auto& i : ids) i = static_cast<int32_t>(rng.integer(0, std::max<int64_t>(table_rows, 1) - 1));
+  const auto table = vec(rng, std::max<int64_t>(table_rows, 1) * D, 1.f);
+  // The [N, D] rows the kernel should see: gathered from the table, or fresh ones passed as they are.
+  std::vector<float> item = vec(rng, N * D, 1.f);
+  if (table_rows > 0)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < D; ++c) item[n * D + c] = table[ids[n] * D + c];
   qgs::RankHeadSizes s;
-  s.N = N, s.R = R, s.D = D, s.G = G, s.H = H, s.FF = FF, s.F = F, s.M = M;
+  s.N = N, s.R = R, s.D = D, s.G = G, s.H = H, s.FF = FF, s.F = F, s.M = M, s.V = table_rows;
   auto out = poisoned(static_cast<size_t>(N));
-  qgs::cpu::hfg_rank_head_forward(out.data(), ctx.data(), req.data(), item.data(), feats.data(), w, s);
+  if (table_rows > 0) qgs::cpu::hfg_rank_head_forward(out.data(), ctx.data(), req.data(), table.data(), ids.data(), feats.data(), w, s);
+  else qgs::cpu::hfg_rank_head_forward(out.data(), ctx.data(), req.data(), item.data(), nullptr, feats.data(), w, s);
   // Reference tokens in float64, then the layer reference, the match MLP and the logit.
   std::vector<double> x(static_cast<size_t>(N * T * D));
   for (int64_t n = 0; n < N; ++n)
@@ -219,7 +228,8 @@ void run_head_case(Rng& rng, int64_t N, int64_t R, int64_t D, int64_t G, int64_t
   }
   check_close("rank_head N=" + std::to_string(N) + " R=" + std::to_string(R) + " D=" + std::to_string(D) + " G=" +
                   std::to_string(G) + " H=" + std::to_string(H) + " FF=" + std::to_string(FF) + " F=" + std::to_string(F) +
-                  " M=" + std::to_string(M) + (nulls ? " null-params" : ""),
+                  " M=" + std::to_string(M) + (nulls ? " null-params" : "") +
+                  (table_rows > 0 ? " table=" + std::to_string(table_rows) : ""),
               out, ref, 2e-5);
 }
 
@@ -247,7 +257,9 @@ int main() {
 
   // The whole ranking head: the QGS shape (G = 5, F = 7, M = 64), odd sizes, no groups, no features.
   run_head_case(rng, 1000, 1, 32, 5, 2, 64, 7, 64, false);
+  run_head_case(rng, 1000, 1, 32, 5, 2, 64, 7, 64, false, 2001);  // serving: rows from the item table
   run_head_case(rng, 97, 3, 32, 5, 2, 64, 7, 64, true);
+  run_head_case(rng, 97, 3, 32, 5, 2, 64, 7, 64, true, 5);  // few rows: repeated ids
   run_head_case(rng, 33, 2, 6, 3, 3, 5, 4, 9, false);
   run_head_case(rng, 5, 1, 12, 0, 2, 8, 3, 7, false);
   run_head_case(rng, 40, 4, 16, 4, 4, 20, 0, 17, false);
@@ -285,18 +297,26 @@ int main() {
   qgs::RankHeadSizes hs;
   hs.N = 2, hs.R = 1, hs.D = 4, hs.G = 1, hs.H = 1, hs.FF = 4, hs.F = 2, hs.M = 4;
   std::vector<int32_t> req = {0, 1};
-  check_throws("rank head: req out of range", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, b, hw, hs); });
+  check_throws("rank head: req out of range", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, nullptr, b, hw, hs); });
   req[1] = 0;
   auto hs2 = hs;
   hs2.G = 63;
-  check_throws("rank head: G = 63", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, b, hw, hs2); });
+  check_throws("rank head: G = 63", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, nullptr, b, hw, hs2); });
   hs2 = hs;
   hs2.M = 0;
-  check_throws("rank head: M = 0", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, b, hw, hs2); });
+  check_throws("rank head: M = 0", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, nullptr, b, hw, hs2); });
   auto hw2 = hw;
   hw2.match_w2 = nullptr;
-  check_throws("rank head: null match_w2", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, b, hw2, hs); });
-  qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, b, hw, hs);  // valid: no throw
+  check_throws("rank head: null match_w2", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, nullptr, b, hw2, hs); });
+  std::vector<int32_t> ids = {0, 3};
+  auto hs3 = hs;
+  hs3.V = 3;
+  check_throws("rank head: item id out of the table", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, ids.data(), b, hw, hs3); });
+  ids[1] = -1;
+  check_throws("rank head: negative item id", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, ids.data(), b, hw, hs3); });
+  ids[1] = 2;
+  qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, ids.data(), b, hw, hs3);  // valid: no throw
+  qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, nullptr, b, hw, hs);  // valid: no throw
   check(true, "rank head: valid call");
   return finish("test_hfg_context_layer", seed);
 }

@@ -96,6 +96,7 @@ declare module '../native' {
       w1: NativeStorage, b1: NativeStorage | null, w2: NativeStorage, b2: NativeStorage | null,
       lnOutW: NativeStorage | null, lnOutB: NativeStorage | null,
       sizes: number[], eps1: number, eps2: number, epsOut: number, logitB: number, activation: number,
+      itemIds: NativeStorage | null,
     ): void;
     hfgContextLayerForward(
       out: NativeStorage, x: NativeStorage, keyMask: NativeStorage | null,
@@ -226,6 +227,11 @@ export interface HfgRankHeadParams {
   /** [1, 2D + F]: the logit over [pooled; match; features], and its bias. */
   logitWeight: Tensor;
   logitBias?: number;
+  /**
+   * Candidate n's item row is `item[itemIds[n]]`: `item` is then a `[V, D]` table (serving's
+   * precomputed catalogue), read in place instead of gathered into an `[N, D]` copy first.
+   */
+  itemIds?: Int32Array | null;
 }
 
 const OP_HEAD = 'hfgRankHead';
@@ -235,18 +241,21 @@ const OP_HEAD = 'hfgRankHead';
  * tokens `[ctx[req[n]]; item[n]; (groupWeight·f_n + groupBias) split into G tokens] + typeEmbedding`
  * → `pooled` = hfgContextLayer(tokens); `match = relu(W2 relu(W1 [ctx; item; ctx ⊙ item] + b1) + b2)`;
  * returns logits `[N] = logitWeight · [pooled; match; f_n] + logitBias`. Shapes: ctx `[R, D]`, req
- * `[N]` (values < R), item `[N, D]`, features `[N, F]`. One native call for the whole batch; the same
+ * `[N]` (values < R), item `[N, D]` (or `[V, D]` with `p.itemIds`), features `[N, F]`. One native call for the whole batch; the same
  * function as the composed modules (qgs RankingHead with HFG fusion), without their ~40 ops.
  */
 export function hfgRankHead(ctx: Tensor, req: Int32Array, item: Tensor, features: Tensor, p: HfgRankHeadParams): Tensor {
   checkTensor(OP_HEAD, 'ctx', ctx, { dtype: 'f32', rank: 2 });
   const [R, D] = ctx.shape;
   checkTensor(OP_HEAD, 'item', item, { dtype: 'f32', shape: [-1, D] });
-  const N = item.shape[0];
+  if (typeof p !== 'object' || p === null) throw new TypeError(`${OP_HEAD}: params: expected an object, got ${p === null ? 'null' : typeof p}`);
+  const ids = p.itemIds ?? null;
+  if (ids !== null && !(ids instanceof Int32Array)) throw new TypeError(`${OP_HEAD}: itemIds: expected an Int32Array of item table rows, got ${typeof ids}`);
+  const N = ids === null ? item.shape[0] : ids.length;
+  const V = ids === null ? 0 : item.shape[0];
   if (!(req instanceof Int32Array) || req.length !== N) throw new TypeError(`${OP_HEAD}: req: expected an Int32Array of ${N} request indices, got ${req instanceof Int32Array ? `length ${req.length}` : typeof req}`);
   checkTensor(OP_HEAD, 'features', features, { dtype: 'f32', shape: [N, -1] });
   const F = features.shape[1];
-  if (typeof p !== 'object' || p === null) throw new TypeError(`${OP_HEAD}: params: expected an object, got ${p === null ? 'null' : typeof p}`);
   const c = checkLayerParams(OP_HEAD, p.layer, D);
   checkTensor(OP_HEAD, 'typeEmbedding', p.typeEmbedding, { dtype: 'f32', shape: [-1, D] });
   const G = p.typeEmbedding.shape[0] - 2;
@@ -269,11 +278,19 @@ export function hfgRankHead(ctx: Tensor, req: Int32Array, item: Tensor, features
   const out = empty([N]);
   const s = storageOf;
   const reqT = tensor(req, [N], { dtype: 'i32' });
-  native().rankHeadForward(
-    out.storage, ctx.storage, reqT.storage, item.storage, s(features), p.typeEmbedding.storage, s(p.groupWeight), s(p.groupBias),
-    p.matchW1.storage, s(p.matchB1), p.matchW2.storage, s(p.matchB2), p.logitWeight.storage, ...layerStorages(p.layer),
-    [N, R, D, G, c.H, c.F, F, M], c.eps[0], c.eps[1], c.eps[2], logitBias, c.activation,
-  );
-  reqT.dispose();
+  const idsT = ids === null ? null : tensor(ids, [N], { dtype: 'i32' });
+  try {
+    native().rankHeadForward(
+      out.storage, ctx.storage, reqT.storage, item.storage, s(features), p.typeEmbedding.storage, s(p.groupWeight), s(p.groupBias),
+      p.matchW1.storage, s(p.matchB1), p.matchW2.storage, s(p.matchB2), p.logitWeight.storage, ...layerStorages(p.layer),
+      [N, R, D, G, c.H, c.F, F, M, V], c.eps[0], c.eps[1], c.eps[2], logitBias, c.activation, s(idsT),
+    );
+  } catch (e) {
+    out.dispose();
+    throw e;
+  } finally {
+    reqT.dispose();
+    idsT?.dispose();
+  }
   return out;
 }

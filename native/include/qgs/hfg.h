@@ -59,7 +59,9 @@ struct HfgContextLayerWeights {
 };
 
 // Fused inference of the whole QGS ranking head, one call per batch of candidates:
-//   tokens   x_0 = ctx[req[n]] + type_0,  x_1 = item[n] + type_1,
+//   tokens   x_0 = ctx[req[n]] + type_0,  x_1 = item[n] + type_1   (item[item_ids[n]] when item_ids is
+//            given: item is then a [V, D] table, e.g. serving's precomputed catalogue, and no gathered
+//            [N, D] copy is made),
 //            x_{2+g} = (Wg f_n + bg)[g·D : (g+1)·D] + type_{2+g}          (g < G; f_n = feats[n], F wide)
 //   pooled = the HFG context layer above over x_0 .. x_{G+1}
 //   match  = relu(Wm2 relu(Wm1 [ctx; item; ctx ⊙ item] + bm1) + bm2)      (Wm1 [M, 3D], Wm2 [D, M])
@@ -86,6 +88,7 @@ struct RankHeadSizes {
   int64_t FF = 0;  // the layer's FFN width
   int64_t F = 0;   // feature columns
   int64_t M = 0;   // match MLP hidden width
+  int64_t V = 0;   // rows of the item table when item_ids is given (ignored otherwise)
 };
 
 // Throws KernelError naming the argument when a size is out of range or a required pointer is null.
@@ -110,8 +113,9 @@ void hfg_context_layer_forward(float* out, const float* x, const float* key_mask
 
 // logits [N] of the QGS ranking head (src/qgs/heads.ts, HFG fusion with one layer and context
 // pooling, every group present) for candidates n < N of requests req[n] < R — see RankHeadWeights.
-void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, const float* item, const float* feats,
-                           const RankHeadWeights& w, const RankHeadSizes& s);
+// item_ids [N] (or null: item is [N, D], row n for candidate n) must lie in [0, V).
+void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, const float* item,
+                           const int32_t* item_ids, const float* feats, const RankHeadWeights& w, const RankHeadSizes& s);
 
 }  // namespace cpu
 
