@@ -10,7 +10,7 @@ async function main() {
   const files = fs.readdirSync(dir).filter((f) => f.endsWith('.js')).sort();
   const q = require('../dist');
   const info = q.backendInfo();
-  console.log(`qgs-engine bench: addon ${path.relative(process.cwd(), info.file)}, threads ${q.native ? '' : ''}${require('../dist/native').native().numThreads()}, OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
+  console.log(`qgs-engine bench: addon ${path.relative(process.cwd(), info.file)}, threads ${require('../dist/native').native().numThreads()} (BLAS up to ${require('../dist/native').native().blasThreads()}, 1 below 2^24 multiply-adds), OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
   for (const f of files) {
     const name = f.replace(/\.js$/, '');
     if (only.length && !only.includes(name)) continue;

@@ -41,6 +41,8 @@ export interface NativeBinding {
   liveStorage(): { count: number; bytes: number; cachedBytes: number; reportedBytes: number };
   releaseCachedMemory(): number;
   numThreads(): number;
+  /** Most BLAS threads one (large) GEMM uses: the pool size unless QGS_BLAS_THREADS is set; small GEMMs use one. */
+  blasThreads(): number;
   setNumThreads(n: number): number;
   cudaInfo(): CudaInfo;
   cudaSynchronize(): void;

@@ -1,5 +1,7 @@
 // matmul / linear: forward against float64 references and backward against central differences
 // (gradCheck), on fresh random inputs of odd sizes; batch broadcasting; bad input errors.
+import { spawnSync } from 'child_process';
+import * as path from 'path';
 import { ops, tensor, zeros, Random, memoryStats, noGrad, scope } from '../src';
 import { freshSeed, randomArray, tensorFrom, gradCheck, expectClose, errorOf, asF64 } from './helpers';
 
@@ -139,6 +141,39 @@ function refLinear(x: Float64Array, w: Float64Array, b: Float64Array | null, row
     }
   return y;
 }
+
+describe('BLAS threading', () => {
+  test('products below 2^24 multiply-adds run BLAS on one thread, larger ones on up to blasThreads(); both match float64', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    // 150 x 40 x 170 (1.0M MAC) and 300 x 256 x 230 (17.7M MAC, above the threshold), alternating
+    // so the thread count switches both ways between calls.
+    for (const [m, k, n] of [[150, 40, 170], [300, 256, 230], [150, 40, 170], [300, 256, 230]]) {
+      const a = randomArray(rng, m * k);
+      const b = randomArray(rng, k * n);
+      const out = noGrad(() => scope(() => ops.matmul(tensorFrom(a, [m, k]), tensorFrom(b, [k, n])).toFloat32Array()));
+      const ref = refMatmul(Float64Array.from(Float32Array.from(a)), Float64Array.from(Float32Array.from(b)), 1, m, n, k, false, false, false, false);
+      expectClose(out, ref, 1e-5, `matmul ${m}x${k}x${n}`, seed);
+    }
+  });
+
+  test('QGS_BLAS_THREADS caps BLAS threads; unset it follows the pool; malformed values warn and use the pool size', () => {
+    const dist = path.join(__dirname, '..', 'dist', 'native.js');
+    const script = `const n = require(${JSON.stringify(dist)}).native(); process.stdout.write(n.blasThreads() + ' ' + n.numThreads());`;
+    const run = (v: string | undefined) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, QGS_NUM_THREADS: '3' };
+      if (v === undefined) delete env.QGS_BLAS_THREADS;
+      else env.QGS_BLAS_THREADS = v;
+      const r = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8' });
+      return { out: r.stdout, err: r.stderr };
+    };
+    expect(run(undefined).out).toBe('3 3');
+    expect(run('1').out).toBe('1 3');
+    const bad = run('many');
+    expect(bad.out).toBe('3 3');
+    expect(bad.err).toMatch(/QGS_BLAS_THREADS: expected a whole number in \[1, 1024\], got 'many'; using 3/);
+  });
+});
 
 describe('linear', () => {
   test('forward + backward with and without bias, odd sizes', () => {

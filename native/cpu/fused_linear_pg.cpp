@@ -131,6 +131,7 @@ int64_t fused_linear_pg(float* loss, float* logp_out, float* dhidden, float* dwe
     const int64_t mc = std::min(Mc, M - r0);
     for (int64_t v0 = 0; v0 < V; v0 += Vc) {
       const int64_t vc = std::min(Vc, V - v0);
+      blas_threads_for_gemm(mc * vc * D);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(mc), static_cast<int>(vc), static_cast<int>(D), inv_tau,
                   in.hidden + r0 * D, static_cast<int>(D), in.weight + v0 * D, static_cast<int>(D), 0.f, buf.data(), static_cast<int>(vc));
       parallel_for(mc, std::max<int64_t>(1, 16384 / vc), [&](int64_t b, int64_t e) {
@@ -237,6 +238,7 @@ int64_t fused_linear_pg(float* loss, float* logp_out, float* dhidden, float* dwe
     if (!any) continue;  // a chunk of rows with no gradient (all masked out) adds nothing
     for (int64_t v0 = 0; v0 < V; v0 += Vc) {
       const int64_t vc = std::min(Vc, V - v0);
+      blas_threads_for_gemm(mc * vc * D);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(mc), static_cast<int>(vc), static_cast<int>(D), inv_tau,
                   in.hidden + r0 * D, static_cast<int>(D), in.weight + v0 * D, static_cast<int>(D), 0.f, buf.data(), static_cast<int>(vc));
       parallel_for(mc, std::max<int64_t>(1, 16384 / vc), [&](int64_t b, int64_t e) {
@@ -252,12 +254,16 @@ int64_t fused_linear_pg(float* loss, float* logp_out, float* dhidden, float* dwe
           if (y >= v0 && y < v0 + vc) row[y - v0] += G[mu] * inv_tau;
         }
       });
-      if (dhidden)
+      if (dhidden) {
+        blas_threads_for_gemm(mc * vc * D);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(mc), static_cast<int>(D), static_cast<int>(vc), 1.f, buf.data(),
                     static_cast<int>(vc), in.weight + v0 * D, static_cast<int>(D), 1.f, dhidden + r0 * D, static_cast<int>(D));
-      if (dweight)
+      }
+      if (dweight) {
+        blas_threads_for_gemm(mc * vc * D);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(vc), static_cast<int>(D), static_cast<int>(mc), 1.f, buf.data(),
                     static_cast<int>(vc), in.hidden + r0 * D, static_cast<int>(D), 1.f, dweight + v0 * D, static_cast<int>(D));
+      }
     }
   }
   return workspace;

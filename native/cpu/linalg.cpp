@@ -1,4 +1,5 @@
-// CPU GEMM via OpenBLAS cblas_sgemm. BLAS runs its own threads (sized to our pool by parallel.cpp),
+// CPU GEMM via OpenBLAS cblas_sgemm. BLAS runs its own threads (sized by parallel.cpp: one for small
+// products, up to the pool size for large ones),
 // so it is called only here at the top level, never from inside a parallel_for body.
 #include "qgs/linalg.h"
 
@@ -33,6 +34,7 @@ void sgemm1(float* c, const float* a, const float* b, int64_t m, int64_t n, int6
     for (int64_t i = 0; i < m * n; ++i) c[i] = beta == 0.f ? 0.f : beta * c[i];
     return;
   }
+  blas_threads_for_gemm(m * n * k);
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
               static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(ta ? m : k), b,
               static_cast<int>(tb ? k : n), beta, c, static_cast<int>(n));
@@ -103,6 +105,7 @@ double blas_sgemm_rate(int64_t n, int reps) {
     b[i] = static_cast<float>((i * 104729) % 1000) / 1000.f - 0.5f;
   }
   auto run = [&] {
+    blas_threads_for_gemm(n * n * n);  // as gemm() would run it
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(n), static_cast<int>(n),
                 1.f, a.data(), static_cast<int>(n), b.data(), static_cast<int>(n), 0.f, c.data(), static_cast<int>(n));
   };

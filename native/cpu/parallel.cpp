@@ -53,10 +53,21 @@ class Pool {
     n = std::max(1, n);
     stop_ = false;
     for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this] { worker_loop(); });
-#ifdef QGS_WITH_BLAS
-    openblas_set_num_threads(n);
-#endif
+    blas_max_ = static_cast<int>(env_int("QGS_BLAS_THREADS", 1, 1024, n));
+    set_blas(blas_max_);
   }
+
+  // BLAS threads for one GEMM of `macs` multiply-adds: 1 below kBlasThreadedMacs, else blas_max_.
+  // Waking OpenBLAS's threads for a small product costs more than it saves, and they then spin
+  // (sched_yield) beside our pool's threads: on the 2-vCPU machine a 10M-MAC GEMM took 0.31-0.55 ms
+  // on one thread vs 0.38-0.56 ms on two, and a cold QGS encode + score had p99 14-20 ms with two
+  // BLAS threads vs 8.7-9.4 ms with one (same p50). The count changes only when the size class does.
+  void blas_threads_for(int64_t macs) {
+    const int want = macs < kBlasThreadedMacs ? 1 : blas_max_.load(std::memory_order_relaxed);
+    if (blas_now_.load(std::memory_order_relaxed) != want) set_blas(want);
+  }
+
+  int blas_max() const { return blas_max_.load(std::memory_order_relaxed); }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     if (n <= 0) return;
@@ -152,6 +163,17 @@ class Pool {
     workers_.clear();
   }
 
+  void set_blas(int n) {
+    blas_now_.store(n, std::memory_order_relaxed);
+#ifdef QGS_WITH_BLAS
+    openblas_set_num_threads(n);
+#endif
+  }
+
+  static constexpr int64_t kBlasThreadedMacs = int64_t(1) << 24;
+  // Atomics: GEMMs may be called from several JS threads (main and workers) at once; a race only
+  // changes how many BLAS threads one product uses.
+  std::atomic<int> blas_max_{1}, blas_now_{0};
   std::mutex run_mu_;
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
@@ -173,6 +195,8 @@ Pool& pool() {
 }  // namespace
 
 int num_threads() { return pool().size(); }
+int blas_threads() { return pool().blas_max(); }
+void blas_threads_for_gemm(int64_t macs) { pool().blas_threads_for(macs); }
 void set_num_threads(int n) { pool().resize(n < 1 ? count_physical_cores() : n); }
 int physical_cores() { return count_physical_cores(); }
 bool in_parallel_region() { return t_in_region; }

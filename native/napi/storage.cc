@@ -325,6 +325,8 @@ QGS_BINDING(addInto) {
 
 QGS_BINDING(numThreads) { return Napi::Number::New(info.Env(), qgs::num_threads()); }
 
+QGS_BINDING(blasThreads) { return Napi::Number::New(info.Env(), qgs::blas_threads()); }
+
 QGS_BINDING(setNumThreads) {
   qgs::set_num_threads(static_cast<int>(int_arg(info, 0, "threads", 0, 1024)));
   return Napi::Number::New(info.Env(), qgs::num_threads());
@@ -387,6 +389,7 @@ void register_storage(Napi::Env env, Napi::Object exports) {
   QGS_EXPORT(exports, env, liveStorage);
   QGS_EXPORT(exports, env, releaseCachedMemory);
   QGS_EXPORT(exports, env, numThreads);
+  QGS_EXPORT(exports, env, blasThreads);
   QGS_EXPORT(exports, env, addInto);
   QGS_EXPORT(exports, env, setNumThreads);
   QGS_EXPORT(exports, env, cudaInfo);

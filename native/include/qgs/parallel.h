@@ -1,6 +1,7 @@
 // The one persistent CPU thread pool (DESIGN.md §2). Sized to the physical cores; QGS_NUM_THREADS
-// overrides. BLAS is set to the same thread count and must only be called outside parallel regions,
-// so the two pools never compete.
+// overrides. BLAS uses up to the same thread count (QGS_BLAS_THREADS overrides) for large products
+// and one thread for small ones (blas_threads_for_gemm), and must only be called outside parallel
+// regions, so the two pools never compete.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -12,6 +13,13 @@ int num_threads();
 
 // Changes the pool size (and the BLAS thread count to match). n < 1 means "physical cores".
 void set_num_threads(int n);
+
+// Most BLAS threads one GEMM may use (the pool size unless QGS_BLAS_THREADS says otherwise).
+int blas_threads();
+
+// Sets the BLAS thread count for a GEMM of `macs` multiply-adds (1 for small ones); call right
+// before the BLAS call.
+void blas_threads_for_gemm(int64_t macs);
 
 // Physical cores of this machine (hyperthread siblings counted once).
 int physical_cores();
