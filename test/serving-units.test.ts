@@ -288,7 +288,16 @@ describe('packed requests (what crosses to the worker)', () => {
     expect(unpackHistory(packed.history!)).toEqual(copy.history);
     const cands = Array.from({ length: 300 }, (_, i) => {
       const f: Record<string, Record<string, unknown>> = {};
-      for (const g of ['a', 'b', 'c']) if (rng.int(2)) f[g] = { x: Math.fround(rng.normal()), [`y${rng.int(3)}`]: rng.int(100) };
+      // Groups and features in varying sets and orders (the packer matches each candidate against the
+      // previous one's layout before falling back to its column maps).
+      const groups = rng.int(2) ? ['a', 'b', 'c'] : ['c', 'a', 'b'];
+      for (const g of groups) {
+        if (!rng.int(2)) continue;
+        const x = Math.fround(rng.normal());
+        const y = `y${rng.int(3)}`;
+        const v = rng.int(100);
+        f[g] = rng.int(2) ? { x, [y]: v } : { [y]: v, x };
+      }
       return rng.int(4) === 0 ? { item: i } : { item: i, features: f };
     });
     const c2 = { query: { id: 1 }, candidates: cands };
