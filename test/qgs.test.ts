@@ -144,6 +144,33 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     m.dispose();
   });
 
+  test.each(['flattened', 'item-only', 'concat-mlp'])('serving backend (%s): cached steps equal the full encode, cached scores equal the cold path', (name) => {
+    // Flattened models write two tokens per interaction, item-only models ignore queries, the
+    // concat-MLP head runs composed (not the fused HFG kernel).
+    const v = VARIANTS.find((x) => x.name === name)!;
+    const { result } = runVariant(data, v, { epochs: 1, seed: 2, batchTokens: 400 });
+    const be = new QgsBackend(result.model, result.scaler);
+    const history = [
+      { query: { terms: [1, 2] }, item: 5 },
+      { query: { terms: [3] }, item: 7 },
+      { query: {}, item: 9 },
+    ];
+    let st = be.emptyState();
+    for (const e of history) st = be.step(st, e);
+    expect(relError(st, be.encode(history))).toBeLessThan(1e-5);
+    const items = Int32Array.from([1, 2, 3]);
+    const values = Float32Array.from([0.5, 1, 0.2]);
+    const cands = new CandidateBatch({ items, columns: [{ group: 'text_match', feature: 'bm25' }], values, extras: [] });
+    const [cached] = be.scoreBatch([{ state: st, query: { terms: [2] }, candidates: cands }]);
+    const cold = scoreRequest(result.model, result.scaler, {
+      history,
+      query: { terms: [2] },
+      candidates: Array.from(items, (item, i) => ({ item, features: { text_match: { bm25: values[i] } } })),
+    });
+    expect(relError(cached, cold)).toBeLessThan(1e-4);
+    be.dispose();
+  });
+
   test('serving backend: cached steps equal the full encode, batch scores equal the cold path', () => {
     const { result } = runVariant(data, VARIANTS[0], { epochs: 1, seed: 2, batchTokens: 400 });
     const be = new QgsBackend(result.model, result.scaler);

@@ -20,18 +20,6 @@ struct Params {
   std::vector<float> ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, w1, b1, w2, b2, lnow, lnob;
 };
 
-std::vector<double> layer_norm(const std::vector<double>& x, const float* w, const float* b, double eps) {
-  const size_t n = x.size();
-  double mu = 0, var = 0;
-  for (double v : x) mu += v;
-  mu /= double(n);
-  for (double v : x) var += (v - mu) * (v - mu);
-  var /= double(n);
-  std::vector<double> y(n);
-  for (size_t i = 0; i < n; ++i) y[i] = (x[i] - mu) / std::sqrt(var + eps) * (w ? w[i] : 1.0) + (b ? b[i] : 0.0);
-  return y;
-}
-
 // y = W x + b, W [out, in].
 std::vector<double> affine(const float* W, const float* b, const std::vector<double>& x, int64_t out, int64_t in) {
   std::vector<double> y(out);

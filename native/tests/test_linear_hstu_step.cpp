@@ -22,18 +22,6 @@ struct Params {
 
 const float* ptr(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
-std::vector<double> layer_norm(const std::vector<double>& x, const float* w, const float* b, double eps) {
-  const size_t n = x.size();
-  double mu = 0, var = 0;
-  for (double v : x) mu += v;
-  mu /= double(n);
-  for (double v : x) var += (v - mu) * (v - mu);
-  var /= double(n);
-  std::vector<double> y(n);
-  for (size_t i = 0; i < n; ++i) y[i] = (x[i] - mu) / std::sqrt(var + eps) * (w ? w[i] : 1.0) + (b ? b[i] : 0.0);
-  return y;
-}
-
 // out [R, D] and the new states [R, H, dk, dv] in double.
 void reference(std::vector<double>& out, std::vector<double>& st_out, const std::vector<float>& x,
                const std::vector<float>& state, const Params& p, const qgs::LinearHstuStepWeights& w,

@@ -103,6 +103,19 @@ inline bool check_close_scaled(const std::string& what, const std::vector<float>
   return true;
 }
 
+// Reference LayerNorm of one row in float64 (w, b may be null: 1, 0).
+inline std::vector<double> layer_norm(const std::vector<double>& x, const float* w, const float* b, double eps) {
+  const size_t n = x.size();
+  double mu = 0, var = 0;
+  for (double v : x) mu += v;
+  mu /= double(n);
+  for (double v : x) var += (v - mu) * (v - mu);
+  var /= double(n);
+  std::vector<double> y(n);
+  for (size_t i = 0; i < n; ++i) y[i] = (x[i] - mu) / std::sqrt(var + eps) * (w ? w[i] : 1.0) + (b ? b[i] : 0.0);
+  return y;
+}
+
 inline void check(bool cond, const std::string& what) {
   checks()++;
   if (!cond) {

@@ -36,42 +36,60 @@ export class QgsBackend implements ScoringBackend {
     return new Float32Array(this.stateSize);
   }
 
-  /** The query's term ids padded to maxTerms (item-only models never see queries). */
-  private termRow(q: Query | null | undefined): Int32Array {
-    const row = new Int32Array(this.model.cfg.maxTerms);
-    row.set(termIds(this.model.cfg.variant === 'item-only' ? null : q, 'query', this.model));
-    return row;
+  /**
+   * The read-out token's terms at `at`: the next query for QGS models; "no query" for the item-only
+   * and flattened baselines, which predict the next item before seeing it (the marginal target, as
+   * buildTokens trains them — reading out with the query scored flattened models off their training).
+   */
+  private writeReadoutTerms(q: Query | null | undefined, out: Int32Array, at: number): void {
+    out.set(termIds(this.model.cfg.variant === 'qgs' ? q : null, 'query', this.model), at);
+  }
+
+  /** The query's term ids into out at `at` (the rest of its maxTerms slots stay as they are: 0 = padding). */
+  private writeTerms(q: Query | null | undefined, out: Int32Array, at: number): void {
+    out.set(termIds(this.model.cfg.variant === 'item-only' ? null : q, 'query', this.model), at);
   }
 
   private itemToken(item: number): number {
     return checkItem(item, 'item', this.model.cfg.itemVocab);
   }
 
-  /** Interaction → the write tokens it adds (flattened: a query token then the item token). */
-  private tokens(ev: Interaction): { terms: Int32Array; items: number[] } {
+  /** Tokens per interaction: flattened models write a query token then the item token. */
+  private get tokensPerEvent(): number {
+    return this.model.cfg.variant === 'flattened' ? 2 : 1;
+  }
+
+  /** Writes an interaction's tokens at token position o of terms [·, maxTerms] / items; returns the next position. */
+  private writeEvent(ev: Interaction, terms: Int32Array, items: Int32Array, o: number): number {
     const m = this.model.cfg.maxTerms;
-    if (this.model.cfg.variant === 'flattened') {
-      const terms = new Int32Array(2 * m);
-      terms.set(this.termRow(ev.query), 0);
-      terms[m] = NO_QUERY;
-      return { terms, items: [NO_ITEM, this.itemToken(ev.item)] };
+    this.writeTerms(ev.query, terms, o * m);
+    if (this.tokensPerEvent === 2) {
+      items[o++] = NO_ITEM;
+      terms[o * m] = NO_QUERY;
     }
-    return { terms: this.termRow(ev.query), items: [this.itemToken(ev.item)] };
+    items[o++] = this.itemToken(ev.item);
+    return o;
+  }
+
+  /** Interaction → the write tokens it adds. */
+  private tokens(ev: Interaction): { terms: Int32Array; items: Int32Array } {
+    const n = this.tokensPerEvent;
+    const terms = new Int32Array(n * this.model.cfg.maxTerms);
+    const items = new Int32Array(n);
+    this.writeEvent(ev, terms, items, 0);
+    return { terms, items };
   }
 
   encode(history: readonly Interaction[]): Float32Array {
     if (history.length === 0) return this.emptyState();
     const m = this.model.cfg.maxTerms;
-    const parts = history.map((e) => this.tokens(e));
-    const T = parts.reduce((s, p) => s + p.items.length, 0);
+    // Tokens written straight into the packed arrays (per-event arrays were ~3,000 short-lived
+    // objects per 1,000-event encode: young-generation GCs in the serving worker).
+    const T = history.length * this.tokensPerEvent;
     const terms = new Int32Array(T * m);
     const items = new Int32Array(T);
     let o = 0;
-    for (const p of parts) {
-      terms.set(p.terms, o * m);
-      items.set(p.items, o);
-      o += p.items.length;
-    }
+    for (const e of history) o = this.writeEvent(e, terms, items, o);
     return scope(() =>
       noGrad(() => {
         const x = this.plan.embedTokens(terms, items);
@@ -126,7 +144,7 @@ export class QgsBackend implements ScoringBackend {
     return scope(() =>
       noGrad(() => {
         const terms = new Int32Array(R * m);
-        reqs.forEach((r, i) => terms.set(this.termRow(r.query), i * m));
+        reqs.forEach((r, i) => this.writeReadoutTerms(r.query, terms, i * m));
         const x = this.plan.embedTokens(terms, new Int32Array(R).fill(NO_ITEM));
         const { h } = this.model.encoder.step(x, this.unpack(reqs.map((r) => r.state)), false);
         const counts = reqs.map((r) => r.candidates.length);
