@@ -11,6 +11,7 @@
 // the LayerNorm and the scores touch all T tokens.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -192,25 +193,53 @@ struct Scratch {
 //   a_h = Σ_t p_t (Wv_h y_t + bv_h) = Wv_h (Σ_t p_t y_t) + bv_h  (Σ_t p_t = 1 when a key is present)
 // which costs ~2·D² per candidate for u_h = Wk_hᵀ q_h and Wv_h z_h instead of 2·T·D² for projecting
 // every token (T = 7 in QGS: ~3× fewer multiply-adds for the layer).
+// The query side of nr token-0 rows (LN1 outputs y0, rows ldy apart): q = Wq y0 + bq (scratch q,
+// [nr, Dp]) and u_h = Wk_hᵀ q_h → u [nr, H·Dp].
+QGS_SIMD_CLONES
+void query_side(int64_t nr, const float* y0, int64_t ldy, float* q, float* u, const HfgContextLayerWeights& w,
+                const Prepared& pw, int64_t D, int64_t H) {
+  const int64_t Dp = r16(D), dh = D / H, HDp = H * Dp;
+  tile::mm(q, Dp, y0, ldy, pw.wq.data(), Dp, nr, D, Dp, false);
+  if (w.bqkv)
+    for (int64_t i = 0; i < nr; ++i)
+      for (int64_t c = 0; c < D; ++c) q[i * Dp + c] += w.bqkv[c];
+  for (int64_t h = 0; h < H; ++h) tile::mm(u + h * Dp, HDp, q + h * dh, Dp, pw.wk.data() + h * dh * Dp, Dp, nr, dh, Dp, false);
+}
+
+// Token 0's LN1 output and query side computed once per context row (the ranking head: every
+// candidate of a request shares its context token): candidate i uses row `row[i]` of y0 [·, Dp] and
+// u [·, H·Dp] instead of recomputing them.
+struct SharedToken0 {
+  const float* y0 = nullptr;
+  const float* u = nullptr;
+  const int32_t* row = nullptr;
+};
+
 // One tile of nc candidates: tokens at x (candidate i's token t at x + (i·T + t)·ldx), key mask rows
-// at key_mask (T apart, or null), results at out (rows ldo apart).
+// at key_mask (T apart, or null), results at out (rows ldo apart). With `shared`, token 0's x rows
+// are not read (their LN1 and query side come from shared.y0 / shared.u).
 QGS_SIMD_CLONES
 void tile_forward(int64_t nc, float* out, int64_t ldo, const float* x, int64_t ldx, const float* key_mask,
                   const HfgContextLayerWeights& w, const Prepared& pw, Scratch& sc, int64_t T, int64_t D, int64_t H,
-                  int64_t F) {
+                  int64_t F, const SharedToken0* shared = nullptr) {
   const int64_t Dp = r16(D), Fp = r16(F), dh = D / H, KP = padded_keys(T);
   const int64_t rows = nc * T, HDp = H * Dp;
   const float scale = 1.f / __builtin_sqrtf(static_cast<float>(dh));
   float* y = sc.y.data();
-  // LN1 of every token of the tile: rows of Dp floats, padding columns stay 0 (set at allocation).
-  for (int64_t r = 0; r < rows; ++r) layer_norm_row(y + r * Dp, x + r * ldx, w.ln1_w, w.ln1_b, D, w.eps1);
-  // q = Wq y_0 + bq (token-0 rows are T·Dp apart); u_h = Wk_hᵀ q_h → u [nc, H·Dp].
-  tile::mm(sc.q.data(), Dp, y, T * Dp, pw.wq.data(), Dp, nc, D, Dp, false);
-  if (w.bqkv)
-    for (int64_t i = 0; i < nc; ++i)
-      for (int64_t c = 0; c < D; ++c) sc.q[i * Dp + c] += w.bqkv[c];
-  for (int64_t h = 0; h < H; ++h)
-    tile::mm(sc.u.data() + h * Dp, HDp, sc.q.data() + h * dh, Dp, pw.wk.data() + h * dh * Dp, Dp, nc, dh, Dp, false);
+  if (shared == nullptr) {
+    // LN1 of every token of the tile: rows of Dp floats, padding columns stay 0 (set at allocation).
+    for (int64_t r = 0; r < rows; ++r) layer_norm_row(y + r * Dp, x + r * ldx, w.ln1_w, w.ln1_b, D, w.eps1);
+    // q = Wq y_0 + bq (token-0 rows are T·Dp apart); u_h = Wk_hᵀ q_h → u [nc, H·Dp].
+    query_side(nc, y, T * Dp, sc.q.data(), sc.u.data(), w, pw, D, H);
+  } else {
+    for (int64_t i = 0; i < nc; ++i) {
+      const int64_t r = shared->row[i];
+      std::memcpy(y + i * T * Dp, shared->y0 + r * Dp, sizeof(float) * Dp);
+      std::memcpy(sc.u.data() + i * HDp, shared->u + r * HDp, sizeof(float) * HDp);
+      for (int64_t t = 1; t < T; ++t)
+        layer_norm_row(y + (i * T + t) * Dp, x + (i * T + t) * ldx, w.ln1_w, w.ln1_b, D, w.eps1);
+    }
+  }
   // Per candidate and head: scores over the T tokens, masked softmax, z_h = Σ_t p_t y_t → z [nc, H·Dp].
   float* s = sc.s.data();
   float* p = sc.p.data();
@@ -297,6 +326,10 @@ struct HeadPrepared {
   std::vector<float> gw;  // [F, G·Dp]: group g's projection in columns g·Dp .. g·Dp + D
   std::vector<float> m1;  // Wm1ᵀ [3D, Mp]
   std::vector<float> m2;  // Wm2ᵀ [M, Dp]
+  // Per request r (the context token every candidate of r shares): LN1(ctx_r + type_0) [R, Dp], its
+  // query side u [R, H·Dp], and the context's share of the match MLP's first layer,
+  // Wm1[:, :D] ctx_r + bm1 [R, Mp]. ~4k of the ~23k multiply-adds a candidate cost at the QGS shape.
+  std::vector<float> y0, u, c1;
 };
 
 struct HeadScratch {
@@ -349,16 +382,20 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
     }
   }
   float* pooled = sc.pooled.data();
-  tile_forward(nc, pooled, Dp, x, ldx, nullptr, w.layer, hp.layer, sc.layer, T, D, s.H, s.FF);
-  // match = relu(Wm2 relu(Wm1 [ctx; item; ctx ⊙ item] + bm1) + bm2)
+  const SharedToken0 shared{hp.y0.data(), hp.u.data(), req + n0};
+  tile_forward(nc, pooled, Dp, x, ldx, nullptr, w.layer, hp.layer, sc.layer, T, D, s.H, s.FF, &shared);
+  // match = relu(Wm2 relu(Wm1 [ctx; item; ctx ⊙ item] + bm1) + bm2), the ctx columns' share (with
+  // bm1) precomputed per request: h1 = Wm1[:, D:] [item; ctx ⊙ item] + c1[req].
   float* h1 = sc.h1.data();
   float* h2 = sc.h2.data();
-  tile::mm(h1, Mp, mi, 3 * D, hp.m1.data(), Mp, nc, 3 * D, Mp, false);
-  for (int64_t i = 0; i < nc; ++i)
+  tile::mm(h1, Mp, mi + D, 3 * D, hp.m1.data() + D * Mp, Mp, nc, 2 * D, Mp, false);
+  for (int64_t i = 0; i < nc; ++i) {
+    const float* c1 = hp.c1.data() + static_cast<int64_t>(req[n0 + i]) * Mp;
     for (int64_t c = 0; c < M; ++c) {
-      const float v = h1[i * Mp + c] + (w.match_b1 ? w.match_b1[c] : 0.f);
+      const float v = h1[i * Mp + c] + c1[c];
       h1[i * Mp + c] = v > 0.f ? v : 0.f;
     }
+  }
   tile::mm(h2, Dp, h1, Mp, hp.m2.data(), Dp, nc, M, Dp, false);
   const float* lw = w.logit_w;
   for (int64_t i = 0; i < nc; ++i) {
@@ -397,6 +434,23 @@ void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, 
       for (int64_t f = 0; f < F; ++f) hp.gw[f * G * Dp + g * Dp + o] = w.group_w[(g * D + o) * F + f];
   hp.m1 = transposed_padded(w.match_w1, M, 3 * D);
   hp.m2 = transposed_padded(w.match_w2, D, M);
+  // The per-request context parts (R is small: the requests of one batch).
+  const int64_t Mp = r16(M), HDp = s.H * Dp, R = s.R;
+  hp.y0.assign(static_cast<size_t>(R * Dp), 0.f);
+  hp.u.assign(static_cast<size_t>(R * HDp), 0.f);
+  hp.c1.assign(static_cast<size_t>(R * Mp), 0.f);
+  {
+    std::vector<float> x0(static_cast<size_t>(D)), q(static_cast<size_t>(R * Dp), 0.f);
+    for (int64_t r = 0; r < R; ++r) {
+      for (int64_t c = 0; c < D; ++c) x0[c] = ctx[r * D + c] + w.type_emb[c];
+      layer_norm_row(hp.y0.data() + r * Dp, x0.data(), w.layer.ln1_w, w.layer.ln1_b, D, w.layer.eps1);
+    }
+    query_side(R, hp.y0.data(), Dp, q.data(), hp.u.data(), w.layer, hp.layer, D, s.H);
+    tile::mm(hp.c1.data(), Mp, ctx, D, hp.m1.data(), Mp, R, D, Mp, false);
+    if (w.match_b1)
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t c = 0; c < M; ++c) hp.c1[r * Mp + c] += w.match_b1[c];
+  }
   const int64_t tiles = (s.N + kTile - 1) / kTile;
   parallel_for(tiles, 1, [&](int64_t b, int64_t e) {
     HeadScratch sc(s);
