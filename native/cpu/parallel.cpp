@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -45,7 +46,8 @@ class Pool {
   Pool() { resize(threads_from_env()); }
   ~Pool() { stop_workers(); }
 
-  int size() const { return static_cast<int>(workers_.size()) + 1; }
+  // Read without run_mu_ (by run() on any thread); workers_ itself changes only under run_mu_.
+  int size() const { return nthreads_.load(std::memory_order_acquire); }
 
   void resize(int n) {
     std::lock_guard<std::mutex> run_lock(run_mu_);
@@ -53,6 +55,7 @@ class Pool {
     n = std::max(1, n);
     stop_ = false;
     for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this] { worker_loop(); });
+    nthreads_.store(n, std::memory_order_release);
     blas_max_ = static_cast<int>(env_int("QGS_BLAS_THREADS", 1, 1024, n));
     set_blas(blas_max_);
   }
@@ -73,7 +76,7 @@ class Pool {
     if (n <= 0) return;
     grain = std::max<int64_t>(1, grain);
     int64_t chunks = (n + grain - 1) / grain;
-    if (t_in_region || workers_.empty() || chunks == 1) {
+    if (t_in_region || size() == 1 || chunks == 1) {
       bool was = t_in_region;
       t_in_region = true;
       try {
@@ -104,6 +107,8 @@ class Pool {
     }
     cv_.notify_all();
     work_on_job();
+    // The other threads' last pieces usually end within microseconds: spin before sleeping.
+    spin_until([&] { return done_.load(std::memory_order_acquire) == job_pieces_ && active_.load(std::memory_order_acquire) == 0; });
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, [&] { return done_.load() == job_pieces_ && active_ == 0; });
     job_ = nullptr;
@@ -134,9 +139,27 @@ class Pool {
     t_in_region = false;
   }
 
+  // Spins (with a pause) until ready() or spin_us_ microseconds have passed. A kernel is often a
+  // run of back-to-back parallel_for calls with a few microseconds of serial work between them; a
+  // worker that sleeps on the condition variable after each one pays a futex wake-up (tens of
+  // microseconds on a VM) to start the next.
+  template <class F>
+  bool spin_until(F ready) const {
+    if (spin_us_ <= 0) return ready();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);
+    for (int i = 0;; ++i) {
+      if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() >= until) return ready();
+    }
+  }
+
   void worker_loop() {
     uint64_t seen = 0;
     for (;;) {
+      spin_until([&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; });
       {
         std::unique_lock<std::mutex> lk(mu_);
         cv_.wait(lk, [&] { return stop_ || (generation_ != seen && job_ != nullptr); });
@@ -178,9 +201,13 @@ class Pool {
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
-  bool stop_ = false;
-  uint64_t generation_ = 0;
-  int active_ = 0;
+  // Written under mu_; atomic so that spinning threads may read them without it.
+  std::atomic<int> nthreads_{1};
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> active_{0};
+  // QGS_POOL_SPIN_US: how long an idle thread spins before sleeping (0 = never spins).
+  const int spin_us_ = static_cast<int>(env_int("QGS_POOL_SPIN_US", 0, 10000, 200));
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0, job_piece_ = 1, job_pieces_ = 0;
   std::atomic<int64_t> next_{0}, done_{0};

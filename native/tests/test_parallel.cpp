@@ -1,6 +1,7 @@
 // Thread pool: full coverage of the range, exceptions propagate, nesting runs serially.
 #include <atomic>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "qgs/parallel.h"
@@ -33,6 +34,29 @@ int main() {
     }
   });
   check(total.load() == 640, "nested parallel_for runs serially and completely");
+  // Several threads submitting back-to-back jobs at once (JS main thread + workers; idle pool
+  // threads spin between jobs before sleeping), with a resize in the middle.
+  {
+    std::atomic<int> bad{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 3; ++t) {
+      callers.emplace_back([&bad, t] {
+        for (int rep = 0; rep < 300; ++rep) {
+          const int64_t n = 1 + (rep * 37 + t * 11) % 997;
+          std::vector<std::atomic<int>> hit(static_cast<size_t>(n));
+          qgs::parallel_for(n, 1 + rep % 7, [&](int64_t b, int64_t e) {
+            for (int64_t i = b; i < e; ++i) hit[static_cast<size_t>(i)]++;
+          });
+          for (auto& h : hit)
+            if (h.load() != 1) bad++;
+        }
+      });
+    }
+    qgs::set_num_threads(3);
+    for (auto& c : callers) c.join();
+    qgs::set_num_threads(0);
+    check(bad.load() == 0, "concurrent callers: every index of every job exactly once");
+  }
   check(qgs::num_threads() >= 1, "pool has threads");
   qgs::set_num_threads(3);
   check(qgs::num_threads() == 3, "resize to 3");

@@ -1,6 +1,7 @@
 // Minimal test harness for the native kernel tests (ctest): fresh random inputs every run (seed
 // printed for reproduction), double-precision references, poisoned outputs, relative-error checks.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -14,12 +15,13 @@
 
 namespace qgs_test {
 
-inline int& failures() {
-  static int f = 0;
+// Atomic: some tests check from inside parallel_for bodies (ThreadSanitizer flagged the plain ints).
+inline std::atomic<int>& failures() {
+  static std::atomic<int> f{0};
   return f;
 }
-inline int& checks() {
-  static int c = 0;
+inline std::atomic<int>& checks() {
+  static std::atomic<int> c{0};
   return c;
 }
 
@@ -138,7 +140,7 @@ void check_throws(const std::string& what, F&& fn) {
 }
 
 inline int finish(const char* name, uint64_t seed) {
-  std::printf("%s: %d checks, %d failed (seed %llu)\n", name, checks(), failures(), static_cast<unsigned long long>(seed));
+  std::printf("%s: %d checks, %d failed (seed %llu)\n", name, checks().load(), failures().load(), static_cast<unsigned long long>(seed));
   return failures() == 0 ? 0 : 1;
 }
 
