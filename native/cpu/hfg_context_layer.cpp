@@ -66,9 +66,35 @@ using tile::r16;
 
 constexpr int64_t kTile = 32;  // candidates per tile: kTile·T token rows of scratch, L2-resident
 
+// Each pool piece allocates and zeroes its own scratch (~60 KB at the QGS shape): about four pieces
+// per thread keep the load balanced without a scratch per tile (at one tile a piece, zeroing 16
+// scratches was ~3% of a 1,000-candidate head).
+int64_t tiles_per_piece(int64_t tiles) { return std::max<int64_t>(1, tiles / (4 * static_cast<int64_t>(num_threads()))); }
+
 // y = LN(x) over n values (two passes in float: n is a token width, not a long reduction).
 QGS_HFG_INLINE void layer_norm_row(float* QGS_RESTRICT y, const float* QGS_RESTRICT x, const float* w, const float* b,
                                    int64_t n, float eps) {
+  if ((n & 7) == 0) {
+    // Whole 8-lane vectors with shuffle-tree sums (the omp-simd reductions below summed a spilled
+    // vector in a chain of 8 scalar adds, twice per row; 7 rows per candidate in the ranking head).
+    v8f sv = load8(x);
+    for (int64_t i = 8; i < n; i += 8) sv += load8(x + i);
+    const float mu = hsum8(sv) / static_cast<float>(n);
+    v8f d = load8(x) - mu;
+    v8f vv = d * d;
+    for (int64_t i = 8; i < n; i += 8) {
+      d = load8(x + i) - mu;
+      vv += d * d;
+    }
+    const float rs = 1.f / __builtin_sqrtf(hsum8(vv) / static_cast<float>(n) + eps);
+    for (int64_t i = 0; i < n; i += 8) {
+      v8f v = (load8(x + i) - mu) * rs;
+      if (w) v *= load8(w + i);
+      if (b) v += load8(b + i);
+      store8(y + i, v);
+    }
+    return;
+  }
   float s = 0.f;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += x[i];
@@ -249,12 +275,12 @@ void tile_forward(int64_t nc, float* out, int64_t ldo, const float* x, int64_t l
     const float* yi = y + i * T * Dp;
     for (int64_t h = 0; h < H; ++h) {
       const float* uh = sc.u.data() + i * HDp + h * Dp;
+      // Dp is a multiple of 16: whole 8-lane vectors, padding columns are 0 in both operands.
       for (int64_t t = 0; t < T; ++t) {
         const float* yt = yi + t * Dp;
-        float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t c = 0; c < Dp; ++c) acc += uh[c] * yt[c];  // padding columns are 0 in both
-        s[t] = acc;
+        v8f acc = load8(uh) * load8(yt);
+        for (int64_t c = 8; c < Dp; c += 8) acc += load8(uh + c) * load8(yt + c);
+        s[t] = hsum8(acc);
       }
       for (int64_t t = T; t < KP; ++t) s[t] = 0.f;  // masked_softmax overwrote them last time
       float* zh = sc.z.data() + i * HDp + h * Dp;
@@ -262,11 +288,12 @@ void tile_forward(int64_t nc, float* out, int64_t ldo, const float* x, int64_t l
       const bool any = masked_softmax(p, s, bias, KP, scale);
       sc.present[i * H + h] = any;
       if (!any) continue;  // every key masked: a_h = 0
-      for (int64_t t = 0; t < T; ++t) {
-        const float pt = p[t];
-        const float* yt = yi + t * Dp;
-#pragma omp simd
-        for (int64_t c = 0; c < Dp; ++c) zh[c] += pt * yt[c];
+      // Tokens innermost, so each 8-column accumulator stays in a register (the other order stored
+      // and reloaded z_h once per token: the hottest instruction of the layer in perf).
+      for (int64_t c = 0; c < Dp; c += 8) {
+        v8f acc = p[0] * load8(yi + c);
+        for (int64_t t = 1; t < T; ++t) acc += p[t] * load8(yi + t * Dp + c);
+        store8(zh + c, acc);
       }
     }
   }
@@ -307,7 +334,7 @@ void hfg_context_layer_forward(float* out, const float* x, const float* key_mask
   QGS_REQUIRE(out && x, "hfgContextLayer: out and x must be non-null");
   const Prepared pw = prepare(w, D, H, F);
   const int64_t tiles = (N + kTile - 1) / kTile;
-  parallel_for(tiles, 1, [&](int64_t b, int64_t e) {
+  parallel_for(tiles, tiles_per_piece(tiles), [&](int64_t b, int64_t e) {
     Scratch sc(T, D, H, F);
     for (int64_t t = b; t < e; ++t) {
       const int64_t n0 = t * kTile;
@@ -452,7 +479,7 @@ void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, 
         for (int64_t c = 0; c < M; ++c) hp.c1[r * Mp + c] += w.match_b1[c];
   }
   const int64_t tiles = (s.N + kTile - 1) / kTile;
-  parallel_for(tiles, 1, [&](int64_t b, int64_t e) {
+  parallel_for(tiles, tiles_per_piece(tiles), [&](int64_t b, int64_t e) {
     HeadScratch sc(s);
     for (int64_t t = b; t < e; ++t) {
       const int64_t n0 = t * kTile;
