@@ -74,7 +74,7 @@ describe('runStudy', () => {
     expect(bars[0].gaps.map((g) => g.gap)).toEqual([rows[0].gauc - rows[1].gauc, rows[2].gauc - rows[3].gauc]);
   });
   test('bad arguments name the argument', () => {
-    expect(errorOf(() => runStudy({ ...tiny, seeds: [3], modelSeeds: [1], models: ['qgs', 'nope'] }))).toMatch(/models: expected names from qgs, .*got 'nope'/);
+    expect(errorOf(() => runStudy({ ...tiny, seeds: [3], modelSeeds: [1], models: ['qgs', 'nope'] }))).toMatch(/runStudy: models: expected one of qgs, .*got 'nope'/);
     expect(errorOf(() => runStudy({ ...tiny, seeds: [], modelSeeds: [1] }))).toMatch(/seeds: expected at least one seed, got none/);
     expect(errorOf(() => runStudy({ ...tiny, seeds: [3], modelSeeds: [2, 2] }))).toMatch(/modelSeeds: expected distinct seeds, got 2, 2/);
   });

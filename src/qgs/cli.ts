@@ -5,7 +5,7 @@ import * as path from 'path';
 import { GENERATOR_DEFAULTS } from '../data/synthetic';
 import { type CliIO, type Row, printRows } from '../cli/io';
 import { intOption, numberOption, registerCommand } from '../cli/registry';
-import { VARIANTS, prepareSynthetic, runVariant, type ComparisonRow } from './experiment';
+import { VARIANTS, prepareSynthetic, runVariant, variantByName, type ComparisonRow } from './experiment';
 import { saveCheckpoint, loadCheckpoint } from './checkpoint';
 import { evaluate } from './train';
 import { scoreRequest, type RankRequest } from './scoring';
@@ -15,11 +15,6 @@ import { generateSessions } from '../data/synthetic';
 import { writeFileAtomicSync } from '../io/atomic';
 import { runStudy, summarizeBars, type StudyRow } from './study';
 
-function variantByName(name: string, option = '--model'): (typeof VARIANTS)[number] {
-  const v = VARIANTS.find((x) => x.name === name);
-  if (v === undefined) throw new Error(`${option}: expected one of ${VARIANTS.map((x) => x.name).join(', ')}, got '${name}'`);
-  return v;
-}
 
 function metricsRow(r: ComparisonRow): Row {
   return { model: r.model, gauc: r.gauc, auc: r.auc, ndcg10: r.ndcg10, mrr: r.mrr, valid_gauc: r.valid_gauc, epochs: r.epochs, train_s: Math.round(r.train_s * 10) / 10 };
@@ -118,7 +113,7 @@ registerCommand('train', (program, io) => {
     .option('--out <dir>', 'checkpoint directory', 'qgs-model')
     .option('--json', 'machine-readable rows')
     .action((o: { seed: number; users?: number; items?: number; model: string; epochs: number; lr?: number; out: string; json?: boolean }) => {
-      const v = variantByName(o.model);
+      const v = variantByName(o.model, '--model');
       const { data } = prepareSynthetic({ seed: o.seed, users: o.users, items: o.items });
       const { row, result } = runVariant(data, v, {
         epochs: o.epochs,

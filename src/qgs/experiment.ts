@@ -21,6 +21,13 @@ export const VARIANTS: readonly Variant[] = [
   { name: 'concat-mlp', description: 'QGS encoder, features concatenated into an MLP instead of HFG', config: { variant: 'qgs', encoder: 'linear', head: 'concat-mlp' } },
 ];
 
+/** The variant called `name`, or an error naming `where` (a CLI option or an API argument) and the choices. */
+export function variantByName(name: string, where: string): Variant {
+  const v = VARIANTS.find((x) => x.name === name);
+  if (v === undefined) throw new Error(`${where}: expected one of ${VARIANTS.map((x) => x.name).join(', ')}, got '${name}'`);
+  return v;
+}
+
 export interface PreparedExperiment {
   dataset: SyntheticDataset;
   data: PreparedData;

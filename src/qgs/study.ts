@@ -3,7 +3,7 @@
 // on every (data seed, model seed) run. One run per seed pair says little when two models are within
 // training noise of each other (model seeds alone move test GAUC by up to ~0.01 here), so the summary
 // reports the mean, the range and on how many runs each bar held.
-import { VARIANTS, prepareSynthetic, runVariant, type ComparisonRow } from './experiment';
+import { VARIANTS, prepareSynthetic, runVariant, variantByName, type ComparisonRow } from './experiment';
 
 export interface QualityBar {
   name: string;
@@ -90,8 +90,7 @@ export interface StudyOptions {
 export function runStudy(o: StudyOptions, onRow?: (row: StudyRow) => void): StudyRow[] {
   const names = o.models ?? VARIANTS.map((v) => v.name);
   const variants = names.map((n) => {
-    const v = VARIANTS.find((x) => x.name === n);
-    if (v === undefined) throw new Error(`runStudy: models: expected names from ${VARIANTS.map((x) => x.name).join(', ')}, got '${n}'`);
+    const v = variantByName(n, 'runStudy: models');
     return v;
   });
   for (const [what, list] of [['seeds', o.seeds], ['modelSeeds', o.modelSeeds]] as const) {
