@@ -254,16 +254,14 @@ int64_t fused_linear_pg(float* loss, float* logp_out, float* dhidden, float* dwe
           if (y >= v0 && y < v0 + vc) row[y - v0] += G[mu] * inv_tau;
         }
       });
-      if (dhidden) {
-        blas_threads_for_gemm(mc * vc * D);
+      // Both gradient products have the chunk's mc·vc·D multiply-adds: the BLAS thread count set
+      // before its logits product still applies.
+      if (dhidden)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(mc), static_cast<int>(D), static_cast<int>(vc), 1.f, buf.data(),
                     static_cast<int>(vc), in.weight + v0 * D, static_cast<int>(D), 1.f, dhidden + r0 * D, static_cast<int>(D));
-      }
-      if (dweight) {
-        blas_threads_for_gemm(mc * vc * D);
+      if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(vc), static_cast<int>(D), static_cast<int>(mc), 1.f, buf.data(),
                     static_cast<int>(vc), in.hidden + r0 * D, static_cast<int>(D), 1.f, dweight + v0 * D, static_cast<int>(D));
-      }
     }
   }
   return workspace;

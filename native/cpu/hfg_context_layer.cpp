@@ -366,7 +366,7 @@ struct HeadScratch {
       : layer(s.G + 2, s.D, s.H, s.FF),
         x(static_cast<size_t>(kTile * (s.G + 2) * r16(s.D)), 0.f),
         pooled(static_cast<size_t>(kTile * r16(s.D)), 0.f),
-        min(static_cast<size_t>(kTile * 3 * s.D), 0.f),
+        min(static_cast<size_t>(kTile * 2 * s.D), 0.f),
         h1(static_cast<size_t>(kTile * r16(s.M)), 0.f),
         h2(static_cast<size_t>(kTile * r16(s.D)), 0.f) {}
 };
@@ -387,19 +387,19 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
         for (int64_t c = 2 * Dp; c < row; ++c) x[i * row + c] = 0.f;
   }
   // Per candidate: the context and item tokens, the group tokens' bias + type, and the match MLP's
-  // input [ctx; item; ctx ⊙ item] (3D wide rows of sc.min).
+  // per-candidate input [item; ctx ⊙ item] (2D wide rows of sc.min; the ctx columns' share is per
+  // request, hp.c1).
   float* mi = sc.min.data();
   for (int64_t i = 0; i < nc; ++i) {
     float* xi = x + i * row;
-    float* r = mi + i * 3 * D;
+    float* r = mi + i * 2 * D;
     const float* ci = ctx + static_cast<int64_t>(req[n0 + i]) * D;
     const float* ii = item + (item_ids ? static_cast<int64_t>(item_ids[n0 + i]) : n0 + i) * D;
     for (int64_t c = 0; c < D; ++c) {
       xi[c] = ci[c] + w.type_emb[c];
       xi[Dp + c] = ii[c] + w.type_emb[D + c];
-      r[c] = ci[c];
-      r[D + c] = ii[c];
-      r[2 * D + c] = ci[c] * ii[c];
+      r[c] = ii[c];
+      r[D + c] = ci[c] * ii[c];
     }
     for (int64_t g = 0; g < G; ++g) {
       float* xg = xi + (2 + g) * Dp;
@@ -415,7 +415,7 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
   // bm1) precomputed per request: h1 = Wm1[:, D:] [item; ctx ⊙ item] + c1[req].
   float* h1 = sc.h1.data();
   float* h2 = sc.h2.data();
-  tile::mm(h1, Mp, mi + D, 3 * D, hp.m1.data() + D * Mp, Mp, nc, 2 * D, Mp, false);
+  tile::mm(h1, Mp, mi, 2 * D, hp.m1.data() + D * Mp, Mp, nc, 2 * D, Mp, false);
   for (int64_t i = 0; i < nc; ++i) {
     const float* c1 = hp.c1.data() + static_cast<int64_t>(req[n0 + i]) * Mp;
     for (int64_t c = 0; c < M; ++c) {

@@ -104,8 +104,8 @@ double blas_sgemm_rate(int64_t n, int reps) {
     a[i] = static_cast<float>((i * 7919) % 1000) / 1000.f - 0.5f;
     b[i] = static_cast<float>((i * 104729) % 1000) / 1000.f - 0.5f;
   }
+  blas_threads_for_gemm(n * n * n);  // as gemm() would run it
   auto run = [&] {
-    blas_threads_for_gemm(n * n * n);  // as gemm() would run it
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(n), static_cast<int>(n),
                 1.f, a.data(), static_cast<int>(n), b.data(), static_cast<int>(n), 0.f, c.data(), static_cast<int>(n));
   };

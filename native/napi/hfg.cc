@@ -103,7 +103,6 @@ static void layer_weights(const Napi::CallbackInfo& info, size_t first, int64_t 
   w.lno_w = v[12].as<float>(), w.lno_b = v[13].as<float>();
 }
 
-// The fused kernels are CPU only (on a GPU the composed ops serve).
 // hfgContextLayerForward(out, x, keyMask | null, <14 layer weights>, N, T, D, H, F, eps1, eps2, epsOut, activation)
 QGS_BINDING(hfgContextLayerForward) {
   const int64_t N = int_arg(info, 17, "N", 0, int64_t(1) << 40);

@@ -37,17 +37,15 @@ export class QgsBackend implements ScoringBackend {
   }
 
   /**
-   * The read-out token's terms at `at`: the next query for QGS models; "no query" for the item-only
-   * and flattened baselines, which predict the next item before seeing it (the marginal target, as
-   * buildTokens trains them — reading out with the query scored flattened models off their training).
+   * A token's query term ids into out at `at` (the rest of its maxTerms slots stay as they are:
+   * 0 = padding), as buildTokens writes them: item-only models never see queries, and a read-out
+   * carries the next query only for QGS models — the flattened baseline predicts the next item
+   * before seeing it (reading out with the query scored flattened models off their training).
    */
-  private writeReadoutTerms(q: Query | null | undefined, out: Int32Array, at: number): void {
-    out.set(termIds(this.model.cfg.variant === 'qgs' ? q : null, 'query', this.model), at);
-  }
-
-  /** The query's term ids into out at `at` (the rest of its maxTerms slots stay as they are: 0 = padding). */
-  private writeTerms(q: Query | null | undefined, out: Int32Array, at: number): void {
-    out.set(termIds(this.model.cfg.variant === 'item-only' ? null : q, 'query', this.model), at);
+  private writeTerms(q: Query | null | undefined, out: Int32Array, at: number, readout: boolean): void {
+    const v = this.model.cfg.variant;
+    const seen = readout ? v === 'qgs' : v !== 'item-only';
+    out.set(termIds(seen ? q : null, 'query', this.model), at);
   }
 
   private itemToken(item: number): number {
@@ -62,7 +60,7 @@ export class QgsBackend implements ScoringBackend {
   /** Writes an interaction's tokens at token position o of terms [·, maxTerms] / items; returns the next position. */
   private writeEvent(ev: Interaction, terms: Int32Array, items: Int32Array, o: number): number {
     const m = this.model.cfg.maxTerms;
-    this.writeTerms(ev.query, terms, o * m);
+    this.writeTerms(ev.query, terms, o * m, false);
     if (this.tokensPerEvent === 2) {
       items[o++] = NO_ITEM;
       terms[o * m] = NO_QUERY;
@@ -144,7 +142,7 @@ export class QgsBackend implements ScoringBackend {
     return scope(() =>
       noGrad(() => {
         const terms = new Int32Array(R * m);
-        reqs.forEach((r, i) => this.writeReadoutTerms(r.query, terms, i * m));
+        reqs.forEach((r, i) => this.writeTerms(r.query, terms, i * m, true));
         const x = this.plan.embedTokens(terms, new Int32Array(R).fill(NO_ITEM));
         const { h } = this.model.encoder.step(x, this.unpack(reqs.map((r) => r.state)), false);
         const counts = reqs.map((r) => r.candidates.length);

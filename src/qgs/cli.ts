@@ -15,7 +15,6 @@ import { generateSessions } from '../data/synthetic';
 import { writeFileAtomicSync } from '../io/atomic';
 import { runStudy, summarizeBars, type StudyRow } from './study';
 
-
 function metricsRow(r: ComparisonRow): Row {
   return { model: r.model, gauc: r.gauc, auc: r.auc, ndcg10: r.ndcg10, mrr: r.mrr, valid_gauc: r.valid_gauc, epochs: r.epochs, train_s: Math.round(r.train_s * 10) / 10 };
 }
