@@ -232,16 +232,46 @@ QGS_BINDING(hstuBackward) {
   return info.Env().Undefined();
 }
 
-// linearHstuStep(out, stateOut | null, x, state, lnInW | null, lnInB | null, projW, projB | null, lnOutW | null,
-//                lnOutB | null, outW, outB | null, decay | null, [R, D, H, dk, dv], epsIn, epsOut, write)
+namespace {
+
+// The nine weight arguments of the fused Linear HSTU block ops, from `at` on: lnInW | null,
+// lnInB | null, projW, projB | null, lnOutW | null, lnOutB | null, outW, outB | null, decay (| null
+// unless decay_required). Views are appended to `all` (for the device check) and pointed at by w.
+void hstu_block_weight_args(const Napi::CallbackInfo& info, size_t at, int64_t D, int64_t H, int64_t dk, int64_t dv,
+                            bool decay_required, std::vector<View>& all, LinearHstuStepWeights& w) {
+  const size_t f = 4, d = size_t(D), Hv = size_t(H * dv), P = size_t(H * (2 * dv + 2 * dk));
+  const size_t first = all.size();
+  all.push_back(optional_storage_arg(info, at + 0, "lnInWeight", d * f));
+  all.push_back(optional_storage_arg(info, at + 1, "lnInBias", d * f));
+  all.push_back(storage_arg(info, at + 2, "projWeight", P * d * f));
+  all.push_back(optional_storage_arg(info, at + 3, "projBias", P * f));
+  all.push_back(optional_storage_arg(info, at + 4, "lnOutWeight", Hv * f));
+  all.push_back(optional_storage_arg(info, at + 5, "lnOutBias", Hv * f));
+  all.push_back(storage_arg(info, at + 6, "outWeight", d * Hv * f));
+  all.push_back(optional_storage_arg(info, at + 7, "outBias", d * f));
+  all.push_back(decay_required ? storage_arg(info, at + 8, "decay", size_t(H) * f)
+                               : optional_storage_arg(info, at + 8, "decay", size_t(H) * f));
+  const View* v = all.data() + first;
+  w.ln_in_w = v[0].as<float>(), w.ln_in_b = v[1].as<float>(), w.proj_w = v[2].as<float>(), w.proj_b = v[3].as<float>();
+  w.ln_out_w = v[4].as<float>(), w.ln_out_b = v[5].as<float>(), w.out_w = v[6].as<float>(), w.out_b = v[7].as<float>();
+  w.decay = v[8].as<float>();
+}
+
+bool block_dims_ok(int64_t D, int64_t H, int64_t dk, int64_t dv) {
+  const auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
+  return in(D, 1, 65536) && in(H, 1, 4096) && in(dk, 1, 4096) && in(dv, 1, 4096);
+}
+
+}  // namespace
+
+// linearHstuStep(out, stateOut | null, x, state, <9 weight args>, [R, D, H, dk, dv], epsIn, epsOut, write)
 // CPU only (the serving fast path; on a GPU the composed block runs).
 QGS_BINDING(linearHstuStep) {
   const std::vector<int64_t> z = ints_arg(info, 13, "sizes");
   if (z.size() != 5) throw_error(info.Env(), "linearHstuStep: sizes: expected [R, D, H, dk, dv]");
   LinearHstuStepSizes s;
   s.R = z[0], s.D = z[1], s.H = z[2], s.dk = z[3], s.dv = z[4];
-  const auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
-  if (!in(s.R, 0, int64_t(1) << 31) || !in(s.D, 1, 65536) || !in(s.H, 1, 4096) || !in(s.dk, 1, 4096) || !in(s.dv, 1, 4096))
+  if (s.R < 0 || s.R > (int64_t(1) << 31) || !block_dims_ok(s.D, s.H, s.dk, s.dv))
     throw_error(info.Env(), "linearHstuStep: sizes [R, D, H, dk, dv] = [" + std::to_string(s.R) + ", " + std::to_string(s.D) +
                                 ", " + std::to_string(s.H) + ", " + std::to_string(s.dk) + ", " + std::to_string(s.dv) +
                                 "] out of range (R <= 2^31, D <= 65536, H, dk, dv <= 4096, all but R >= 1)");
@@ -249,27 +279,49 @@ QGS_BINDING(linearHstuStep) {
   w.eps_in = static_cast<float>(num_arg(info, 14, "epsIn"));
   w.eps_out = static_cast<float>(num_arg(info, 15, "epsOut"));
   const bool write = bool_arg(info, 16, "write");
-  const size_t f = 4, D = size_t(s.D), Hv = size_t(s.H * s.dv), P = size_t(s.H * (2 * s.dv + 2 * s.dk));
-  const size_t per = size_t(s.H * s.dk * s.dv), R = size_t(s.R);
+  const size_t f = 4, D = size_t(s.D), per = size_t(s.H * s.dk * s.dv), R = size_t(s.R);
   std::vector<View> all;
   all.push_back(storage_arg(info, 0, "out", R * D * f));
   all.push_back(write ? storage_arg(info, 1, "stateOut", R * per * f) : optional_storage_arg(info, 1, "stateOut", R * per * f));
   all.push_back(storage_arg(info, 2, "x", R * D * f));
   all.push_back(storage_arg(info, 3, "state", R * per * f));
-  all.push_back(optional_storage_arg(info, 4, "lnInWeight", D * f));
-  all.push_back(optional_storage_arg(info, 5, "lnInBias", D * f));
-  all.push_back(storage_arg(info, 6, "projWeight", P * D * f));
-  all.push_back(optional_storage_arg(info, 7, "projBias", P * f));
-  all.push_back(optional_storage_arg(info, 8, "lnOutWeight", Hv * f));
-  all.push_back(optional_storage_arg(info, 9, "lnOutBias", Hv * f));
-  all.push_back(storage_arg(info, 10, "outWeight", D * Hv * f));
-  all.push_back(optional_storage_arg(info, 11, "outBias", D * f));
-  all.push_back(write ? storage_arg(info, 12, "decay", size_t(s.H) * f) : optional_storage_arg(info, 12, "decay", size_t(s.H) * f));
+  hstu_block_weight_args(info, 4, s.D, s.H, s.dk, s.dv, write, all, w);
   require_cpu(info, "linearHstuStep", all);
-  w.ln_in_w = all[4].as<float>(), w.ln_in_b = all[5].as<float>(), w.proj_w = all[6].as<float>(), w.proj_b = all[7].as<float>();
-  w.ln_out_w = all[8].as<float>(), w.ln_out_b = all[9].as<float>(), w.out_w = all[10].as<float>(), w.out_b = all[11].as<float>();
-  w.decay = all[12].as<float>();
   cpu::linear_hstu_step_forward(all[0].as<float>(), all[1].as<float>(), all[2].as<float>(), all[3].as<float>(), w, s, write);
+  return info.Env().Undefined();
+}
+
+// linearHstuBlock(out | null, stateOut | null, x, stateIn | null, write | null, offsets, <9 weight args>,
+//                 [T, B, D, H, dk, dv], epsIn, epsOut)
+// The sequence form (inference over a packed batch); CPU only, like the step.
+QGS_BINDING(linearHstuBlock) {
+  const std::vector<int64_t> z = ints_arg(info, 15, "sizes");
+  if (z.size() != 6) throw_error(info.Env(), "linearHstuBlock: sizes: expected [T, B, D, H, dk, dv]");
+  LinearHstuSeqSizes s;
+  s.T = z[0], s.B = z[1], s.D = z[2], s.H = z[3], s.dk = z[4], s.dv = z[5];
+  if (s.T < 0 || s.T > INT32_MAX || s.B < 1 || s.B > INT32_MAX || !block_dims_ok(s.D, s.H, s.dk, s.dv))
+    throw_error(info.Env(), "linearHstuBlock: sizes [T, B, D, H, dk, dv] = [" + std::to_string(s.T) + ", " + std::to_string(s.B) +
+                                ", " + std::to_string(s.D) + ", " + std::to_string(s.H) + ", " + std::to_string(s.dk) + ", " +
+                                std::to_string(s.dv) + "] out of range (T < 2^31, 1 <= B < 2^31, D <= 65536, H, dk, dv <= 4096)");
+  const HostInts offsets = host_ints(info, 5, "offsets");
+  if (!offsets.has || static_cast<int64_t>(offsets.v.size()) != s.B + 1)
+    throw_error(info.Env(), "linearHstuBlock: offsets: expected " + std::to_string(s.B + 1) + " entries, got " +
+                                (offsets.has ? std::to_string(offsets.v.size()) : std::string("none")));
+  s.offsets = offsets.v.data();
+  LinearHstuStepWeights w;
+  w.eps_in = static_cast<float>(num_arg(info, 16, "epsIn"));
+  w.eps_out = static_cast<float>(num_arg(info, 17, "epsOut"));
+  const size_t f = 4, T = size_t(s.T), D = size_t(s.D), states = size_t(s.B * s.H * s.dk * s.dv);
+  std::vector<View> all;
+  all.push_back(optional_storage_arg(info, 0, "out", T * D * f));
+  all.push_back(optional_storage_arg(info, 1, "stateOut", states * f));
+  all.push_back(storage_arg(info, 2, "x", T * D * f));
+  all.push_back(optional_storage_arg(info, 3, "stateIn", states * f));
+  all.push_back(optional_storage_arg(info, 4, "write", T * f));
+  hstu_block_weight_args(info, 6, s.D, s.H, s.dk, s.dv, true, all, w);
+  require_cpu(info, "linearHstuBlock", all);
+  cpu::linear_hstu_seq_forward(all[0].as<float>(), all[1].as<float>(), all[2].as<float>(), all[3].as<float>(), all[4].as<float>(), w,
+                               s);
   return info.Env().Undefined();
 }
 
@@ -279,6 +331,7 @@ void register_linrec(Napi::Env env, Napi::Object exports) {
   QGS_EXPORT(exports, env, hstuForward);
   QGS_EXPORT(exports, env, hstuBackward);
   QGS_EXPORT(exports, env, linearHstuStep);
+  QGS_EXPORT(exports, env, linearHstuBlock);
 }
 
 }  // namespace qgs::napi

@@ -8,6 +8,7 @@ export * from './nn';
 export * from './losses';
 export * from './linrec';
 export * from './linear-hstu-step';
+export * from './linear-hstu-block';
 export * from './hstu';
 export * from './hfg';
 export * from './policy';

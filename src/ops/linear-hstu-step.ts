@@ -13,13 +13,22 @@ import { requireCpuInference, storageOf } from './fused-inference';
 declare module '../native' {
   interface NativeBinding {
     linearHstuStep(
-      out: NativeStorage, stateOut: NativeStorage | null, x: NativeStorage, state: NativeStorage, lnInW: NativeStorage | null,
-      lnInB: NativeStorage | null, projW: NativeStorage, projB: NativeStorage | null, lnOutW: NativeStorage | null,
-      lnOutB: NativeStorage | null, outW: NativeStorage, outB: NativeStorage | null, decay: NativeStorage | null,
-      sizes: number[], epsIn: number, epsOut: number, write: boolean,
+      out: NativeStorage, stateOut: NativeStorage | null, x: NativeStorage, state: NativeStorage,
+      ...rest: [...BlockWeightStorages, sizes: number[], epsIn: number, epsOut: number, write: boolean]
+    ): void;
+    linearHstuBlock(
+      out: NativeStorage | null, stateOut: NativeStorage | null, x: NativeStorage, stateIn: NativeStorage | null,
+      write: NativeStorage | null, offsets: Int32Array,
+      ...rest: [...BlockWeightStorages, sizes: number[], epsIn: number, epsOut: number]
     ): void;
   }
 }
+
+/** A block's weights as both bindings take them (null = absent). */
+export type BlockWeightStorages = [
+  lnInW: NativeStorage | null, lnInB: NativeStorage | null, projW: NativeStorage, projB: NativeStorage | null,
+  lnOutW: NativeStorage | null, lnOutB: NativeStorage | null, outW: NativeStorage, outB: NativeStorage | null, decay: NativeStorage | null,
+];
 
 /** A Linear HSTU block's parameters (PyTorch layout: weights [out, in]). */
 export interface LinearHstuStepParams {
@@ -51,6 +60,48 @@ export interface LinearHstuStepResult {
 
 const OP = 'linearHstuStep';
 
+/** The checked block parameters in the binding's argument order (after the op's own tensors). */
+interface CheckedBlockParams {
+  storages: BlockWeightStorages;
+  named: Record<string, Tensor | null | undefined>;
+  epsIn: number;
+  epsOut: number;
+}
+
+/**
+ * Validates a block's parameters against [D, H, dk, dv] (shapes, dtypes, eps) with errors naming
+ * the op and the argument; the 9 weight storages come back in the order both bindings take them.
+ */
+export function checkBlockParams(op: string, p: LinearHstuStepParams, D: number, H: number, dk: number, dv: number, decayRequired: boolean): CheckedBlockParams {
+  checkTensor(op, 'projWeight', p.projWeight, { dtype: 'f32', shape: [H * (2 * dv + 2 * dk), D] });
+  checkTensor(op, 'outWeight', p.outWeight, { dtype: 'f32', shape: [D, H * dv] });
+  const vectors: [string, Tensor | null | undefined, number][] = [
+    ['projBias', p.projBias, H * (2 * dv + 2 * dk)], ['outBias', p.outBias, D], ['lnInWeight', p.lnInWeight, D], ['lnInBias', p.lnInBias, D],
+    ['lnOutWeight', p.lnOutWeight, H * dv], ['lnOutBias', p.lnOutBias, H * dv], ['decay', p.decay, H],
+  ];
+  for (const [name, t, n] of vectors) if (t != null) checkTensor(op, name, t, { dtype: 'f32', shape: [n] });
+  if (decayRequired && p.decay == null) throw new TypeError(`${op}: decay: expected a [${H}] tensor when writing, got ${String(p.decay)}`);
+  const eps = (name: string, v: number | undefined): number => {
+    const e = checkNumber(op, name, v ?? 1e-5);
+    if (!(e > 0) || !Number.isFinite(e)) throw new RangeError(`${op}: ${name}: expected a positive finite number, got ${e}`);
+    return e;
+  };
+  const named: Record<string, Tensor | null | undefined> = { projWeight: p.projWeight, outWeight: p.outWeight };
+  for (const [name, t] of vectors) named[name] = t;
+  const s = storageOf;
+  return {
+    storages: [s(p.lnInWeight), s(p.lnInBias), p.projWeight.storage, s(p.projBias), s(p.lnOutWeight), s(p.lnOutBias), p.outWeight.storage, s(p.outBias), s(p.decay)],
+    named,
+    epsIn: eps('lnInEps', p.lnInEps),
+    epsOut: eps('lnOutEps', p.lnOutEps),
+  };
+}
+
+export function checkParamsObject(op: string, p: unknown): number {
+  if (typeof p !== 'object' || p === null) throw new TypeError(`${op}: params: expected an object, got ${p === null ? 'null' : typeof p}`);
+  return checkNumber(op, 'dk', (p as { dk?: unknown }).dk as number, { integer: true, min: 1 });
+}
+
 /**
  * x [R, D] (one token per row) and state [R, H, dk, dv] → the block's output and, with
  * `write: true`, the states after the token's update; a read-out (`write: false`) leaves the state
@@ -59,39 +110,18 @@ const OP = 'linearHstuStep';
 export function linearHstuStep(x: Tensor, state: Tensor, p: LinearHstuStepParams, opts: { write: boolean }): LinearHstuStepResult {
   checkTensor(OP, 'x', x, { dtype: 'f32', rank: 2 });
   const [R, D] = x.shape;
-  if (typeof p !== 'object' || p === null) throw new TypeError(`${OP}: params: expected an object, got ${p === null ? 'null' : typeof p}`);
-  const dk = checkNumber(OP, 'dk', p.dk, { integer: true, min: 1 });
+  const dk = checkParamsObject(OP, p);
   checkTensor(OP, 'state', state, { dtype: 'f32', rank: 4 });
   const [Rs, H, dks, dv] = state.shape;
   if (Rs !== R || dks !== dk) throw new RangeError(`${OP}: state: expected shape [${R}, H, ${dk}, dv], got [${state.shape.join(', ')}]`);
-  checkTensor(OP, 'projWeight', p.projWeight, { dtype: 'f32', shape: [H * (2 * dv + 2 * dk), D] });
-  checkTensor(OP, 'outWeight', p.outWeight, { dtype: 'f32', shape: [D, H * dv] });
-  const vectors: [string, Tensor | null | undefined, number][] = [
-    ['projBias', p.projBias, H * (2 * dv + 2 * dk)], ['outBias', p.outBias, D], ['lnInWeight', p.lnInWeight, D], ['lnInBias', p.lnInBias, D],
-    ['lnOutWeight', p.lnOutWeight, H * dv], ['lnOutBias', p.lnOutBias, H * dv], ['decay', p.decay, H],
-  ];
-  for (const [name, t, n] of vectors) if (t != null) checkTensor(OP, name, t, { dtype: 'f32', shape: [n] });
   if (typeof opts !== 'object' || opts === null || typeof opts.write !== 'boolean') {
     throw new TypeError(`${OP}: options.write: expected a boolean, got ${opts === null || typeof opts !== 'object' ? String(opts) : typeof opts.write}`);
   }
   const { write } = opts;
-  if (write && p.decay == null) throw new TypeError(`${OP}: decay: expected a [${H}] tensor when writing, got ${String(p.decay)}`);
-  const eps = (name: string, v: number | undefined): number => {
-    const e = checkNumber(OP, name, v ?? 1e-5);
-    if (!(e > 0) || !Number.isFinite(e)) throw new RangeError(`${OP}: ${name}: expected a positive finite number, got ${e}`);
-    return e;
-  };
-  const epsIn = eps('lnInEps', p.lnInEps);
-  const epsOut = eps('lnOutEps', p.lnOutEps);
-  const named: Record<string, Tensor | null | undefined> = { x, state, projWeight: p.projWeight, outWeight: p.outWeight };
-  for (const [name, t] of vectors) named[name] = t;
-  requireCpuInference(OP, named, x.device);
+  const c = checkBlockParams(OP, p, D, H, dk, dv, write);
+  requireCpuInference(OP, { x, state, ...c.named }, x.device);
   const output = empty([R, D]);
   const stateOut = write ? empty([R, H, dk, dv]) : null;
-  const s = storageOf;
-  native().linearHstuStep(
-    output.storage, s(stateOut), x.storage, state.storage, s(p.lnInWeight), s(p.lnInBias), p.projWeight.storage, s(p.projBias),
-    s(p.lnOutWeight), s(p.lnOutBias), p.outWeight.storage, s(p.outBias), s(p.decay), [R, D, H, dk, dv], epsIn, epsOut, write,
-  );
+  native().linearHstuStep(output.storage, storageOf(stateOut), x.storage, state.storage, ...c.storages, [R, D, H, dk, dv], c.epsIn, c.epsOut, write);
   return { output, state: stateOut ?? state };
 }

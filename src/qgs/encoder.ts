@@ -101,6 +101,16 @@ export class EncoderBlock extends Module {
    * [B, H, dk, dv]. `wantOutput = false` (the last layer of finalStates) skips the block's output.
    */
   forwardWithState(x: Tensor, batch: PackedBatch, wantState: boolean, wantOutput = true): { y: Tensor | null; state: Tensor | null } {
+    if (this.cfg.kind === 'linear' && this.canFuse(x, null)) {
+      // Inference on the CPU: the fused native block (same function, no [T, ·] intermediates).
+      const r = ops.linearHstuBlock(x, this.blockParams(true), {
+        offsets: batch.offsets,
+        write: batch.write,
+        output: wantOutput,
+        returnState: wantState,
+      });
+      return { y: r.output, state: r.state };
+    }
     if (wantState && !wantOutput && this.cfg.kind === 'linear' && !needsGrad([x, ...this.parameters()])) {
       return { y: null, state: this.finalStateOnly(x, batch) };
     }
@@ -178,7 +188,7 @@ export class EncoderBlock extends Module {
    */
   step(x: Tensor, state: Tensor, write: boolean): { y: Tensor; state: Tensor } {
     if (this.cfg.kind !== 'linear') throw new Error('EncoderBlock.step: only the linear (recurrent) encoder has an O(1) step');
-    if (this.canFuseStep(x, state)) return this.fusedStep(x, state, write);
+    if (this.canFuse(x, state)) return this.fusedStep(x, state, write);
     const B = x.shape[0];
     const { u, v, q, k } = this.project(x);
     const H = this.cfg.heads;
@@ -198,14 +208,15 @@ export class EncoderBlock extends Module {
    * The fused native step (ops.linearHstuStep) computes the same function in one call; it applies
    * when nothing needs a gradient, dropout is off and everything is on the CPU (serving, eval).
    */
-  private canFuseStep(x: Tensor, state: Tensor): boolean {
+  private canFuse(x: Tensor, state: Tensor | null): boolean {
     if (this.training && this.cfg.dropout > 0) return false;
     const params = this.parameters();
-    return x.device === 'cpu' && state.device === 'cpu' && params.every((t) => t.device === 'cpu') && !needsGrad([x, state, ...params]);
+    return x.device === 'cpu' && (state === null || state.device === 'cpu') && params.every((t) => t.device === 'cpu') && !needsGrad([x, state, ...params]);
   }
 
-  private fusedStep(x: Tensor, state: Tensor, write: boolean): { y: Tensor; state: Tensor } {
-    const r = ops.linearHstuStep(x, state, {
+  /** The block's weights for the fused ops (decays only when the op writes). */
+  private blockParams(withDecay: boolean): ops.LinearHstuStepParams {
+    return {
       projWeight: this.proj.weight,
       projBias: this.proj.bias,
       outWeight: this.out.weight,
@@ -216,9 +227,13 @@ export class EncoderBlock extends Module {
       lnOutWeight: this.outNorm.weight,
       lnOutBias: this.outNorm.bias,
       lnOutEps: this.outNorm.eps,
-      decay: write ? ops.sigmoid(this.decayLogit as Tensor) : null,
+      decay: withDecay ? ops.sigmoid(this.decayLogit as Tensor) : null,
       dk: this.cfg.dk,
-    }, { write });
+    };
+  }
+
+  private fusedStep(x: Tensor, state: Tensor, write: boolean): { y: Tensor; state: Tensor } {
+    const r = ops.linearHstuStep(x, state, this.blockParams(write), { write });
     return { y: r.output, state: r.state };
   }
 }

@@ -41,11 +41,36 @@ struct LinearHstuStepSizes {
 
 void linear_hstu_step_check(const LinearHstuStepWeights& w, const LinearHstuStepSizes& s, bool write);
 
+// Sequence form (inference): a packed jagged batch of T tokens, sequence b in rows
+// [offsets[b], offsets[b+1]), through one block with the recurrence run token by token. For each
+// sequence b and head h, S starts at state_in[b, h] (null = zeros) and for each of its tokens t:
+//   a_t = w_t γ_h + (1 − w_t);   S ← a_t S + w_t k_tᵀ v_t;   o_t = q_t S
+// with the write weight w_t = write[t] ∈ [0, 1] (null = every token writes) — exactly the composed
+// block's per-step decay (write·γ + readOnly) and masked values (v·write), so a w = 0 token is a pure
+// read-out. out_t = x_t + Wo (LNout(o_t) ⊙ u_t) + bo as in the step. out may be null: then only the
+// final states are computed (the last layer of a cold encode), from the V and K rows of the
+// projection alone. state_out [B, H, dk, dv] may be null (not wanted).
+// Why token by token: at serving sizes (H·dk·dv = 2·64·16) one token's update and read are ~4k
+// multiply-adds on a state that stays in L1, cheaper than the chunked algorithm's Q Kᵀ blocks.
+struct LinearHstuSeqSizes {
+  int64_t T = 0;  // tokens (rows of x)
+  int64_t B = 0;  // sequences
+  int64_t D = 0, H = 0, dk = 0, dv = 0;
+  const int32_t* offsets = nullptr;  // [B + 1], offsets[0] = 0, non-decreasing, offsets[B] = T
+};
+
+void linear_hstu_seq_check(const LinearHstuStepWeights& w, const LinearHstuSeqSizes& s, const float* write);
+
 namespace cpu {
 // out [R, D]; state_out [R, H, dk, dv] (required when write, ignored otherwise); x [R, D];
 // state [R, H, dk, dv].
 void linear_hstu_step_forward(float* out, float* state_out, const float* x, const float* state,
                               const LinearHstuStepWeights& w, const LinearHstuStepSizes& s, bool write);
+
+// out [T, D] or null; state_out [B, H, dk, dv] or null (not both null); x [T, D]; state_in
+// [B, H, dk, dv] or null; write [T] or null. Calls BLAS: not from inside parallel_for.
+void linear_hstu_seq_forward(float* out, float* state_out, const float* x, const float* state_in, const float* write,
+                             const LinearHstuStepWeights& w, const LinearHstuSeqSizes& s);
 }  // namespace cpu
 
 }  // namespace qgs
