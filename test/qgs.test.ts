@@ -9,6 +9,8 @@ import { saveCheckpoint, loadCheckpoint } from '../src/qgs/checkpoint';
 import { scoreRequest, termIds } from '../src/qgs/scoring';
 import { QgsBackend } from '../src/qgs/backend';
 import { CandidateBatch } from '../src/qgs/serving/packed';
+import { packHistory, DEFAULT_LIMITS } from '../src/qgs/serving/validate';
+import type { Interaction } from '../src/qgs/serving/backend';
 import { errorOf, freshSeed, relError } from './helpers';
 import { RankingPlan } from '../src/qgs/ranking-plan';
 import { packBatch } from '../src/qgs/encoder';
@@ -57,6 +59,25 @@ describe('token streams', () => {
     expect(errorOf(() => prepareTimelines([rec(0, 1, [1], [-3], [0])], spec))).toMatch(/shown\[0\] must be a non-negative integer id/);
   });
 });
+
+/**
+ * The serving worker's cold path (encodePacked of the packed history) equals encode() of the event
+ * objects exactly, for the given history and one with the term edge cases: more terms than maxTerms,
+ * an unseen term id, text-only and empty queries. An out-of-catalogue item names the catalogue.
+ */
+function expectPackedEncodeEqual(be: QgsBackend, events: Interaction[]): void {
+  // Serving requires some query content: an empty query becomes a query id alone.
+  const history = events.map((e) => (Object.keys(e.query).length > 0 ? e : { ...e, query: { id: 1 } }));
+  const edge: Interaction[] = [
+    ...history,
+    { query: { terms: [1, 2, 3, 4, 5, 6, 7, 8, 9] }, item: 3 },
+    { query: { text: 'only text' }, item: 4 },
+    { query: { terms: [], id: 3 }, item: 1 },
+    { query: { terms: [2 ** 30, 1] }, item: 2 },
+  ];
+  for (const h of [history, edge, []]) expect(be.encodePacked(packHistory(h, 'history', DEFAULT_LIMITS))).toEqual(be.encode(h));
+  expect(errorOf(() => be.encodePacked(packHistory([{ query: { id: 1 }, item: 10 ** 6 }], 'history', DEFAULT_LIMITS)))).toMatch(/outside the model's catalogue/);
+}
 
 describe('QGS model end to end (tiny synthetic data)', () => {
   const { data, dataset } = prepareSynthetic({ seed: 3, users: 60, items: 200, topics: 4 });
@@ -158,6 +179,7 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     let st = be.emptyState();
     for (const e of history) st = be.step(st, e);
     expect(relError(st, be.encode(history))).toBeLessThan(1e-5);
+    expectPackedEncodeEqual(be, history);
     const items = Int32Array.from([1, 2, 3]);
     const values = Float32Array.from([0.5, 1, 0.2]);
     const cands = new CandidateBatch({ items, columns: [{ group: 'text_match', feature: 'bm25' }], values, extras: [] });
@@ -183,6 +205,7 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     for (const e of history) st = be.step(st, e);
     const full = be.encode(history);
     expect(relError(st, full)).toBeLessThan(1e-5);
+    expectPackedEncodeEqual(be, history);
     const items = Int32Array.from([1, 2, 3, 4]);
     const values = Float32Array.from([0.5, 1, 0.2, 2, 0.1, 0, 0.9, 3]);
     const cands = new CandidateBatch({ items, columns: [{ group: 'text_match', feature: 'bm25' }, { group: 'item_stats', feature: 'log_impressions' }], values, extras: [] });

@@ -17,6 +17,8 @@ import {
   type Candidate,
 } from '../src/qgs/serving';
 import { Random } from '../src';
+import { ServingCore } from '../src/qgs/serving/worker';
+import type { ScoringBackend } from '../src/qgs/serving/backend';
 import { freshSeed } from './helpers';
 import { errorOf } from './helpers';
 
@@ -315,5 +317,52 @@ describe('packed requests (what crosses to the worker)', () => {
     (cands[4321].features.g as Record<string, unknown>).v = 'x';
     (cands[4321].features.g as Record<string, unknown>).w = [1, 'a'];
     expect(errorOf(() => packScoreRequest({ query: { id: 1 }, candidates: cands }))).toMatch(/^candidates\[4321\]\.features\.g\.w\[1\]: expected a finite number/);
+  });
+});
+
+describe('ServingCore (the worker logic, in-process)', () => {
+  // A stub backend whose state records which encode path ran: [events seen, 1 if encodePacked].
+  function stub(withPacked: boolean): { backend: ScoringBackend; calls: string[] } {
+    const calls: string[] = [];
+    const backend: ScoringBackend = {
+      stateSize: 2,
+      emptyState: () => new Float32Array(2),
+      encode: (h) => {
+        calls.push(`encode ${h.map((e) => `${e.item}:${(e.query.terms ?? []).join('+')}`).join(',')}`);
+        return Float32Array.of(h.length, 0);
+      },
+      step: (s) => s.slice(),
+      scoreBatch: (reqs) => reqs.map((r) => new Float32Array(r.candidates.length).fill(r.state[0] * 10 + r.state[1])),
+      dispose: () => undefined,
+    };
+    if (withPacked) {
+      backend.encodePacked = (h) => {
+        calls.push(`packed ${Array.from(h.items).join(',')}`);
+        return Float32Array.of(h.items.length, 1);
+      };
+    }
+    return { backend, calls };
+  }
+
+  test('a cold score uses encodePacked when the backend has it, else encode() of the unpacked events', () => {
+    const history = [{ query: { terms: [1, 2] }, item: 5 }, { query: { id: 4 }, item: 7 }];
+    const req = packScoreRequest({ history, query: { terms: [3] }, candidates: [{ item: 1 }, { item: 2 }] }, DEFAULT_LIMITS);
+    for (const withPacked of [true, false]) {
+      const { backend, calls } = stub(withPacked);
+      const core = new ServingCore(backend, 1 << 20, 'empty');
+      const [r] = core.run([{ kind: 'score', user: 'u', history: req.history, query: req.query, candidates: req.candidates }]);
+      expect(r).toEqual({ ok: true, value: Float32Array.of(20 + (withPacked ? 1 : 0), 20 + (withPacked ? 1 : 0)) });
+      expect(calls).toEqual([withPacked ? 'packed 5,7' : 'encode 5:1+2,7:']);
+      expect(core.cache.get('u')).toEqual(Float32Array.of(2, withPacked ? 1 : 0)); // cached for the user
+      expect(core.stats().encodes).toBe(1);
+    }
+  });
+
+  test('a wrong-sized encodePacked result is an error naming it', () => {
+    const { backend } = stub(true);
+    backend.encodePacked = () => new Float32Array(3);
+    const req = packScoreRequest({ history: [{ query: { id: 1 }, item: 1 }], query: { id: 2 }, candidates: [{ item: 1 }] }, DEFAULT_LIMITS);
+    const [r] = new ServingCore(backend, 1 << 20, 'empty').run([{ kind: 'score', history: req.history, query: req.query, candidates: req.candidates }]);
+    expect(r).toEqual({ ok: false, message: 'backend.encodePacked returned a Float32Array of 3, expected a Float32Array of stateSize = 2 floats' });
   });
 });

@@ -5,13 +5,13 @@
 import { tensor, scope } from '../tensor';
 import { noGrad } from '../autograd';
 import { loadCheckpoint } from './checkpoint';
-import { ITEM_OFFSET, NO_ITEM, NO_QUERY } from './dataset';
+import { ITEM_OFFSET, NO_ITEM, NO_QUERY, TERM_OFFSET } from './dataset';
 import { checkItem, termIds } from './scoring';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
 import { RankingPlan } from './ranking-plan';
 import type { BackendScoreRequest, Interaction, Query, ScoringBackend } from './serving/backend';
-import { CandidateBatch } from './serving/packed';
+import { CandidateBatch, type PackedHistory } from './serving/packed';
 import { tagHash } from './serving/state-codec';
 
 export class QgsBackend implements ScoringBackend {
@@ -88,6 +88,44 @@ export class QgsBackend implements ScoringBackend {
     const items = new Int32Array(T);
     let o = 0;
     for (const e of history) o = this.writeEvent(e, terms, items, o);
+    return this.encodeTokens(terms, items);
+  }
+
+  /**
+   * encode() of a packed history (the serving worker's cold path), read from its typed arrays
+   * without building event objects. Its term ids arrive validated (non-negative int32s); they map to
+   * tokens as termIds maps them: the first maxTerms, unseen ones to NO_QUERY, none → NO_QUERY.
+   */
+  encodePacked(h: PackedHistory): Float32Array {
+    const n = h.items.length;
+    if (n === 0) return this.emptyState();
+    const { maxTerms: m, termVocab: vocab, variant } = this.model.cfg;
+    const per = this.tokensPerEvent;
+    const terms = new Int32Array(n * per * m);
+    const items = new Int32Array(n * per);
+    const seen = variant !== 'item-only';
+    let o = 0;
+    for (let t = 0; t < n; t++) {
+      const at = o * m;
+      const a = h.termOffsets[t];
+      const b = Math.min(h.termOffsets[t + 1], a + m);
+      if (!seen || b === a) terms[at] = NO_QUERY;
+      for (let j = a; seen && j < b; j++) {
+        const x = h.terms[j] + TERM_OFFSET;
+        terms[at + j - a] = x < vocab ? x : NO_QUERY;
+      }
+      if (per === 2) {
+        items[o++] = NO_ITEM;
+        terms[o * m] = NO_QUERY;
+      }
+      items[o++] = this.itemToken(h.items[t]);
+    }
+    return this.encodeTokens(terms, items);
+  }
+
+  /** The final states of packed write tokens (terms [T × maxTerms], items [T]), as one state array. */
+  private encodeTokens(terms: Int32Array, items: Int32Array): Float32Array {
+    const T = items.length;
     return scope(() =>
       noGrad(() => {
         const x = this.plan.embedTokens(terms, items);

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'url';
 import type { BackendScoreRequest, Interaction, ScoringBackend } from './backend';
 import type { FromWorker, Op, OpResult, ToWorker, WorkerInit, WorkerStats } from './protocol';
 import { StateCache, type UserKey } from './state-cache';
-import { CandidateBatch, unpackHistory } from './packed';
+import { CandidateBatch, unpackHistory, type PackedHistory } from './packed';
 
 function messageOf(e: unknown): string {
   if (e instanceof Error) return e.message;
@@ -98,9 +98,11 @@ export class ServingCore {
     return s;
   }
 
-  private encode(history: readonly Interaction[]): Float32Array {
+  private encode(history: PackedHistory): Float32Array {
     this.counters.encodes++;
-    return this.checkState(this.backend.encode(history), 'backend.encode');
+    const b = this.backend;
+    if (typeof b.encodePacked === 'function') return this.checkState(b.encodePacked(history), 'backend.encodePacked');
+    return this.checkState(b.encode(unpackHistory(history)), 'backend.encode');
   }
 
   private stateOf(user: UserKey | undefined, what: string): Float32Array {
@@ -164,7 +166,7 @@ export class ServingCore {
             this.counters.scoreRequests++;
             let state: Float32Array;
             if (op.history !== undefined) {
-              state = this.encode(unpackHistory(op.history));
+              state = this.encode(op.history);
               if (op.user !== undefined) this.cache.put(op.user, state);
             } else {
               state = this.stateOf(op.user, 'score');
