@@ -1,6 +1,7 @@
 // Shared test utilities: fresh random inputs (seed printed on failure), float64 references,
 // relative-error checks and gradient checks against central finite differences.
 import { Tensor, tensor, Random } from '../src';
+import type { Module } from '../src/nn/module';
 
 /** A fresh seed per call (override with QGS_TEST_SEED to reproduce a failure). */
 export function freshSeed(): number {
@@ -184,3 +185,20 @@ export function erfc(z: number): number {
 }
 /** Exact GELU, accurate in the negative tail (where 0.5·v·(1 + erf) would cancel). */
 export const gelu = (v: number): number => (v >= 0 ? 0.5 * v * (1 + erf(v / Math.SQRT2)) : 0.5 * v * erfc(-v / Math.SQRT2));
+
+/**
+ * Fresh random parameters for a module: N(0, 0.4²) everywhere, LayerNorm weights around 1 and
+ * decay logits in [1, ∞) (γ = sigmoid > 0.73), so biases and affine parameters are non-trivial and a
+ * swapped argument shows in a comparison.
+ */
+export function randomizeParameters(m: Module, rng: Random): void {
+  const state = new Map<string, Tensor>();
+  for (const [name, p] of m.namedParameters()) {
+    const v = Float32Array.from(randomArray(rng, p.size, 0.4));
+    if (/Norm\.weight$/.test(name)) for (let i = 0; i < v.length; i++) v[i] += 1;
+    if (name.endsWith('decayLogit')) for (let i = 0; i < v.length; i++) v[i] = 1 + 2 * Math.abs(v[i]);
+    state.set(name, tensor(v, p.shape));
+  }
+  m.loadStateDict(state);
+  for (const t of state.values()) t.dispose();
+}

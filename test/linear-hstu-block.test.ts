@@ -6,19 +6,7 @@
 // itself is checked against a float64 reference in native/tests/test_linear_hstu_block.cpp.
 import { Random, tensor, scope, noGrad, ops, memoryStats, type Tensor } from '../src';
 import { SequenceEncoder, packBatch } from '../src/qgs/encoder';
-import { freshSeed, randomArray, expectClose, errorOf } from './helpers';
-
-function randomize(enc: SequenceEncoder, rng: Random): void {
-  const state = new Map<string, Tensor>();
-  for (const [name, p] of enc.namedParameters()) {
-    const v = Float32Array.from(randomArray(rng, p.size, 0.4));
-    if (/Norm\.weight$/.test(name)) for (let i = 0; i < v.length; i++) v[i] += 1;
-    if (name.endsWith('decayLogit')) for (let i = 0; i < v.length; i++) v[i] = 1 + 2 * Math.abs(v[i]);
-    state.set(name, tensor(v, p.shape));
-  }
-  enc.loadStateDict(state);
-  for (const t of state.values()) t.dispose();
-}
+import { freshSeed, randomArray, expectClose, errorOf, randomizeParameters } from './helpers';
 
 describe('ops.linearHstuBlock', () => {
   const cases = [
@@ -32,7 +20,7 @@ describe('ops.linearHstuBlock', () => {
       const seed = freshSeed();
       const rng = new Random(seed);
       const enc = new SequenceEncoder({ kind: 'linear', dim: c.dim, layers: 2, heads: c.heads, dk: c.dk, dv: c.dv, dropout: 0.1, decayInit: 0.9, seed: seed & 0xffff });
-      randomize(enc, rng);
+      randomizeParameters(enc, rng);
       enc.eval();
       const offsets = Int32Array.from([0, ...c.lengths.map((_, i) => c.lengths.slice(0, i + 1).reduce((a, b) => a + b, 0))]);
       const T = offsets[offsets.length - 1];
@@ -69,7 +57,7 @@ describe('ops.linearHstuBlock', () => {
     const rng = new Random(seed);
     const D = 6, H = 2, dk = 4, dv = 3;
     const enc = new SequenceEncoder({ kind: 'linear', dim: D, layers: 1, heads: H, dk, dv, dropout: 0, decayInit: 0.9, seed: seed & 0xffff });
-    randomize(enc, rng);
+    randomizeParameters(enc, rng);
     const block = enc.blocks[0];
     const offsets = Int32Array.of(0, 9, 9, 20);
     const T = 20, B = 3;

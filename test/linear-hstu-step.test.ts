@@ -3,21 +3,9 @@
 // affine parameters and biases too, so a swapped argument shows), odd sizes, read-outs and writes,
 // batches across the native 16-row grain; and its argument errors. The kernel itself is checked
 // against a float64 reference in native/tests/test_linear_hstu_step.cpp.
-import { Random, tensor, scope, noGrad, ops, memoryStats, type Tensor } from '../src';
+import { Random, tensor, scope, noGrad, ops, memoryStats } from '../src';
 import { SequenceEncoder } from '../src/qgs/encoder';
-import { freshSeed, randomArray, relError, expectClose, errorOf } from './helpers';
-
-function randomize(enc: SequenceEncoder, rng: Random): void {
-  const state = new Map<string, Tensor>();
-  for (const [name, p] of enc.namedParameters()) {
-    const v = Float32Array.from(randomArray(rng, p.size, 0.4));
-    if (/Norm\.weight$/.test(name)) for (let i = 0; i < v.length; i++) v[i] += 1;
-    if (name.endsWith('decayLogit')) for (let i = 0; i < v.length; i++) v[i] = 1 + 2 * Math.abs(v[i]);
-    state.set(name, tensor(v, p.shape));
-  }
-  enc.loadStateDict(state);
-  for (const t of state.values()) t.dispose();
-}
+import { freshSeed, randomArray, relError, expectClose, errorOf, randomizeParameters } from './helpers';
 
 describe('ops.linearHstuStep', () => {
   const cases = [
@@ -30,7 +18,7 @@ describe('ops.linearHstuStep', () => {
       const seed = freshSeed();
       const rng = new Random(seed);
       const enc = new SequenceEncoder({ kind: 'linear', dim: c.dim, layers: 2, heads: c.heads, dk: c.dk, dv: c.dv, dropout: 0.1, decayInit: 0.9, seed: seed & 0xffff });
-      randomize(enc, rng);
+      randomizeParameters(enc, rng);
       enc.eval();
       const x = tensor(Float32Array.from(randomArray(rng, c.B * c.dim)), [c.B, c.dim]);
       const states = [0, 1].map(() => tensor(Float32Array.from(randomArray(rng, c.B * c.heads * c.dk * c.dv, 0.3)), [c.B, c.heads, c.dk, c.dv]));

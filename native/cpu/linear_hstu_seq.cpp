@@ -71,15 +71,20 @@ struct Columns {
   int64_t su, sv, sq, sk;
 };
 
-// The recurrence of sequence b, head h over its tokens: o rows (null = not wanted) and the final S.
-QGS_SIMD_CLONES void scan(float* o, float* S_final, const float* S0, const float* write, const Columns& c, float gamma,
-                          int64_t t0, int64_t t1, int64_t h, int64_t dk, int64_t dv, int64_t Hv, float* QGS_RESTRICT S) {
-  const int64_t per = dk * dv;
+// S = S0, or zeros without an initial state.
+void start_state(float* S, const float* S0, int64_t per) {
   if (S0) {
     std::memcpy(S, S0, static_cast<size_t>(per) * sizeof(float));
   } else {
     std::fill(S, S + per, 0.f);
   }
+}
+
+// The recurrence of sequence b, head h over its tokens: o rows (null = not wanted) and the final S.
+QGS_SIMD_CLONES void scan(float* o, float* S_final, const float* S0, const float* write, const Columns& c, float gamma,
+                          int64_t t0, int64_t t1, int64_t h, int64_t dk, int64_t dv, int64_t Hv, float* QGS_RESTRICT S) {
+  const int64_t per = dk * dv;
+  start_state(S, S0, per);
   for (int64_t t = t0; t < t1; ++t) {
     const float wt = write ? write[t] : 1.f;
     const float a = wt * gamma + (1.f - wt);
@@ -120,11 +125,7 @@ QGS_SIMD_CLONES void scan_v8(float* o, float* S_final, const float* S0, const fl
                              int64_t t0, int64_t t1, int64_t h, int64_t dk, int64_t Hv, float* QGS_RESTRICT S) {
   constexpr int DV = 8 * NV;
   const int64_t per = dk * DV;
-  if (S0) {
-    std::memcpy(S, S0, static_cast<size_t>(per) * sizeof(float));
-  } else {
-    std::fill(S, S + per, 0.f);
-  }
+  start_state(S, S0, per);
   for (int64_t t = t0; t < t1; ++t) {
     const float wt = write ? write[t] : 1.f;
     const float a = wt * gamma + (1.f - wt);

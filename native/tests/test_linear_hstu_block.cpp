@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "hstu_block_ref.h"
 #include "qgs/linear_hstu_step.h"
 #include "test_util.h"
 
@@ -16,17 +17,12 @@ using namespace qgs_test;
 
 namespace {
 
-struct Params {
-  std::vector<float> lniw, lnib, pw, pb, lnow, lnob, ow, ob, decay;
-};
-
-const float* ptr(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
-
 // out [T, D] and the final states [B, H, dk, dv] in double, token by token.
 void reference(std::vector<double>& out, std::vector<double>& st_out, const std::vector<float>& x,
                const std::vector<float>& state_in, const std::vector<float>& write, const std::vector<int32_t>& offsets,
-               const Params& p, const qgs::LinearHstuStepWeights& w, int64_t D, int64_t H, int64_t dk, int64_t dv) {
-  const int64_t T = offsets.back(), B = int64_t(offsets.size()) - 1, P = H * (2 * dv + 2 * dk), per = H * dk * dv;
+               const BlockParams& p) {
+  const int64_t D = p.D, H = p.H, dk = p.dk, dv = p.dv;
+  const int64_t T = offsets.back(), B = int64_t(offsets.size()) - 1, per = H * dk * dv;
   out.assign(size_t(T * D), 0.0);
   st_out.assign(size_t(B * per), 0.0);
   for (int64_t b = 0; b < B; ++b) {
@@ -35,14 +31,7 @@ void reference(std::vector<double>& out, std::vector<double>& st_out, const std:
       for (int64_t i = 0; i < per; ++i) S[i] = state_in[b * per + i];
     for (int64_t t = offsets[b]; t < offsets[b + 1]; ++t) {
       std::vector<double> xr(x.begin() + t * D, x.begin() + (t + 1) * D);
-      auto y = layer_norm(xr, ptr(p.lniw), ptr(p.lnib), w.eps_in);
-      std::vector<double> pr(P);
-      for (int64_t o = 0; o < P; ++o) {
-        double z = p.pb.empty() ? 0.0 : p.pb[o];
-        for (int64_t i = 0; i < D; ++i) z += double(p.pw[o * D + i]) * y[i];
-        pr[o] = z / (1 + std::exp(-z));
-      }
-      const double* u = pr.data();
+      const auto pr = p.project(xr);
       const double* v = pr.data() + H * dv;
       const double* q = pr.data() + 2 * H * dv;
       const double* k = pr.data() + 2 * H * dv + H * dk;
@@ -57,13 +46,7 @@ void reference(std::vector<double>& out, std::vector<double>& st_out, const std:
             o[h * dv + c] += q[h * dk + i] * s;
           }
       }
-      auto mixed = layer_norm(o, ptr(p.lnow), ptr(p.lnob), w.eps_out);
-      for (int64_t c = 0; c < H * dv; ++c) mixed[c] *= u[c];
-      for (int64_t d = 0; d < D; ++d) {
-        double a = xr[d] + (p.ob.empty() ? 0.0 : p.ob[d]);
-        for (int64_t c = 0; c < H * dv; ++c) a += double(p.ow[d * H * dv + c]) * mixed[c];
-        out[t * D + d] = a;
-      }
+      p.finish(out.data() + t * D, xr, o, pr);
     }
     for (int64_t i = 0; i < per; ++i) st_out[b * per + i] = S[i];
   }
@@ -76,28 +59,9 @@ void run_case(Rng& rng, const std::vector<int32_t>& lengths, int64_t D, int64_t 
               bool nulls, bool with_init, Outputs outs, int decay_kind = 0) {
   std::vector<int32_t> offsets(1, 0);
   for (int32_t l : lengths) offsets.push_back(offsets.back() + l);
-  const int64_t T = offsets.back(), B = int64_t(lengths.size()), P = H * (2 * dv + 2 * dk), per = H * dk * dv;
-  Params p;
-  p.pw = rng.normals(size_t(P * D), 1.f / std::sqrt(float(D)));
-  p.ow = rng.normals(size_t(D * H * dv), 1.f / std::sqrt(float(H * dv)));
-  if (!nulls) {
-    p.lniw = rng.normals(size_t(D), 0.3f);
-    for (auto& v : p.lniw) v += 1.f;
-    p.lnib = rng.normals(size_t(D), 0.1f);
-    p.pb = rng.normals(size_t(P), 0.1f);
-    p.lnow = rng.normals(size_t(H * dv), 0.3f);
-    for (auto& v : p.lnow) v += 1.f;
-    p.lnob = rng.normals(size_t(H * dv), 0.1f);
-    p.ob = rng.normals(size_t(D), 0.1f);
-  }
-  p.decay.resize(size_t(H));
-  for (int64_t h = 0; h < H; ++h) p.decay[h] = decay_kind == 0 ? rng.uniform(0.8f, 1.f) : decay_kind == 1 ? 0.f : 1.f;
-  qgs::LinearHstuStepWeights w;
-  w.ln_in_w = ptr(p.lniw), w.ln_in_b = ptr(p.lnib), w.eps_in = 1e-5f;
-  w.proj_w = p.pw.data(), w.proj_b = ptr(p.pb);
-  w.ln_out_w = ptr(p.lnow), w.ln_out_b = ptr(p.lnob), w.eps_out = 1e-5f;
-  w.out_w = p.ow.data(), w.out_b = ptr(p.ob);
-  w.decay = p.decay.data();
+  const int64_t T = offsets.back(), B = int64_t(lengths.size()), per = H * dk * dv;
+  const BlockParams p = random_block_params(rng, D, H, dk, dv, nulls, decay_kind, 0.8f);
+  const qgs::LinearHstuStepWeights w = p.weights();
   std::vector<float> write;
   if (writes != Writes::All) {
     write.resize(size_t(T));
@@ -109,7 +73,7 @@ void run_case(Rng& rng, const std::vector<int32_t>& lengths, int64_t D, int64_t 
   std::vector<float> state_in;
   if (with_init) state_in = rng.normals(size_t(B * per), 0.3f);
   std::vector<double> ref_out, ref_state;
-  reference(ref_out, ref_state, x, state_in, write, offsets, p, w, D, H, dk, dv);
+  reference(ref_out, ref_state, x, state_in, write, offsets, p);
   auto out = poisoned(size_t(T * D));
   auto st = poisoned(size_t(B * per));
   qgs::LinearHstuSeqSizes s;
@@ -117,8 +81,8 @@ void run_case(Rng& rng, const std::vector<int32_t>& lengths, int64_t D, int64_t 
   const bool want_out = outs != Outputs::StateOnly, want_state = outs != Outputs::OutOnly;
   const auto x_copy = x;
   const auto init_copy = state_in;
-  qgs::cpu::linear_hstu_seq_forward(want_out ? out.data() : nullptr, want_state ? st.data() : nullptr, x.data(), ptr(state_in),
-                                    ptr(write), w, s);
+  qgs::cpu::linear_hstu_seq_forward(want_out ? out.data() : nullptr, want_state ? st.data() : nullptr, x.data(), BlockParams::ptr(state_in),
+                                    BlockParams::ptr(write), w, s);
   std::string tag = "T=" + std::to_string(T) + " B=" + std::to_string(B) + " D=" + std::to_string(D) + " H=" + std::to_string(H) +
                     " dk=" + std::to_string(dk) + " dv=" + std::to_string(dv) + " writes" + std::to_string(int(writes)) +
                     (nulls ? " nulls" : "") + (with_init ? " init" : "") + " outs" + std::to_string(int(outs)) + " decay" +

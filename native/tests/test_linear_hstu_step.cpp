@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "hstu_block_ref.h"
 #include "qgs/linear_hstu_step.h"
 #include "test_util.h"
 
@@ -16,29 +17,15 @@ using namespace qgs_test;
 
 namespace {
 
-struct Params {
-  std::vector<float> lniw, lnib, pw, pb, lnow, lnob, ow, ob, decay;
-};
-
-const float* ptr(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
-
 // out [R, D] and the new states [R, H, dk, dv] in double.
 void reference(std::vector<double>& out, std::vector<double>& st_out, const std::vector<float>& x,
-               const std::vector<float>& state, const Params& p, const qgs::LinearHstuStepWeights& w,
-               const qgs::LinearHstuStepSizes& s, bool write) {
-  const int64_t D = s.D, H = s.H, dk = s.dk, dv = s.dv, P = H * (2 * dv + 2 * dk), per = H * dk * dv;
-  out.assign(size_t(s.R * D), 0.0);
-  st_out.assign(size_t(s.R * per), 0.0);
-  for (int64_t r = 0; r < s.R; ++r) {
+               const std::vector<float>& state, const BlockParams& p, int64_t R, bool write) {
+  const int64_t D = p.D, H = p.H, dk = p.dk, dv = p.dv, per = H * dk * dv;
+  out.assign(size_t(R * D), 0.0);
+  st_out.assign(size_t(R * per), 0.0);
+  for (int64_t r = 0; r < R; ++r) {
     std::vector<double> xr(x.begin() + r * D, x.begin() + (r + 1) * D);
-    auto y = layer_norm(xr, ptr(p.lniw), ptr(p.lnib), w.eps_in);
-    std::vector<double> pr(P);
-    for (int64_t o = 0; o < P; ++o) {
-      double z = p.pb.empty() ? 0.0 : p.pb[o];
-      for (int64_t i = 0; i < D; ++i) z += double(p.pw[o * D + i]) * y[i];
-      pr[o] = z / (1 + std::exp(-z));
-    }
-    const double* u = pr.data();
+    const auto pr = p.project(xr);
     const double* v = pr.data() + H * dv;
     const double* q = pr.data() + 2 * H * dv;
     const double* k = pr.data() + 2 * H * dv + H * dk;
@@ -52,13 +39,7 @@ void reference(std::vector<double>& out, std::vector<double>& st_out, const std:
           st_out[at] = sn;
           o[h * dv + c] += q[h * dk + i] * sn;
         }
-    auto mixed = layer_norm(o, ptr(p.lnow), ptr(p.lnob), w.eps_out);
-    for (int64_t c = 0; c < H * dv; ++c) mixed[c] *= u[c];
-    for (int64_t d = 0; d < D; ++d) {
-      double a = xr[d] + (p.ob.empty() ? 0.0 : p.ob[d]);
-      for (int64_t c = 0; c < H * dv; ++c) a += double(p.ow[d * H * dv + c]) * mixed[c];
-      out[r * D + d] = a;
-    }
+    p.finish(out.data() + r * D, xr, o, pr);
   }
 }
 
@@ -66,33 +47,14 @@ void run_case(Rng& rng, int64_t R, int64_t D, int64_t H, int64_t dk, int64_t dv,
               bool in_place, int decay_kind) {
   qgs::LinearHstuStepSizes s;
   s.R = R, s.D = D, s.H = H, s.dk = dk, s.dv = dv;
-  const int64_t P = H * (2 * dv + 2 * dk), per = H * dk * dv;
-  Params p;
-  p.pw = rng.normals(size_t(P * D), 1.f / std::sqrt(float(D)));
-  p.ow = rng.normals(size_t(D * H * dv), 1.f / std::sqrt(float(H * dv)));
-  if (!nulls) {
-    p.lniw = rng.normals(size_t(D), 0.3f);
-    for (auto& v : p.lniw) v += 1.f;
-    p.lnib = rng.normals(size_t(D), 0.1f);
-    p.pb = rng.normals(size_t(P), 0.1f);
-    p.lnow = rng.normals(size_t(H * dv), 0.3f);
-    for (auto& v : p.lnow) v += 1.f;
-    p.lnob = rng.normals(size_t(H * dv), 0.1f);
-    p.ob = rng.normals(size_t(D), 0.1f);
-  }
-  p.decay.resize(size_t(H));
-  for (int64_t h = 0; h < H; ++h) p.decay[h] = decay_kind == 0 ? rng.uniform(0.5f, 1.f) : decay_kind == 1 ? 0.f : 1.f;
-  qgs::LinearHstuStepWeights w;
-  w.ln_in_w = ptr(p.lniw), w.ln_in_b = ptr(p.lnib), w.eps_in = 1e-5f;
-  w.proj_w = p.pw.data(), w.proj_b = ptr(p.pb);
-  w.ln_out_w = ptr(p.lnow), w.ln_out_b = ptr(p.lnob), w.eps_out = 1e-5f;
-  w.out_w = p.ow.data(), w.out_b = ptr(p.ob);
-  w.decay = p.decay.data();
+  const int64_t per = H * dk * dv;
+  const BlockParams p = random_block_params(rng, D, H, dk, dv, nulls, decay_kind, 0.5f);
+  const qgs::LinearHstuStepWeights w = p.weights();
   auto x = rng.normals(size_t(R * D));
   auto state = rng.normals(size_t(R * per), 0.3f);
   const auto state_copy = state;
   std::vector<double> ref_out, ref_state;
-  reference(ref_out, ref_state, x, state, p, w, s, write);
+  reference(ref_out, ref_state, x, state, p, R, write);
   auto out = poisoned(size_t(R * D));
   std::vector<float> st_out = in_place ? state : poisoned(size_t(R * per));
   float* so = in_place ? state.data() : st_out.data();
