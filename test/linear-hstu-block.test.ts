@@ -6,7 +6,7 @@
 // itself is checked against a float64 reference in native/tests/test_linear_hstu_block.cpp.
 import { Random, tensor, scope, noGrad, ops, memoryStats, type Tensor } from '../src';
 import { SequenceEncoder, packBatch } from '../src/qgs/encoder';
-import { freshSeed, randomArray, expectClose, errorOf, randomizeParameters } from './helpers';
+import { freshSeed, randomArray, relError, expectClose, errorOf, randomizeParameters } from './helpers';
 
 describe('ops.linearHstuBlock', () => {
   const cases = [
@@ -51,6 +51,19 @@ describe('ops.linearHstuBlock', () => {
       enc.dispose();
     });
   }
+
+  test('dropout in training mode keeps the composed path (the fused block has no dropout)', () => {
+    const enc = new SequenceEncoder({ kind: 'linear', dim: 8, layers: 1, heads: 2, dk: 4, dv: 4, dropout: 0.5, decayInit: 0.9, seed: 3 });
+    const T = 6;
+    const x = tensor(Float32Array.from({ length: T * 8 }, (_, i) => Math.sin(i)), [T, 8]);
+    const batch = packBatch(Int32Array.of(0, T), new Float32Array(T).fill(1));
+    const train = noGrad(() => scope(() => enc.forward(x, batch).toFloat32Array()));
+    enc.eval();
+    const evalOut = noGrad(() => scope(() => enc.forward(x, batch).toFloat32Array()));
+    expect(relError(train, evalOut)).toBeGreaterThan(1e-3);
+    for (const t of [x, batch.write, batch.readOnly]) t.dispose();
+    enc.dispose();
+  });
 
   test('initial states and fractional writes follow the composed recurrence', () => {
     const seed = freshSeed();
