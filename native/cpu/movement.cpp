@@ -65,6 +65,33 @@ void gather_check_indices(const int32_t* idx, int64_t m, int64_t n) {
   }
 }
 
+void embedding_bag_f32(float* out, const float* table, int64_t V, int64_t D, const int32_t* ids, const float* w, int64_t N,
+                       int64_t m) {
+  QGS_REQUIRE(V >= 0 && D >= 1 && N >= 0 && m >= 1, "embeddingBag: sizes must be V >= 0, D >= 1, N >= 0, m >= 1, got V = " +
+                                                        std::to_string(V) + ", D = " + std::to_string(D) + ", N = " +
+                                                        std::to_string(N) + ", m = " + std::to_string(m));
+  for (int64_t j = 0; j < N * m; ++j) {
+    if (ids[j] < 0 || ids[j] >= V) {
+      throw KernelError("embeddingBag: ids[" + std::to_string(j / m) + ", " + std::to_string(j % m) + "] = " + std::to_string(ids[j]) +
+                        " is out of range for a table of " + std::to_string(V) + " rows");
+    }
+  }
+  // ~m·D multiply-adds a row: split across the pool only in blocks of 64 rows.
+  parallel_for(N, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float* QGS_RESTRICT o = out + i * D;
+      for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+      for (int64_t j = 0; j < m; ++j) {
+        const float wj = w ? w[i * m + j] : 1.f;
+        if (wj == 0.f) continue;  // padding slots of a bag carry weight 0
+        const float* QGS_RESTRICT row = table + int64_t(ids[i * m + j]) * D;
+#pragma omp simd
+        for (int64_t d = 0; d < D; ++d) o[d] += wj * row[d];
+      }
+    }
+  });
+}
+
 void gather(uint32_t* out, const uint32_t* x, const int32_t* idx, int64_t outer, int64_t n, int64_t inner, int64_t m) {
   QGS_REQUIRE(outer >= 0 && n >= 0 && inner >= 0 && m >= 0, "gather: sizes must be >= 0");
   const int64_t rows = outer * m;

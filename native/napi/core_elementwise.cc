@@ -242,6 +242,19 @@ void check_indices(const View& idx, int64_t m, int64_t n) {
   }
 }
 
+// ewEmbeddingBag(out, table, ids, weights | null, V, D, N, m): CPU only (serving inference).
+QGS_BINDING(ewEmbeddingBag) {
+  const int64_t V = int_arg(info, 4, "V", 0), D = int_arg(info, 5, "D", 1), N = int_arg(info, 6, "N", 0), m = int_arg(info, 7, "m", 1);
+  std::vector<View> all;
+  all.push_back(storage_arg(info, 0, "out", static_cast<size_t>(N * D) * 4));
+  all.push_back(storage_arg(info, 1, "table", static_cast<size_t>(V * D) * 4));
+  all.push_back(storage_arg(info, 2, "ids", static_cast<size_t>(N * m) * 4));
+  all.push_back(optional_storage_arg(info, 3, "weights", static_cast<size_t>(N * m) * 4));
+  require_cpu(info, "embeddingBag", all);
+  qgs::cpu::embedding_bag_f32(all[0].as<float>(), all[1].as<float>(), V, D, all[2].as<int32_t>(), all[3].as<float>(), N, m);
+  return info.Env().Undefined();
+}
+
 // ewGather(out, x, idx, outer, n, inner, m)
 QGS_BINDING(ewGather) {
   int64_t outer = int_arg(info, 3, "outer", 0), n = int_arg(info, 4, "n", 0), inner = int_arg(info, 5, "inner", 0),
@@ -311,6 +324,7 @@ void register_core_elementwise(Napi::Env env, Napi::Object exports) {
   QGS_EXPORT(exports, env, ewReduce);
   QGS_EXPORT(exports, env, ewStridedCopy);
   QGS_EXPORT(exports, env, ewGather);
+  QGS_EXPORT(exports, env, ewEmbeddingBag);
   QGS_EXPORT(exports, env, ewGatherBackward);
   QGS_EXPORT(exports, env, ewDropout);
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "qgs/elementwise.h"
@@ -344,6 +345,44 @@ void test_movement(Rng& rng) {
   check_throws("gather negative index", [&] { qgs::cpu::gather_check_indices(bad.data(), 2, 9); });
 }
 
+// Weighted bags against a float64 reference: odd sizes, rows around the 64-row grain, null weights,
+// zero weights (padding, skipped even over a non-finite row), repeated ids, bad ids.
+void test_embedding_bag(Rng& rng) {
+  for (const auto& [V, D, N, m, weighted] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, bool>>{
+           {50, 32, 130, 4, true}, {7, 5, 63, 1, true}, {3, 9, 65, 7, false}, {1, 1, 1, 3, true}, {4, 3, 0, 2, true}}) {
+    auto table = rng.normals(size_t(V * D));
+    std::vector<int32_t> ids(size_t(N * m));
+    for (auto& v : ids) v = int32_t(rng.integer(0, V - 1));
+    std::vector<float> w;
+    if (weighted) {
+      w = rng.normals(size_t(N * m));
+      for (int64_t i = 0; i < N * m; i += 3) w[size_t(i)] = 0.f;  // padding slots
+    }
+    std::vector<double> ref(size_t(N * D), 0.0);
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t j = 0; j < m; ++j) {
+        const double wj = weighted ? w[size_t(i * m + j)] : 1.0;
+        for (int64_t d = 0; d < D; ++d) ref[size_t(i * D + d)] += wj * table[size_t(ids[size_t(i * m + j)] * D + d)];
+      }
+    auto out = poisoned(size_t(N * D));
+    qgs::cpu::embedding_bag_f32(out.data(), table.data(), V, D, ids.data(), weighted ? w.data() : nullptr, N, m);
+    const std::string tag = "embedding_bag V=" + std::to_string(V) + " D=" + std::to_string(D) + " N=" + std::to_string(N) +
+                            " m=" + std::to_string(m) + (weighted ? " weighted" : "");
+    check_close(tag, out, ref, 1e-6);
+  }
+  // A weight-0 slot is not read: a NaN row there does not reach the output.
+  std::vector<float> table = {1.f, 2.f, std::numeric_limits<float>::quiet_NaN(), 0.f};
+  std::vector<int32_t> ids = {0, 1};
+  std::vector<float> w = {0.5f, 0.f}, out(2);
+  qgs::cpu::embedding_bag_f32(out.data(), table.data(), 2, 2, ids.data(), w.data(), 1, 2);
+  check(out[0] == 0.5f && out[1] == 1.f, "embedding_bag skips weight-0 slots");
+  std::vector<int32_t> bad = {0, 2};
+  check_throws("embedding_bag id out of range", [&] { qgs::cpu::embedding_bag_f32(out.data(), table.data(), 2, 2, bad.data(), nullptr, 1, 2); });
+  bad[1] = -1;
+  check_throws("embedding_bag negative id", [&] { qgs::cpu::embedding_bag_f32(out.data(), table.data(), 2, 2, bad.data(), nullptr, 1, 2); });
+  check_throws("embedding_bag m = 0", [&] { qgs::cpu::embedding_bag_f32(out.data(), table.data(), 2, 2, ids.data(), nullptr, 1, 0); });
+}
+
 void test_dropout() {
   const int64_t n = 100003;
   std::vector<float> x(n, 1.f), a(n), b(n);
@@ -382,6 +421,7 @@ int main() {
   test_gelu_tail();
   test_reduce(rng);
   test_movement(rng);
+  test_embedding_bag(rng);
   test_dropout();
   return finish("test_elementwise", seed);
 }

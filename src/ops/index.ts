@@ -9,6 +9,7 @@ export * from './losses';
 export * from './linrec';
 export * from './linear-hstu-step';
 export * from './linear-hstu-block';
+export * from './embedding-bag';
 export * from './hstu';
 export * from './hfg';
 export * from './policy';

@@ -11,7 +11,7 @@ import * as ops from '../ops';
 import { checkTensor } from '../ops/validate';
 import type { HfgContextLayerParams } from '../ops/hfg';
 import { HFGAttention } from '../nn/hfg-attention';
-import type { QgsModel } from './model';
+import { termPoolWeights, type QgsModel } from './model';
 
 export interface RankingPlanOptions {
   /** Largest precomputed item table (bytes); a bigger catalogue embeds candidates per request. Default 256 MiB. */
@@ -74,9 +74,17 @@ export class RankingPlan {
     return ops.gather(this.itemTable, tensor(items, [items.length], { dtype: 'i32' }), 0);
   }
 
-  /** Pair-token embeddings [T, D] (QgsModel.embedTokens with the item side from the table). */
+  /**
+   * Pair-token embeddings [T, D] (QgsModel.embedTokens with the item side from the table). On the
+   * CPU at inference the term pooling is one fused bag op instead of gather → multiply → sum.
+   */
   embedTokens(terms: Int32Array, items: Int32Array): Tensor {
-    return ops.add(this.model.poolTerms(terms, this.model.cfg.maxTerms), this.items(items));
+    const m = this.model.cfg.maxTerms;
+    const table = this.model.termEmb.weight;
+    if (table.device !== 'cpu' || needsGrad([table])) return ops.add(this.model.poolTerms(terms, m), this.items(items));
+    const n = items.length;
+    const pooled = ops.embeddingBag(table, tensor(terms, [n, m], { dtype: 'i32' }), { weights: tensor(termPoolWeights(terms, m), [n, m]) });
+    return ops.add(pooled, this.items(items));
   }
 
   /**

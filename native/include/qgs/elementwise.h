@@ -87,6 +87,12 @@ void gather_backward_f32(float* dx, const float* dy, const int32_t* idx, int64_t
                          int64_t m);
 // Throws KernelError naming the first index outside [0, n).
 void gather_check_indices(const int32_t* idx, int64_t m, int64_t n);
+// Weighted bags of table rows: out[i, :] = Σ_j w[i·m + j] · table[ids[i·m + j], :] for i < N, with
+// table [V, D], ids [N, m] in [0, V) (checked: KernelError naming the first bad one), w [N, m] or null
+// (all 1); slots of weight 0 (a bag's padding) are skipped. Row i's terms are added in order
+// j = 0..m-1. CPU, inference (no backward): the serving encode's term pooling.
+void embedding_bag_f32(float* out, const float* table, int64_t V, int64_t D, const int32_t* ids, const float* w, int64_t N,
+                       int64_t m);
 
 // out = keep(i) ? x * scale : 0, keep(i) = dropout_uniform(seed, i) >= p, scale = 1 / (1 - p).
 // The same call on dy gives the backward. Counter-based: independent of threads and device.
