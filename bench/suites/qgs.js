@@ -15,6 +15,9 @@ const { QgsModel, DEFAULT_MODEL } = require(path.join(dist, 'qgs', 'model'));
 const { packBatch } = require(path.join(dist, 'qgs', 'encoder'));
 const { prepareSynthetic, runVariant, VARIANTS } = require(path.join(dist, 'qgs', 'experiment'));
 const { saveCheckpoint } = require(path.join(dist, 'qgs', 'checkpoint'));
+const { createBackend } = require(path.join(dist, 'qgs', 'backend'));
+const { packScoreRequest } = require(path.join(dist, 'qgs', 'serving', 'validate'));
+const { CandidateBatch } = require(path.join(dist, 'qgs', 'serving', 'packed'));
 
 function lcg(seed) {
   let s = seed >>> 0;
@@ -119,14 +122,31 @@ async function serving(data) {
     for (let r = 0; r < rounds; r++) await Promise.all(Array.from({ length: conc }, () => ranker.score({ user: 'bench-user', query, candidates })));
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
     await ranker.close();
+    // Side by side in the same run (so the Ranker's overhead and this machine's own jitter are
+    // ratios, not guesses): the backend called on this thread with the packed request (what the
+    // worker runs), and a fixed native workload — its p99 / p50 is the machine's noise floor.
+    const backend = createBackend(dir);
+    backend.warmup();
+    const packed = packScoreRequest({ history, query, candidates });
+    const state = backend.encodePacked(packed.history);
+    const batch = () => new CandidateBatch(packed.candidates);
+    const directCold = await time(() => backend.scoreBatch([{ state: backend.encodePacked(packed.history), query, candidates: batch() }]));
+    const directCached = await time(() => backend.scoreBatch([{ state, query, candidates: batch() }]));
+    backend.dispose();
+    const a = q.randn([384, 384], { seed: 1 });
+    const floor = await time(() => q.scope(() => q.ops.matmul(a, a)));
+    a.dispose();
     const rows = [
       { case: 'cold: 1,000-event history re-encoded + 1,000 candidates', p50_ms: cold.p50, p99_ms: cold.p99, target_p99_ms: 5 },
       { case: 'cached: user state + 1,000 candidates', p50_ms: cached.p50, p99_ms: cached.p99, target_p99_ms: 2 },
       { case: 'cached, columnar candidates (Int32Array + Float32Array)', p50_ms: cachedColumnar.p50, p99_ms: cachedColumnar.p99, target_p99_ms: 2 },
       { case: 'observe: one interaction (state step)', p50_ms: observe.p50, p99_ms: observe.p99, target_p99_ms: NaN },
       { case: `throughput at concurrency ${conc} (cached, requests/s)`, p50_ms: (rounds * conc) / secs, p99_ms: NaN, target_p99_ms: NaN },
+      { case: 'in-process backend, cold (encodePacked + scoreBatch)', p50_ms: directCold.p50, p99_ms: directCold.p99, target_p99_ms: NaN },
+      { case: 'in-process backend, cached (scoreBatch)', p50_ms: directCached.p50, p99_ms: directCached.p99, target_p99_ms: NaN },
+      { case: 'noise floor: fixed 384^3 matmul (p99/p50 = machine jitter)', p50_ms: floor.p50, p99_ms: floor.p99, target_p99_ms: NaN },
     ];
-    printTable(`QGS serving through Ranker (worker thread, real QGS backend: ${DEFAULT_MODEL.layers} layers x ${DEFAULT_MODEL.heads} heads x ${DEFAULT_MODEL.dk} x ${DEFAULT_MODEL.dv} state)`, rows);
+    printTable(`QGS serving through Ranker (worker thread) and, beside it, the same backend in-process and a fixed native workload (real QGS backend: ${DEFAULT_MODEL.layers} layers x ${DEFAULT_MODEL.heads} heads x ${DEFAULT_MODEL.dk} x ${DEFAULT_MODEL.dv} state)`, rows);
     saveRows('qgs-serving', rows);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
