@@ -3,8 +3,8 @@
 // Each op validates its arguments (errors name op, argument, expected and actual), computes the
 // broadcast strides, calls one native kernel and records its backward rule. Gradients of
 // broadcast inputs are summed back to the input's shape (sumTo).
-import { native, type NativeStorage } from '../native';
-import { Tensor, empty, zeros, formatShape, type Shape } from '../tensor';
+import { native } from '../native';
+import { Tensor, empty, zeros, type Shape } from '../tensor';
 import { record } from '../autograd';
 import { checkTensor, checkNumber, sameDevice } from './validate';
 import { sumTo, broadcastShapes, broadcastStrides } from './ew-util';

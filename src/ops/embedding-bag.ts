@@ -4,7 +4,6 @@
 // spent ~0.2 ms of a ~2 ms cold encode on its [N, m, D] temporaries. CPU and inference only (no
 // gradient); in training and on a GPU the composed ops run.
 import { native } from '../native';
-import type { NativeStorage } from '../native';
 import { Tensor, empty } from '../tensor';
 import { checkTensor } from './validate';
 import { requireCpuInference, storageOf } from './fused-inference';

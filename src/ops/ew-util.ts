@@ -1,6 +1,6 @@
 // Shared internals of the elementwise / reduce / movement ops (not exported from the package):
 // broadcasting rules and strides, and non-recording kernel calls used by forward and backward rules.
-import { native, type NativeStorage } from '../native';
+import { native } from '../native';
 import { Tensor, empty, formatShape, shapeSize, type Shape } from '../tensor';
 import { normAxis } from './validate';
 

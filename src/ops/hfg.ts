@@ -3,7 +3,7 @@
 // recomputes the softmax instead of saving it).
 import type { NativeStorage } from '../native';
 import { native } from '../native';
-import { record, needsGrad } from '../autograd';
+import { record } from '../autograd';
 import { Tensor, empty, formatShape, tensor } from '../tensor';
 import { checkNumber, checkTensor, sameDevice } from './validate';
 import { requireCpuInference, storageOf } from './fused-inference';

@@ -1,7 +1,7 @@
 // Matrix products (DESIGN.md §2: GEMM goes through BLAS — OpenBLAS on CPU, cuBLAS on CUDA):
 // ops.matmul (2-D and batched, transposes, a 2-D operand broadcast over the batch) and the fused
 // ops.linear (GEMM + bias in one pass over the output).
-import { native, type NativeStorage } from '../native';
+import { native } from '../native';
 import { Tensor, empty, formatShape, shapeSize } from '../tensor';
 import { record } from '../autograd';
 import { checkTensor, sameDevice } from './validate';

@@ -2,7 +2,7 @@
 // backward is a single scale (DESIGN.md §4.3 spirit: never materialise what a second pass would
 // recompute). ops.l2Normalize, ops.bceWithLogits, ops.crossEntropy (log-sum-exp stable, ignoreIndex),
 // ops.infoNCE (sampled softmax with the positive at index 0; per-row or shared negatives).
-import { native, type NativeStorage } from '../native';
+import { native } from '../native';
 import { Tensor, empty, formatShape, tensor } from '../tensor';
 import { record } from '../autograd';
 import { checkTensor, checkNumber, normAxis, sameDevice } from './validate';

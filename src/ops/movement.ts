@@ -1,7 +1,7 @@
 // Movement ops: reshape (zero-copy view), transpose, broadcastTo, concat, split, slice, narrow and
 // gather (index_select). All but reshape are one strided-copy or gather kernel call; they work on
 // f32 and i32 data (gradients for f32 only).
-import { native, type NativeStorage } from '../native';
+import { native } from '../native';
 import { Tensor, empty, zeros, formatShape, shapeSize, type Shape } from '../tensor';
 import { record } from '../autograd';
 import { checkTensor, checkNumber, normAxis, sameDevice } from './validate';

@@ -1,7 +1,7 @@
 // Neural-network ops with fused native forward and backward kernels: softmax, logSoftmax,
 // layerNorm (last axis), embedding (dense gradient, or a row-sparse one merged into
 // weight.sparseGrad so a 10^6-row table never gets a dense gradient).
-import { native, type NativeStorage } from '../native';
+import { native } from '../native';
 import { Tensor, empty, formatShape, shapeSize, keep, tensor } from '../tensor';
 import { record } from '../autograd';
 import { checkTensor, checkNumber, normAxis } from './validate';

@@ -1,5 +1,4 @@
 // Typed view of the optimiser kernels (native/include/qgs/optim.h). Optimisers are the only users.
-import type { NativeStorage } from '../native';
 
 declare module '../native' {
   interface NativeBinding {

@@ -3,7 +3,7 @@
 // Runs only inside a worker_thread started by Ranker (guarded by workerData.marker).
 import { parentPort, workerData } from 'worker_threads';
 import { pathToFileURL } from 'url';
-import type { BackendScoreRequest, Interaction, ScoringBackend } from './backend';
+import type { BackendScoreRequest, ScoringBackend } from './backend';
 import type { FromWorker, Op, OpResult, ToWorker, WorkerInit, WorkerStats } from './protocol';
 import { StateCache, type UserKey } from './state-cache';
 import { CandidateBatch, unpackHistory, type PackedHistory } from './packed';
