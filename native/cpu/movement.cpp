@@ -66,11 +66,13 @@ void gather_check_indices(const int32_t* idx, int64_t m, int64_t n) {
 }
 
 void embedding_bag_f32(float* out, const float* table, int64_t V, int64_t D, const int32_t* ids, const float* w, int64_t N,
-                       int64_t m) {
+                       int64_t m, bool mean, int64_t padding_idx) {
   QGS_REQUIRE(V >= 0 && D >= 1 && N >= 0 && m >= 1, "embeddingBag: sizes must be V >= 0, D >= 1, N >= 0, m >= 1, got V = " +
                                                         std::to_string(V) + ", D = " + std::to_string(D) + ", N = " +
                                                         std::to_string(N) + ", m = " + std::to_string(m));
+  QGS_REQUIRE(!(mean && w), "embeddingBag: per-slot weights are for sum bags only (mean divides by the slot count)");
   for (int64_t j = 0; j < N * m; ++j) {
+    if (ids[j] == padding_idx) continue;
     if (ids[j] < 0 || ids[j] >= V) {
       throw KernelError("embeddingBag: ids[" + std::to_string(j / m) + ", " + std::to_string(j % m) + "] = " + std::to_string(ids[j]) +
                         " is out of range for a table of " + std::to_string(V) + " rows");
@@ -81,12 +83,19 @@ void embedding_bag_f32(float* out, const float* table, int64_t V, int64_t D, con
     for (int64_t i = i0; i < i1; ++i) {
       float* QGS_RESTRICT o = out + i * D;
       for (int64_t d = 0; d < D; ++d) o[d] = 0.f;
+      int64_t used = 0;
       for (int64_t j = 0; j < m; ++j) {
+        const int32_t id = ids[i * m + j];
         const float wj = w ? w[i * m + j] : 1.f;
-        if (wj == 0.f) continue;  // padding slots of a bag carry weight 0
-        const float* QGS_RESTRICT row = table + int64_t(ids[i * m + j]) * D;
+        if (id == padding_idx || wj == 0.f) continue;
+        ++used;
+        const float* QGS_RESTRICT row = table + int64_t(id) * D;
 #pragma omp simd
         for (int64_t d = 0; d < D; ++d) o[d] += wj * row[d];
+      }
+      if (mean && used > 1) {
+        const float inv = 1.f / static_cast<float>(used);
+        for (int64_t d = 0; d < D; ++d) o[d] *= inv;
       }
     }
   });

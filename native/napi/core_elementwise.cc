@@ -242,16 +242,19 @@ void check_indices(const View& idx, int64_t m, int64_t n) {
   }
 }
 
-// ewEmbeddingBag(out, table, ids, weights | null, V, D, N, m): CPU only (serving inference).
+// ewEmbeddingBag(out, table, ids, weights | null, V, D, N, m, mean, paddingIdx): CPU only (serving inference).
 QGS_BINDING(ewEmbeddingBag) {
   const int64_t V = int_arg(info, 4, "V", 0), D = int_arg(info, 5, "D", 1), N = int_arg(info, 6, "N", 0), m = int_arg(info, 7, "m", 1);
+  const bool mean = bool_arg(info, 8, "mean");
+  const int64_t padding_idx = int_arg(info, 9, "paddingIdx", -1, INT32_MAX);
   std::vector<View> all;
   all.push_back(storage_arg(info, 0, "out", static_cast<size_t>(N * D) * 4));
   all.push_back(storage_arg(info, 1, "table", static_cast<size_t>(V * D) * 4));
   all.push_back(storage_arg(info, 2, "ids", static_cast<size_t>(N * m) * 4));
   all.push_back(optional_storage_arg(info, 3, "weights", static_cast<size_t>(N * m) * 4));
   require_cpu(info, "embeddingBag", all);
-  qgs::cpu::embedding_bag_f32(all[0].as<float>(), all[1].as<float>(), V, D, all[2].as<int32_t>(), all[3].as<float>(), N, m);
+  qgs::cpu::embedding_bag_f32(all[0].as<float>(), all[1].as<float>(), V, D, all[2].as<int32_t>(), all[3].as<float>(), N, m, mean,
+                              padding_idx);
   return info.Env().Undefined();
 }
 

@@ -345,42 +345,71 @@ void test_movement(Rng& rng) {
   check_throws("gather negative index", [&] { qgs::cpu::gather_check_indices(bad.data(), 2, 9); });
 }
 
-// Weighted bags against a float64 reference: odd sizes, rows around the 64-row grain, null weights,
-// zero weights (padding, skipped even over a non-finite row), repeated ids, bad ids.
+// Bags against a float64 reference: sum with and without weights, mean, a padding id (skipped and
+// not counted; a bag of padding only is 0), odd sizes, rows around the 64-row grain, zero weights
+// (skipped even over a non-finite row), bad ids and arguments.
 void test_embedding_bag(Rng& rng) {
-  for (const auto& [V, D, N, m, weighted] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, bool>>{
-           {50, 32, 130, 4, true}, {7, 5, 63, 1, true}, {3, 9, 65, 7, false}, {1, 1, 1, 3, true}, {4, 3, 0, 2, true}}) {
-    auto table = rng.normals(size_t(V * D));
-    std::vector<int32_t> ids(size_t(N * m));
-    for (auto& v : ids) v = int32_t(rng.integer(0, V - 1));
+  struct Case {
+    int64_t V, D, N, m;
+    bool weighted, mean;
+    int64_t pad;
+  };
+  for (const Case& c : std::vector<Case>{{50, 32, 130, 4, true, false, -1},
+                                         {7, 5, 63, 1, true, false, 0},
+                                         {3, 9, 65, 7, false, false, -1},
+                                         {50, 32, 130, 4, false, true, 0},
+                                         {6, 3, 17, 5, false, true, 5},
+                                         {1, 1, 1, 3, true, false, -1},
+                                         {4, 3, 0, 2, false, true, 0}}) {
+    auto table = rng.normals(size_t(c.V * c.D));
+    std::vector<int32_t> ids(size_t(c.N * c.m));
+    for (auto& v : ids) v = int32_t(rng.integer(0, c.V - 1));
+    if (c.pad >= 0 && c.N > 0)
+      for (int64_t j = 0; j < c.m; ++j) ids[size_t(j)] = int32_t(c.pad);  // bag 0: padding only
     std::vector<float> w;
-    if (weighted) {
-      w = rng.normals(size_t(N * m));
-      for (int64_t i = 0; i < N * m; i += 3) w[size_t(i)] = 0.f;  // padding slots
+    if (c.weighted) {
+      w = rng.normals(size_t(c.N * c.m));
+      for (int64_t i = 0; i < c.N * c.m; i += 3) w[size_t(i)] = 0.f;  // zero-weight slots
     }
-    std::vector<double> ref(size_t(N * D), 0.0);
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t j = 0; j < m; ++j) {
-        const double wj = weighted ? w[size_t(i * m + j)] : 1.0;
-        for (int64_t d = 0; d < D; ++d) ref[size_t(i * D + d)] += wj * table[size_t(ids[size_t(i * m + j)] * D + d)];
+    std::vector<double> ref(size_t(c.N * c.D), 0.0);
+    for (int64_t i = 0; i < c.N; ++i) {
+      int64_t used = 0;
+      for (int64_t j = 0; j < c.m; ++j) {
+        const int32_t id = ids[size_t(i * c.m + j)];
+        const double wj = c.weighted ? w[size_t(i * c.m + j)] : 1.0;
+        if (id == c.pad || wj == 0.0) continue;
+        ++used;
+        for (int64_t d = 0; d < c.D; ++d) ref[size_t(i * c.D + d)] += wj * table[size_t(id * c.D + d)];
       }
-    auto out = poisoned(size_t(N * D));
-    qgs::cpu::embedding_bag_f32(out.data(), table.data(), V, D, ids.data(), weighted ? w.data() : nullptr, N, m);
-    const std::string tag = "embedding_bag V=" + std::to_string(V) + " D=" + std::to_string(D) + " N=" + std::to_string(N) +
-                            " m=" + std::to_string(m) + (weighted ? " weighted" : "");
+      if (c.mean && used > 0)
+        for (int64_t d = 0; d < c.D; ++d) ref[size_t(i * c.D + d)] /= double(used);
+    }
+    auto out = poisoned(size_t(c.N * c.D));
+    qgs::cpu::embedding_bag_f32(out.data(), table.data(), c.V, c.D, ids.data(), c.weighted ? w.data() : nullptr, c.N, c.m, c.mean,
+                                c.pad);
+    const std::string tag = "embedding_bag V=" + std::to_string(c.V) + " D=" + std::to_string(c.D) + " N=" + std::to_string(c.N) +
+                            " m=" + std::to_string(c.m) + (c.weighted ? " weighted" : "") + (c.mean ? " mean" : " sum") +
+                            " pad=" + std::to_string(c.pad);
     check_close(tag, out, ref, 1e-6);
+    if (c.pad >= 0 && c.N > 0) check(std::all_of(out.begin(), out.begin() + c.D, [](float v) { return v == 0.f; }), tag + ": padding-only bag is 0");
   }
   // A weight-0 slot is not read: a NaN row there does not reach the output.
   std::vector<float> table = {1.f, 2.f, std::numeric_limits<float>::quiet_NaN(), 0.f};
   std::vector<int32_t> ids = {0, 1};
   std::vector<float> w = {0.5f, 0.f}, out(2);
-  qgs::cpu::embedding_bag_f32(out.data(), table.data(), 2, 2, ids.data(), w.data(), 1, 2);
+  qgs::cpu::embedding_bag_f32(out.data(), table.data(), 2, 2, ids.data(), w.data(), 1, 2, false, -1);
   check(out[0] == 0.5f && out[1] == 1.f, "embedding_bag skips weight-0 slots");
   std::vector<int32_t> bad = {0, 2};
-  check_throws("embedding_bag id out of range", [&] { qgs::cpu::embedding_bag_f32(out.data(), table.data(), 2, 2, bad.data(), nullptr, 1, 2); });
+  auto call = [&](const int32_t* i, const float* ww, int64_t m, bool mean, int64_t pad) {
+    qgs::cpu::embedding_bag_f32(out.data(), table.data(), 2, 2, i, ww, 1, m, mean, pad);
+  };
+  check_throws("embedding_bag id out of range", [&] { call(bad.data(), nullptr, 2, false, -1); });
+  call(bad.data(), nullptr, 2, true, 2);  // the same id as padding is skipped, not an error
+  check(out[0] == 1.f && out[1] == 2.f, "embedding_bag: an out-of-table padding id is skipped");
   bad[1] = -1;
-  check_throws("embedding_bag negative id", [&] { qgs::cpu::embedding_bag_f32(out.data(), table.data(), 2, 2, bad.data(), nullptr, 1, 2); });
-  check_throws("embedding_bag m = 0", [&] { qgs::cpu::embedding_bag_f32(out.data(), table.data(), 2, 2, ids.data(), nullptr, 1, 0); });
+  check_throws("embedding_bag negative id", [&] { call(bad.data(), nullptr, 2, false, 5); });
+  check_throws("embedding_bag m = 0", [&] { call(ids.data(), nullptr, 0, false, -1); });
+  check_throws("embedding_bag weights with mean", [&] { call(ids.data(), w.data(), 2, true, -1); });
 }
 
 void test_dropout() {

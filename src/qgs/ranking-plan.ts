@@ -11,7 +11,8 @@ import * as ops from '../ops';
 import { checkTensor } from '../ops/validate';
 import type { HfgContextLayerParams } from '../ops/hfg';
 import { HFGAttention } from '../nn/hfg-attention';
-import { termPoolWeights, type QgsModel } from './model';
+import type { QgsModel } from './model';
+import { PAD_TERM } from './dataset';
 
 export interface RankingPlanOptions {
   /** Largest precomputed item table (bytes); a bigger catalogue embeds candidates per request. Default 256 MiB. */
@@ -82,8 +83,8 @@ export class RankingPlan {
     const m = this.model.cfg.maxTerms;
     const table = this.model.termEmb.weight;
     if (table.device !== 'cpu' || needsGrad([table])) return ops.add(this.model.poolTerms(terms, m), this.items(items));
-    const n = items.length;
-    const pooled = ops.embeddingBag(table, tensor(terms, [n, m], { dtype: 'i32' }), { weights: tensor(termPoolWeights(terms, m), [n, m]) });
+    // poolTerms' mean over the non-padding terms (termPoolWeights), as a mean bag.
+    const pooled = ops.embeddingBag(table, tensor(terms, [items.length, m], { dtype: 'i32' }), { mode: 'mean', paddingIdx: PAD_TERM });
     return ops.add(pooled, this.items(items));
   }
 

@@ -87,12 +87,14 @@ void gather_backward_f32(float* dx, const float* dy, const int32_t* idx, int64_t
                          int64_t m);
 // Throws KernelError naming the first index outside [0, n).
 void gather_check_indices(const int32_t* idx, int64_t m, int64_t n);
-// Weighted bags of table rows: out[i, :] = Σ_j w[i·m + j] · table[ids[i·m + j], :] for i < N, with
-// table [V, D], ids [N, m] in [0, V) (checked: KernelError naming the first bad one), w [N, m] or null
-// (all 1); slots of weight 0 (a bag's padding) are skipped. Row i's terms are added in order
-// j = 0..m-1. CPU, inference (no backward): the serving encode's term pooling.
+// Bags of table rows: out[i, :] = Σ_j w_ij · table[ids[i·m + j], :] for i < N, with table [V, D] and
+// ids [N, m] in [0, V) (checked: KernelError naming the first bad one). Slots whose id equals
+// padding_idx (-1: none) are skipped; w_ij = w[i·m + j] (w [N, m]) or 1 (w null), and with `mean` the
+// row is divided by its count of non-padding slots (a bag of padding only is 0). Slots of weight 0
+// are skipped too. Row i's slots are added in order j = 0..m-1. CPU, inference (no backward): the
+// serving encode's term pooling.
 void embedding_bag_f32(float* out, const float* table, int64_t V, int64_t D, const int32_t* ids, const float* w, int64_t N,
-                       int64_t m);
+                       int64_t m, bool mean, int64_t padding_idx);
 
 // out = keep(i) ? x * scale : 0, keep(i) = dropout_uniform(seed, i) >= p, scale = 1 / (1 - p).
 // The same call on dy gives the backward. Counter-based: independent of threads and device.
