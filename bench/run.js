@@ -10,7 +10,8 @@ async function main() {
   const files = fs.readdirSync(dir).filter((f) => f.endsWith('.js')).sort();
   const q = require('../dist');
   const info = q.backendInfo();
-  console.log(`qgs-engine bench: addon ${path.relative(process.cwd(), info.file)}, threads ${require('../dist/native').native().numThreads()} (BLAS up to ${require('../dist/native').native().blasThreads()}, 1 below 2^24 multiply-adds), OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
+  const nat = require('../dist/native').native();
+  console.log(`qgs-engine bench: addon ${path.relative(process.cwd(), info.file)}, threads ${nat.numThreads()} (BLAS up to ${nat.blasThreads()}, 1 below 2^24 multiply-adds), OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
   for (const f of files) {
     const name = f.replace(/\.js$/, '');
     if (only.length && !only.includes(name)) continue;

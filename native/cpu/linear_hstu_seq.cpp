@@ -25,13 +25,8 @@ namespace qgs {
 
 void linear_hstu_seq_check(const LinearHstuStepWeights& w, const LinearHstuSeqSizes& s, const float* write) {
   const std::string op = "linearHstuBlock: ";
-  LinearHstuStepSizes z;
-  z.R = s.T, z.D = s.D, z.H = s.H, z.dk = s.dk, z.dv = s.dv;
-  linear_hstu_step_check(w, z, false);  // sizes, weights and eps, as the step checks them
-  QGS_REQUIRE(w.decay, op + "decay must be non-null");
-  for (int64_t h = 0; h < s.H; ++h)
-    QGS_REQUIRE(w.decay[h] >= 0.f && w.decay[h] <= 1.f,
-                op + "decay[" + std::to_string(h) + "] must be in [0, 1], got " + std::to_string(w.decay[h]));
+  QGS_REQUIRE(s.T >= 0, op + "T (tokens) must be >= 0, got " + std::to_string(s.T));
+  linear_hstu_weights_check(op, w, s.D, s.H, s.dk, s.dv, true);  // tokens write unless their weight is 0
   QGS_REQUIRE(s.B >= 1, op + "B (sequences) must be >= 1, got " + std::to_string(s.B));
   QGS_REQUIRE(s.offsets, op + "offsets must be non-null");
   QGS_REQUIRE(s.offsets[0] == 0, op + "offsets[0] must be 0, got " + std::to_string(s.offsets[0]));

@@ -15,22 +15,27 @@
 
 namespace qgs {
 
-void linear_hstu_step_check(const LinearHstuStepWeights& w, const LinearHstuStepSizes& s, bool write) {
-  const std::string op = "linearHstuStep: ";
-  QGS_REQUIRE(s.R >= 0, op + "R (rows) must be >= 0, got " + std::to_string(s.R));
-  QGS_REQUIRE(s.D >= 1 && s.D <= 65536, op + "D (width) must be in [1, 65536], got " + std::to_string(s.D));
-  QGS_REQUIRE(s.H >= 1 && s.H <= 4096, op + "H (heads) must be in [1, 4096], got " + std::to_string(s.H));
-  QGS_REQUIRE(s.dk >= 1 && s.dk <= 4096 && s.dv >= 1 && s.dv <= 4096,
-              op + "dk and dv must be in [1, 4096], got dk = " + std::to_string(s.dk) + ", dv = " + std::to_string(s.dv));
+void linear_hstu_weights_check(const std::string& op, const LinearHstuStepWeights& w, int64_t D, int64_t H, int64_t dk,
+                               int64_t dv, bool need_decay) {
+  QGS_REQUIRE(D >= 1 && D <= 65536, op + "D (width) must be in [1, 65536], got " + std::to_string(D));
+  QGS_REQUIRE(H >= 1 && H <= 4096, op + "H (heads) must be in [1, 4096], got " + std::to_string(H));
+  QGS_REQUIRE(dk >= 1 && dk <= 4096 && dv >= 1 && dv <= 4096,
+              op + "dk and dv must be in [1, 4096], got dk = " + std::to_string(dk) + ", dv = " + std::to_string(dv));
   QGS_REQUIRE(w.proj_w && w.out_w, op + "the weights proj_w and out_w must be non-null");
   QGS_REQUIRE(w.eps_in > 0 && w.eps_out > 0 && std::isfinite(w.eps_in) && std::isfinite(w.eps_out),
               op + "LayerNorm eps must be positive and finite");
-  if (write) {
+  if (need_decay) {
     QGS_REQUIRE(w.decay, op + "decay must be non-null when writing");
-    for (int64_t h = 0; h < s.H; ++h)
+    for (int64_t h = 0; h < H; ++h)
       QGS_REQUIRE(w.decay[h] >= 0.f && w.decay[h] <= 1.f,
                   op + "decay[" + std::to_string(h) + "] must be in [0, 1], got " + std::to_string(w.decay[h]));
   }
+}
+
+void linear_hstu_step_check(const LinearHstuStepWeights& w, const LinearHstuStepSizes& s, bool write) {
+  const std::string op = "linearHstuStep: ";
+  QGS_REQUIRE(s.R >= 0, op + "R (rows) must be >= 0, got " + std::to_string(s.R));
+  linear_hstu_weights_check(op, w, s.D, s.H, s.dk, s.dv, write);
 }
 
 namespace cpu {

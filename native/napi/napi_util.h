@@ -128,9 +128,9 @@ Napi::Value guarded(const Napi::CallbackInfo& info, F&& body) {
 
 #define QGS_EXPORT(exports, env, name) (exports).Set(#name, Napi::Function::New((env), (name), #name))
 
-// Throws a JS Error when a CUDA storage reaches a binding in a CPU-only build.
 // Throws when a non-null view is not host memory: for the CPU-only fused inference kernels.
 void require_cpu(const Napi::CallbackInfo& info, const char* op, const std::vector<View>& all);
+// Throws a JS Error when a CUDA storage reaches a binding in a CPU-only build.
 void require_cuda_build(Napi::Env env, const char* op);
 
 // One register function per family (native/napi/<family>.cc).

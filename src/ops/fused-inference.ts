@@ -1,5 +1,6 @@
-// Checks shared by the fused inference ops (hfgContextLayer, hfgRankHead, linearHstuStep): they run
-// on the CPU only and record no gradient, so a caller that needs either must use the composed ops.
+// Checks shared by the fused inference ops (hfgContextLayer, hfgRankHead, linearHstuStep,
+// linearHstuBlock, embeddingBag): they run on the CPU only and record no gradient, so a caller that
+// needs either must use the composed ops.
 import type { NativeStorage } from '../native';
 import { needsGrad } from '../autograd';
 import type { Tensor } from '../tensor';

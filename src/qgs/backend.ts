@@ -5,8 +5,8 @@
 import { tensor, scope } from '../tensor';
 import { noGrad } from '../autograd';
 import { loadCheckpoint } from './checkpoint';
-import { ITEM_OFFSET, NO_ITEM, NO_QUERY, TERM_OFFSET } from './dataset';
-import { checkItem, termIds } from './scoring';
+import { ITEM_OFFSET, NO_ITEM, NO_QUERY } from './dataset';
+import { checkItem, termIds, termToken } from './scoring';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
 import { RankingPlan } from './ranking-plan';
@@ -94,7 +94,7 @@ export class QgsBackend implements ScoringBackend {
   /**
    * encode() of a packed history (the serving worker's cold path), read from its typed arrays
    * without building event objects. Its term ids arrive validated (non-negative int32s); they map to
-   * tokens as termIds maps them: the first maxTerms, unseen ones to NO_QUERY, none → NO_QUERY.
+   * tokens as termIds maps them: the first maxTerms through termToken, none → NO_QUERY.
    */
   encodePacked(h: PackedHistory): Float32Array {
     const n = h.items.length;
@@ -110,10 +110,7 @@ export class QgsBackend implements ScoringBackend {
       const a = h.termOffsets[t];
       const b = Math.min(h.termOffsets[t + 1], a + m);
       if (!seen || b === a) terms[at] = NO_QUERY;
-      for (let j = a; seen && j < b; j++) {
-        const x = h.terms[j] + TERM_OFFSET;
-        terms[at + j - a] = x < vocab ? x : NO_QUERY;
-      }
+      for (let j = a; seen && j < b; j++) terms[at + j - a] = termToken(h.terms[j], vocab);
       if (per === 2) {
         items[o++] = NO_ITEM;
         terms[o * m] = NO_QUERY;

@@ -52,10 +52,17 @@ export function termIds(q: RankQuery | null | undefined, where: string, model: Q
   for (let i = 0; i < n; i++) {
     const x: unknown = t[i];
     if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) throw new Error(`${where}.terms[${i}]: expected a non-negative integer, got ${JSON.stringify(x)}`);
-    // Unseen terms map to "no query" rather than failing: the vocabulary is the training data's.
-    out[i] = x + TERM_OFFSET < vocab ? x + TERM_OFFSET : NO_QUERY;
+    out[i] = termToken(x, vocab);
   }
   return out;
+}
+
+/**
+ * A non-negative term id's token: TERM_OFFSET-shifted; unseen terms map to "no query" rather than
+ * failing (the vocabulary is the training data's).
+ */
+export function termToken(term: number, termVocab: number): number {
+  return term + TERM_OFFSET < termVocab ? term + TERM_OFFSET : NO_QUERY;
 }
 
 /** Dense feature rows [candidates × F] in the model's layout (NaN = missing). */

@@ -89,10 +89,7 @@ export interface StudyOptions {
 /** Trains every model on every (data seed, model seed); `onRow` sees each result as it arrives. */
 export function runStudy(o: StudyOptions, onRow?: (row: StudyRow) => void): StudyRow[] {
   const names = o.models ?? VARIANTS.map((v) => v.name);
-  const variants = names.map((n) => {
-    const v = variantByName(n, 'runStudy: models');
-    return v;
-  });
+  const variants = names.map((n) => variantByName(n, 'runStudy: models'));
   for (const [what, list] of [['seeds', o.seeds], ['modelSeeds', o.modelSeeds]] as const) {
     if (list.length === 0) throw new Error(`runStudy: ${what}: expected at least one seed, got none`);
     if (new Set(list).size !== list.length) throw new Error(`runStudy: ${what}: expected distinct seeds, got ${list.join(', ')}`);

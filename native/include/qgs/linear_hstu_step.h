@@ -13,6 +13,7 @@
 // autograd state: inference. Bad sizes or arguments throw qgs::KernelError naming them.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "qgs/common.h"
 
@@ -39,6 +40,10 @@ struct LinearHstuStepSizes {
   int64_t dk = 0, dv = 0;
 };
 
+// The block's sizes and weights (both forms): D, H, dk, dv in range, the projections present, eps
+// positive and finite, and with need_decay the decays present and in [0, 1]. Messages start with op.
+void linear_hstu_weights_check(const std::string& op, const LinearHstuStepWeights& w, int64_t D, int64_t H, int64_t dk,
+                               int64_t dv, bool need_decay);
 void linear_hstu_step_check(const LinearHstuStepWeights& w, const LinearHstuStepSizes& s, bool write);
 
 // Sequence form (inference): a packed jagged batch of T tokens, sequence b in rows
