@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { QUALITY_BARS, summarizeBars, runStudy, type StudyRow } from '../src/qgs/study';
+import { QUALITY_BARS, summarizeBars, runStudy, studentT975, type StudyRow } from '../src/qgs/study';
 import { prepareSynthetic, runVariant, VARIANTS } from '../src/qgs/experiment';
 import { runCli } from '../src/cli/main';
 import { errorOf } from './helpers';
@@ -39,6 +39,44 @@ describe('summarizeBars', () => {
     expect(flat.gaps).toEqual([]);
     expect(flat.mean).toBeNaN();
     expect(flat.held).toBe(0);
+    expect(flat.perDataSeed).toEqual([]);
+    // Two runs: sd = |g1 − g2| / √2 = 0.004/√2; the 95% interval is mean ± t(1) · sd / √2 = ± 12.706 · 0.002.
+    expect(lin.sd).toBeCloseTo(0.004 / Math.SQRT2, 12);
+    expect(lin.ci95[0]).toBeCloseTo(-0.005 - 12.706 * 0.002, 12);
+    expect(lin.ci95[1]).toBeCloseTo(-0.005 + 12.706 * 0.002, 12);
+    expect(lin.perDataSeed.map((d) => [d.dataSeed, d.runs, d.held])).toEqual([[7, 1, true], [1, 1, false]]);
+  });
+  test('per data seed: the mean over its model seeds decides; one run has no interval', () => {
+    const rows = [
+      row('qgs', 0.760, 7, 1), row('concat-mlp', 0.762, 7, 1), // -0.002
+      row('qgs', 0.760, 7, 2), row('concat-mlp', 0.757, 7, 2), // +0.003 -> seed 7 mean +0.0005: held
+      row('qgs', 0.770, 1, 1), row('concat-mlp', 0.771, 1, 1), // -0.001
+      row('qgs', 0.770, 1, 2), row('concat-mlp', 0.770, 1, 2), //  0     -> seed 1 mean -0.0005: missed
+    ];
+    const hfg = summarizeBars(rows).find((b) => b.bar.name === 'HFG vs concat-MLP')!;
+    expect(hfg.perDataSeed.map((d) => d.dataSeed)).toEqual([7, 1]);
+    expect(hfg.perDataSeed[0].mean).toBeCloseTo(0.0005, 12);
+    expect(hfg.perDataSeed.map((d) => [d.runs, d.held])).toEqual([[2, true], [2, false]]);
+    expect(hfg.held).toBe(2); // +0.003 and 0
+    // Sample sd of (-0.002, 0.003, -0.001, 0), by hand: mean 0; squares 4e-6 + 9e-6 + 1e-6 + 0 = 14e-6 over 3.
+    expect(hfg.sd).toBeCloseTo(Math.sqrt(14e-6 / 3), 12);
+    expect(hfg.ci95[1] - hfg.ci95[0]).toBeCloseTo((2 * 3.182 * Math.sqrt(14e-6 / 3)) / 2, 12);
+    const one = summarizeBars([row('qgs', 0.7, 7, 1), row('concat-mlp', 0.69, 7, 1)]).find((b) => b.bar.name === 'HFG vs concat-MLP')!;
+    expect(one.sd).toBeNaN();
+    expect(one.ci95[0]).toBeNaN();
+  });
+  test('studentT975: table values, the large-df approximation near the normal quantile, bad df', () => {
+    expect(studentT975(1)).toBe(12.706);
+    expect(studentT975(8)).toBe(2.306);
+    expect(studentT975(30)).toBe(2.042);
+    // Published values: t(40) = 2.021, t(60) = 2.000, t(120) = 1.980; large df → 1.960.
+    expect(studentT975(40)).toBeCloseTo(2.021, 3);
+    expect(studentT975(60)).toBeCloseTo(2.0, 3);
+    expect(studentT975(120)).toBeCloseTo(1.98, 3);
+    expect(studentT975(1e6)).toBeCloseTo(1.96, 3);
+    expect(studentT975(31)).toBeLessThan(studentT975(30));
+    expect(errorOf(() => studentT975(0))).toMatch(/studentT975: df: expected an integer >= 1, got 0/);
+    expect(errorOf(() => studentT975(2.5))).toMatch(/got 2.5/);
   });
   test('the bars are the issue\'s thresholds; a model twice in one run is an error', () => {
     expect(QUALITY_BARS.map((b) => [b.baseline, b.minGap])).toEqual([
@@ -94,6 +132,8 @@ describe('qgs study (CLI)', () => {
       const gap = (lines[0].gauc as number) - (lines[1].gauc as number);
       expect(lines[2]).toMatchObject({ required: '>= -0.005', held: `${gap >= -0.005 ? 1 : 0}/1` });
       expect(lines[2].mean_gap).toBeCloseTo(gap, 12);
+      expect(lines[2].data_seeds_held).toBe(`${gap >= -0.005 ? 1 : 0}/1`);
+      expect(lines[2].ci95_low).toBeNull(); // one run: no interval (NaN prints as null in JSON)
       const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as { runs: StudyRow[]; bars: { name: string; gaps: { gap: number }[] }[] };
       expect(saved.runs.map((r) => r.gauc)).toEqual([lines[0].gauc, lines[1].gauc]);
       expect(saved.bars.map((b) => b.name)).toEqual(['linear vs quadratic HSTU']);

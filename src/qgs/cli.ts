@@ -205,14 +205,17 @@ registerCommand('study', (program, io) => {
         mean_gap: b.mean,
         min_gap: b.min,
         max_gap: b.max,
+        ci95_low: b.ci95[0],
+        ci95_high: b.ci95[1],
         held: `${b.held}/${b.gaps.length}`,
+        data_seeds_held: `${b.perDataSeed.filter((d) => d.held).length}/${b.perDataSeed.length}`,
       }));
       if (!json) {
         io.out('\ntest GAUC per run:');
         printRows(io, rows.map(runRow), false);
-        io.out('\nquality bars (GAUC of the first model minus the second, per run):');
+        io.out('\nquality bars (GAUC of the first model minus the second, per run; ci95: 95% interval of the mean gap; data_seeds_held: the bar on each data seed\'s mean over model seeds):');
       }
       printRows(io, barRows, json);
-      if (o.out !== undefined) writeFileAtomicSync(o.out, `${JSON.stringify({ runs: rows, bars: bars.map((b) => ({ ...b.bar, gaps: b.gaps, mean: b.mean, min: b.min, max: b.max, held: b.held })) }, null, 1)}\n`);
+      if (o.out !== undefined) writeFileAtomicSync(o.out, `${JSON.stringify({ runs: rows, bars: bars.map((b) => ({ ...b.bar, gaps: b.gaps, mean: b.mean, min: b.min, max: b.max, sd: b.sd, ci95: b.ci95, held: b.held, perDataSeed: b.perDataSeed })) }, null, 1)}\n`);
     });
 });

@@ -34,6 +34,15 @@ export interface BarGap {
   gap: number;
 }
 
+/** One data seed's gaps averaged over its model seeds (initialisation noise averaged out). */
+export interface DataSeedGap {
+  dataSeed: number;
+  runs: number;
+  mean: number;
+  /** mean ≥ minGap. */
+  held: boolean;
+}
+
 export interface BarSummary {
   bar: QualityBar;
   /** One gap per (data seed, model seed) run that trained both models. */
@@ -41,8 +50,36 @@ export interface BarSummary {
   mean: number;
   min: number;
   max: number;
+  /** Sample standard deviation of the gaps (NaN below two runs). */
+  sd: number;
+  /**
+   * 95% confidence interval of the mean gap, Student t with runs − 1 degrees of freedom (runs are
+   * treated as independent draws; NaN below two runs). An interval that contains both the bar and
+   * the other side of it says the study cannot tell: the models differ by less than run-to-run noise.
+   */
+  ci95: [number, number];
   /** Runs on which gap ≥ minGap. */
   held: number;
+  /** Per data seed, in order of first appearance. */
+  perDataSeed: DataSeedGap[];
+}
+
+// Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom.
+const T975 = [
+  12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101,
+  2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042,
+];
+
+/** The 0.975 quantile of Student's t with `df` ≥ 1 degrees of freedom (table, then Cornish–Fisher: < 1e-3 off). */
+export function studentT975(df: number): number {
+  if (!Number.isInteger(df) || df < 1) throw new RangeError(`studentT975: df: expected an integer >= 1, got ${df}`);
+  if (df <= T975.length) return T975[df - 1];
+  const z = 1.959964;
+  return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df * df);
+}
+
+function meanOf(x: readonly number[]): number {
+  return x.length > 0 ? x.reduce((s, v) => s + v, 0) / x.length : Number.NaN;
 }
 
 /** Each bar's gap on every run that has both of its models (NaN statistics when none does). */
@@ -63,13 +100,26 @@ export function summarizeBars(rows: readonly StudyRow[], bars: readonly QualityB
       if (a !== undefined && b !== undefined) gaps.push({ dataSeed: a.data_seed, modelSeed: a.model_seed, gap: a.gauc - b.gauc });
     }
     const g = gaps.map((x) => x.gap);
+    const n = g.length;
+    const mean = meanOf(g);
+    const sd = n > 1 ? Math.sqrt(g.reduce((s, x) => s + (x - mean) ** 2, 0) / (n - 1)) : Number.NaN;
+    const half = n > 1 ? (studentT975(n - 1) * sd) / Math.sqrt(n) : Number.NaN;
+    const bySeed = new Map<number, number[]>();
+    for (const x of gaps) {
+      const list = bySeed.get(x.dataSeed);
+      if (list === undefined) bySeed.set(x.dataSeed, [x.gap]);
+      else list.push(x.gap);
+    }
     return {
       bar,
       gaps,
-      mean: g.length > 0 ? g.reduce((s, x) => s + x, 0) / g.length : Number.NaN,
-      min: g.length > 0 ? Math.min(...g) : Number.NaN,
-      max: g.length > 0 ? Math.max(...g) : Number.NaN,
+      mean,
+      min: n > 0 ? Math.min(...g) : Number.NaN,
+      max: n > 0 ? Math.max(...g) : Number.NaN,
+      sd,
+      ci95: [mean - half, mean + half],
       held: g.filter((x) => x >= bar.minGap).length,
+      perDataSeed: [...bySeed].map(([dataSeed, list]) => ({ dataSeed, runs: list.length, mean: meanOf(list), held: meanOf(list) >= bar.minGap })),
     };
   });
 }
