@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { saveSafetensors, loadSafetensors, type TensorRecord } from '../io/safetensors';
-import { QgsModel, type QgsConfig } from './model';
+import { QgsModel, DEFAULT_MODEL, type QgsConfig } from './model';
 import type { ScalerState } from './features';
 
 export const CHECKPOINT_FILE = 'model.safetensors';
@@ -57,6 +57,8 @@ export function loadCheckpoint(dirOrFile: string): { model: QgsModel; scaler: Sc
   };
   const sideCfg = st.config.model.side as unknown as { categories: number; styles: number; maxTitle: number };
   const cfg: QgsConfig = {
+    // Fields added after a checkpoint was written (the HFG head's shape) take the defaults it was trained with.
+    ...DEFAULT_MODEL,
     ...st.config.model,
     side: { ...sideCfg, category: sideTensor('side.category'), style: sideTensor('side.style'), title: sideTensor('side.title') },
   };

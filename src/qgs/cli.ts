@@ -14,6 +14,9 @@ import { splitByUserTime } from '../data/split';
 import { generateSessions } from '../data/synthetic';
 import { writeFileAtomicSync } from '../io/atomic';
 import { runStudy, summarizeBars, type StudyRow } from './study';
+import { collectSetting, parseModelOverrides } from './model-overrides';
+
+const SET_HELP = 'model setting key=value, repeatable (e.g. hfgHeads=4, decayInit=0.99, dk=32); keys: dim, layers, heads, dk, dv, dropout, decayInit, nceWeight, temperature, hfgHeads, hfgLayers, hfgPooling, hfgFfnMult';
 
 function metricsRow(r: ComparisonRow): Row {
   return { model: r.model, gauc: r.gauc, auc: r.auc, ndcg10: r.ndcg10, mrr: r.mrr, valid_gauc: r.valid_gauc, epochs: r.epochs, train_s: Math.round(r.train_s * 10) / 10 };
@@ -109,10 +112,12 @@ registerCommand('train', (program, io) => {
     .option('--model <name>', `one of ${VARIANTS.map((v) => v.name).join(', ')}`, 'qgs')
     .option('--epochs <n>', 'epochs', intOption('--epochs', 1), 6)
     .option('--lr <x>', 'peak learning rate', numberOption('--lr'))
+    .option('--set <key=value>', SET_HELP, collectSetting, [])
     .option('--out <dir>', 'checkpoint directory', 'qgs-model')
     .option('--json', 'machine-readable rows')
-    .action((o: { seed: number; users?: number; items?: number; model: string; epochs: number; lr?: number; out: string; json?: boolean }) => {
+    .action((o: { seed: number; users?: number; items?: number; model: string; epochs: number; lr?: number; set: string[]; out: string; json?: boolean }) => {
       const v = variantByName(o.model, '--model');
+      const overrides = parseModelOverrides(o.set);
       const { data } = prepareSynthetic({ seed: o.seed, users: o.users, items: o.items });
       const { row, result } = runVariant(data, v, {
         epochs: o.epochs,
@@ -121,7 +126,7 @@ registerCommand('train', (program, io) => {
         onProgress: o.json ? undefined : (p) => {
           if (p.batch === p.batches) io.err(`epoch ${p.epoch + 1}: loss ${p.loss.toFixed(4)}, ${Math.round(p.eventsPerSec)} events/s`);
         },
-      });
+      }, overrides);
       const file = saveCheckpoint(o.out, result.model, result.scaler, { seed: o.seed, test: metricsRow(row) });
       printRows(io, [{ ...metricsRow(row), saved: file }], o.json === true);
       result.model.dispose();
@@ -187,14 +192,16 @@ registerCommand('study', (program, io) => {
     .option('--users <n>', 'users to generate', intOption('--users', 1))
     .option('--items <n>', 'items to generate', intOption('--items', 1))
     .option('--epochs <n>', 'epochs per model (early stopping may end sooner)', intOption('--epochs', 1), 10)
+    .option('--set <key=value>', `${SET_HELP}; applied to every model`, collectSetting, [])
     .option('--out <file>', 'also write every run and the bar summary as JSON (atomically)')
     .option('--json', 'machine-readable rows')
-    .action((o: { seeds: number[]; modelSeeds: number[]; models: string; users?: number; items?: number; epochs: number; out?: string; json?: boolean }) => {
+    .action((o: { seeds: number[]; modelSeeds: number[]; models: string; users?: number; items?: number; epochs: number; set: string[]; out?: string; json?: boolean }) => {
       const json = o.json === true;
+      const overrides = parseModelOverrides(o.set);
       const models = o.models.split(',').map((s) => s.trim()).filter(Boolean);
       models.forEach((m) => variantByName(m, '--models'));
       const runRow = (r: StudyRow): Row => ({ data_seed: r.data_seed, model_seed: r.model_seed, ...metricsRow(r) });
-      const rows = runStudy({ seeds: o.seeds, modelSeeds: o.modelSeeds, models, epochs: o.epochs, users: o.users, items: o.items }, (r) => {
+      const rows = runStudy({ seeds: o.seeds, modelSeeds: o.modelSeeds, models, epochs: o.epochs, users: o.users, items: o.items, overrides }, (r) => {
         if (json) printRows(io, [runRow(r)], true);
         else io.out(`data seed ${r.data_seed}, model seed ${r.model_seed}: ${r.model} test GAUC ${r.gauc.toFixed(4)} (${r.epochs} epochs, ${r.train_s.toFixed(1)} s)`);
       });
@@ -216,6 +223,6 @@ registerCommand('study', (program, io) => {
         io.out('\nquality bars (GAUC of the first model minus the second, per run; ci95: 95% interval of the mean gap; data_seeds_held: the bar on each data seed\'s mean over model seeds):');
       }
       printRows(io, barRows, json);
-      if (o.out !== undefined) writeFileAtomicSync(o.out, `${JSON.stringify({ runs: rows, bars: bars.map((b) => ({ ...b.bar, gaps: b.gaps, mean: b.mean, min: b.min, max: b.max, sd: b.sd, ci95: b.ci95, held: b.held, perDataSeed: b.perDataSeed })) }, null, 1)}\n`);
+      if (o.out !== undefined) writeFileAtomicSync(o.out, `${JSON.stringify({ overrides, runs: rows, bars: bars.map((b) => ({ ...b.bar, gaps: b.gaps, mean: b.mean, min: b.min, max: b.max, sd: b.sd, ci95: b.ci95, held: b.held, perDataSeed: b.perDataSeed })) }, null, 1)}\n`);
     });
 });

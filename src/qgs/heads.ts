@@ -8,11 +8,16 @@ import * as ops from '../ops';
 import { Module } from '../nn/module';
 import { Linear } from '../nn/linear';
 import { MLP } from '../nn/mlp';
-import { HFGAttention } from '../nn/hfg-attention';
+import { HFGAttention, type HFGAttentionOptions } from '../nn/hfg-attention';
 import { ConcatFeatureMLP } from '../nn/concat-feature-mlp';
 import type { FeatureLayout } from './dataset';
 
 export type HeadKind = 'hfg' | 'concat-mlp';
+
+/** The HFG fusion's shape (kind 'hfg'); dim, numGroups and seed come from the head. */
+export type HfgHeadOptions = Pick<HFGAttentionOptions, 'heads' | 'layers' | 'pooling' | 'ffnHidden'>;
+
+const HFG_DEFAULTS: HfgHeadOptions = { heads: 2, layers: 1, pooling: 'context' };
 
 /**
  * Dense feature rows [N, F] → one token per group [N, G, D]. This is nn.FeatureGroups' dense path
@@ -39,12 +44,12 @@ export class RankingHead extends Module {
   readonly match: MLP;
   readonly logit: Linear;
 
-  constructor(readonly kind: HeadKind, dim: number, layout: FeatureLayout, seed: number) {
+  constructor(readonly kind: HeadKind, dim: number, layout: FeatureLayout, seed: number, hfg: HfgHeadOptions = HFG_DEFAULTS) {
     super();
     const G = layout.groups.length;
     this.groups = this.registerModule('groups', new DenseGroupTokens(layout, dim, seed));
     if (kind === 'hfg') {
-      this.fusion = this.registerModule('fusion', new HFGAttention({ dim, numGroups: G, heads: 2, layers: 1, pooling: 'context', seed: seed + 50 }));
+      this.fusion = this.registerModule('fusion', new HFGAttention({ ...hfg, dim, numGroups: G, seed: seed + 50 }));
     } else if (kind === 'concat-mlp') {
       this.fusion = this.registerModule('fusion', new ConcatFeatureMLP({ dim, numGroups: G, hidden: [4 * dim, 2 * dim], seed: seed + 50 }));
     } else {
@@ -71,6 +76,6 @@ export class RankingHead extends Module {
   }
 }
 
-export function createHead(kind: HeadKind, dim: number, layout: FeatureLayout, seed: number): RankingHead {
-  return new RankingHead(kind, dim, layout, seed);
+export function createHead(kind: HeadKind, dim: number, layout: FeatureLayout, seed: number, hfg?: HfgHeadOptions): RankingHead {
+  return new RankingHead(kind, dim, layout, seed, hfg);
 }

@@ -9,6 +9,7 @@ import { Embedding } from '../nn/embedding';
 import { SequenceEncoder, packBatch, type EncoderKind } from './encoder';
 import { PAD_TERM, type SequenceVariant, type TokenBatch, type FeatureLayout, type ItemSideInfo } from './dataset';
 import { createHead, type HeadKind, type RankingHead } from './heads';
+import type { HFGPooling } from '../nn/hfg-attention';
 
 export interface QgsConfig {
   variant: SequenceVariant;
@@ -25,6 +26,11 @@ export interface QgsConfig {
   termVocab: number;
   maxTerms: number;
   layout: FeatureLayout;
+  /** HFG-Attention (head 'hfg'): attention heads, layers, pooling and FFN width as a multiple of dim. */
+  hfgHeads: number;
+  hfgLayers: number;
+  hfgPooling: HFGPooling;
+  hfgFfnMult: number;
   /** Item side information (categories, styles, title terms) merged into item representations. */
   side: ItemSideInfo;
   /** Weight α of the InfoNCE retrieval loss in BCE + α·InfoNCE. */
@@ -49,6 +55,13 @@ export const DEFAULT_MODEL: Omit<QgsConfig, 'itemVocab' | 'termVocab' | 'maxTerm
   dv: 16,
   dropout: 0.1,
   decayInit: 0.95,
+  // One layer read out at the context token is what the fused serving head (ops.hfgRankHead) runs;
+  // other settings serve through the composed ops. 4 heads, mean pooling or a 4·D FFN did not beat
+  // these on the nine-run study (README, Status).
+  hfgHeads: 2,
+  hfgLayers: 1,
+  hfgPooling: 'context',
+  hfgFfnMult: 2,
   nceWeight: 0.5,
   temperature: 0.1,
   seed: 1,
@@ -85,7 +98,10 @@ export class QgsModel extends Module {
       'encoder',
       new SequenceEncoder({ kind: cfg.encoder, dim: cfg.dim, layers: cfg.layers, heads: cfg.heads, dk: cfg.dk, dv: cfg.dv, dropout: cfg.dropout, decayInit: cfg.decayInit, seed: s + 3 }),
     );
-    this.head = this.registerModule('head', createHead(cfg.head, cfg.dim, cfg.layout, s + 4));
+    this.head = this.registerModule(
+      'head',
+      createHead(cfg.head, cfg.dim, cfg.layout, s + 4, { heads: cfg.hfgHeads, layers: cfg.hfgLayers, pooling: cfg.hfgPooling, ffnHidden: cfg.hfgFfnMult * cfg.dim }),
+    );
   }
 
   /** Mean of term embeddings over padded term-id rows [n × width] → [n, D] (all-padding rows → 0). */

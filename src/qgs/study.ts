@@ -4,6 +4,7 @@
 // training noise of each other (model seeds alone move test GAUC by up to ~0.01 here), so the summary
 // reports the mean, the range and on how many runs each bar held.
 import { VARIANTS, prepareSynthetic, runVariant, variantByName, type ComparisonRow } from './experiment';
+import type { ModelOverrides } from './model-overrides';
 
 export interface QualityBar {
   name: string;
@@ -134,6 +135,8 @@ export interface StudyOptions {
   epochs: number;
   users?: number;
   items?: number;
+  /** Model settings applied to every variant (an ablation of the defaults; see parseModelOverrides). */
+  overrides?: ModelOverrides;
 }
 
 /** Trains every model on every (data seed, model seed); `onRow` sees each result as it arrives. */
@@ -150,7 +153,7 @@ export function runStudy(o: StudyOptions, onRow?: (row: StudyRow) => void): Stud
     for (const modelSeed of o.modelSeeds) {
       for (const v of variants) {
         // The training seed (batch order, dropout, negatives) stays the data seed, as in the demo.
-        const { row, result } = runVariant(data, v, { epochs: o.epochs, seed }, { seed: modelSeed });
+        const { row, result } = runVariant(data, v, { epochs: o.epochs, seed }, { ...o.overrides, seed: modelSeed });
         result.model.dispose();
         const r: StudyRow = { ...row, data_seed: seed, model_seed: modelSeed };
         rows.push(r);
