@@ -223,8 +223,14 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     be.dispose();
   });
 
-  test('the serving plan (item table, folded group projections, fused HFG layer) scores like the training graph', () => {
-    const { result } = runVariant(data, VARIANTS[0], { epochs: 1, seed: 4, batchTokens: 400 });
+  // The default head runs fused; 4 heads still fit the fused kernel; 2 layers with mean pooling do not
+  // (the plan falls back to the composed head).
+  test.each([
+    ['default head', {}],
+    ['hfgHeads 4', { hfgHeads: 4 }],
+    ['hfgLayers 2, mean pooling', { hfgLayers: 2, hfgPooling: 'mean' as const }],
+  ])('the serving plan (item table, folded group projections, fused HFG layer) scores like the training graph: %s', (_, overrides) => {
+    const { result } = runVariant(data, VARIANTS[0], { epochs: 1, seed: 4, batchTokens: 400 }, overrides);
     const model = result.model;
     const before = memoryStats().count;
     const rng = new Random(freshSeed());
@@ -252,7 +258,7 @@ describe('QGS model end to end (tiny synthetic data)', () => {
       expect(errorOf(() => scope(() => noGrad(() => plan.scoreCandidates(tensor(reqCtx, [R, D]), req.subarray(1), items, tensor(featHost, [N, layout.dim])))))).toMatch(/req: expected one request index per candidate/);
       const bad = Int32Array.from(req);
       bad[4] = R;
-      if (plan.itemTable !== null) expect(errorOf(() => scope(() => noGrad(() => plan.scoreCandidates(tensor(reqCtx, [R, D]), bad, items, tensor(featHost, [N, layout.dim])))))).toMatch(/rankHead: req\[4\] must be in \[0, 3\), got 3/);
+      expect(errorOf(() => scope(() => noGrad(() => plan.scoreCandidates(tensor(reqCtx, [R, D]), bad, items, tensor(featHost, [N, layout.dim])))))).toMatch(/scoreCandidates: req\[4\] must be in \[0, 3\), got 3/);
       plan.dispose();
     }
     expect(memoryStats().count).toBe(before);

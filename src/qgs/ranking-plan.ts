@@ -99,6 +99,9 @@ export class RankingPlan {
     checkTensor(OP, 'ctx', ctx, { dtype: 'f32', shape: [-1, this.model.cfg.dim] });
     checkTensor(OP, 'features', features, { dtype: 'f32', shape: [N, this.model.cfg.layout.dim] });
     if (req.length !== N) throw new Error(`${OP}: req: expected one request index per candidate (${N}), got ${req.length}`);
+    // Checked here so the fused and the composed head refuse a bad index with the same message.
+    const R = ctx.shape[0];
+    for (let i = 0; i < N; i++) if (!(req[i] >= 0 && req[i] < R)) throw new RangeError(`${OP}: req[${i}] must be in [0, ${R}), got ${req[i]}`);
     const head = this.model.head;
     if (this.fused === null || this.itemTable === null || needsGrad([ctx, features, ...head.parameters()])) {
       return this.rankLogits(ops.gather(ctx, tensor(req, [N], { dtype: 'i32' }), 0), items, features);
