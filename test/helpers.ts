@@ -25,6 +25,13 @@ export function asF64(t: Tensor): Float64Array {
   return Float64Array.from(t.toFloat32Array());
 }
 
+/** Root mean square of x (0 for an empty array). */
+export function rms(x: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return x.length > 0 ? Math.sqrt(s / x.length) : 0;
+}
+
 /** ||out − ref|| / max(||ref||, floor · sqrt(n)); floor 0 gives the plain relative error. */
 export function relError(out: ArrayLike<number>, ref: ArrayLike<number>, floor = 0): number {
   if (out.length !== ref.length) return Infinity;
@@ -40,9 +47,9 @@ export function relError(out: ArrayLike<number>, ref: ArrayLike<number>, floor =
   return Math.sqrt(num) / Math.max(Math.sqrt(den), floor * Math.sqrt(ref.length), 1e-30);
 }
 
-/** Fails with the relative error, the tolerance and the seed. */
-export function expectClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what = '', seed?: number): void {
-  const e = relError(out, ref);
+/** Fails with the relative error (relError with `floor`), the tolerance and the seed. */
+export function expectClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what = '', seed?: number, floor = 0): void {
+  const e = relError(out, ref, floor);
   if (!(e < tol)) {
     throw new Error(`${what}: relative error ${e.toExponential(3)} >= ${tol} (n=${ref.length}${seed !== undefined ? `, seed ${seed}` : ''})`);
   }
