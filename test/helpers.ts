@@ -47,9 +47,9 @@ export function relError(out: ArrayLike<number>, ref: ArrayLike<number>, floor =
   return Math.sqrt(num) / Math.max(Math.sqrt(den), floor * Math.sqrt(ref.length), 1e-30);
 }
 
-/** Fails with the relative error (relError with `floor`), the tolerance and the seed. */
-export function expectClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what = '', seed?: number, floor = 0): void {
-  const e = relError(out, ref, floor);
+/** Fails with the relative error, the tolerance and the seed. */
+export function expectClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what = '', seed?: number): void {
+  const e = relError(out, ref);
   if (!(e < tol)) {
     throw new Error(`${what}: relative error ${e.toExponential(3)} >= ${tol} (n=${ref.length}${seed !== undefined ? `, seed ${seed}` : ''})`);
   }

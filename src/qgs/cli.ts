@@ -14,9 +14,9 @@ import { splitByUserTime } from '../data/split';
 import { generateSessions } from '../data/synthetic';
 import { writeFileAtomicSync } from '../io/atomic';
 import { runStudy, summarizeBars, type StudyRow } from './study';
-import { collectSetting, parseModelOverrides } from './model-overrides';
+import { SETTABLE_KEYS, collectSetting, parseModelOverrides } from './model-overrides';
 
-const SET_HELP = 'model setting key=value, repeatable (e.g. hfgHeads=4, decayInit=0.99, dk=32); keys: dim, layers, heads, dk, dv, dropout, decayInit, nceWeight, temperature, hfgHeads, hfgLayers, hfgPooling, hfgFfnMult';
+const SET_HELP = `model setting key=value, repeatable (e.g. hfgHeads=4, decayInit=0.99, dk=32); keys: ${SETTABLE_KEYS.join(', ')}`;
 
 function metricsRow(r: ComparisonRow): Row {
   return { model: r.model, gauc: r.gauc, auc: r.auc, ndcg10: r.ndcg10, mrr: r.mrr, valid_gauc: r.valid_gauc, epochs: r.epochs, train_s: Math.round(r.train_s * 10) / 10 };
@@ -223,6 +223,6 @@ registerCommand('study', (program, io) => {
         io.out('\nquality bars (GAUC of the first model minus the second, per run; ci95: 95% interval of the mean gap; data_seeds_held: the bar on each data seed\'s mean over model seeds):');
       }
       printRows(io, barRows, json);
-      if (o.out !== undefined) writeFileAtomicSync(o.out, `${JSON.stringify({ overrides, runs: rows, bars: bars.map((b) => ({ ...b.bar, gaps: b.gaps, mean: b.mean, min: b.min, max: b.max, sd: b.sd, ci95: b.ci95, held: b.held, perDataSeed: b.perDataSeed })) }, null, 1)}\n`);
+      if (o.out !== undefined) writeFileAtomicSync(o.out, `${JSON.stringify({ overrides, runs: rows, bars: bars.map(({ bar, ...stats }) => ({ ...bar, ...stats })) }, null, 1)}\n`);
     });
 });

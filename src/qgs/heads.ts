@@ -8,7 +8,7 @@ import * as ops from '../ops';
 import { Module } from '../nn/module';
 import { Linear } from '../nn/linear';
 import { MLP } from '../nn/mlp';
-import { HFGAttention, type HFGAttentionOptions } from '../nn/hfg-attention';
+import { HFGAttention, type HFGAttentionOptions, type HFGPooling } from '../nn/hfg-attention';
 import { ConcatFeatureMLP } from '../nn/concat-feature-mlp';
 import type { FeatureLayout } from './dataset';
 
@@ -17,7 +17,16 @@ export type HeadKind = 'hfg' | 'concat-mlp';
 /** The HFG fusion's shape (kind 'hfg'); dim, numGroups and seed come from the head. */
 export type HfgHeadOptions = Pick<HFGAttentionOptions, 'heads' | 'layers' | 'pooling' | 'ffnHidden'>;
 
-const HFG_DEFAULTS: HfgHeadOptions = { heads: 2, layers: 1, pooling: 'context' };
+/**
+ * The default HFG shape (QgsConfig's hfg* defaults are these): one layer read out at the context
+ * token is what the fused serving head (ops.hfgRankHead) runs; FFN width ffnMult · dim.
+ */
+export const DEFAULT_HFG_HEAD: { readonly heads: number; readonly layers: number; readonly pooling: HFGPooling; readonly ffnMult: number } = {
+  heads: 2,
+  layers: 1,
+  pooling: 'context',
+  ffnMult: 2,
+};
 
 /**
  * Dense feature rows [N, F] → one token per group [N, G, D]. This is nn.FeatureGroups' dense path
@@ -44,12 +53,12 @@ export class RankingHead extends Module {
   readonly match: MLP;
   readonly logit: Linear;
 
-  constructor(readonly kind: HeadKind, dim: number, layout: FeatureLayout, seed: number, hfg: HfgHeadOptions = HFG_DEFAULTS) {
+  constructor(readonly kind: HeadKind, dim: number, layout: FeatureLayout, seed: number, hfg?: HfgHeadOptions) {
     super();
     const G = layout.groups.length;
     this.groups = this.registerModule('groups', new DenseGroupTokens(layout, dim, seed));
     if (kind === 'hfg') {
-      this.fusion = this.registerModule('fusion', new HFGAttention({ ...hfg, dim, numGroups: G, seed: seed + 50 }));
+      this.fusion = this.registerModule('fusion', new HFGAttention({ ...(hfg ?? { ...DEFAULT_HFG_HEAD, ffnHidden: DEFAULT_HFG_HEAD.ffnMult * dim }), dim, numGroups: G, seed: seed + 50 }));
     } else if (kind === 'concat-mlp') {
       this.fusion = this.registerModule('fusion', new ConcatFeatureMLP({ dim, numGroups: G, hidden: [4 * dim, 2 * dim], seed: seed + 50 }));
     } else {

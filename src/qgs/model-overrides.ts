@@ -23,6 +23,9 @@ const SETTABLE = {
 } as const;
 
 type SettableKey = keyof typeof SETTABLE;
+
+/** The keys --set accepts, in help and error order. */
+export const SETTABLE_KEYS = Object.keys(SETTABLE) as readonly SettableKey[];
 export type ModelOverrides = Partial<Pick<QgsConfig, SettableKey>>;
 
 interface Rule {
@@ -51,7 +54,7 @@ export function parseModelOverrides(settings: readonly string[], where = '--set'
     const raw = s.slice(eq + 1).trim();
     if (!isSettable(key)) {
       const hint = key in DEFAULT_MODEL ? ' (variant, encoder and head come from --model(s), seed from --seed / --model-seeds)' : '';
-      throw new Error(`${where}: unknown setting '${key}'${hint}; expected one of ${Object.keys(SETTABLE).join(', ')}`);
+      throw new Error(`${where}: unknown setting '${key}'${hint}; expected one of ${SETTABLE_KEYS.join(', ')}`);
     }
     if (key in out) throw new Error(`${where}: '${key}' is set twice`);
     const rule: Rule = SETTABLE[key];

@@ -8,7 +8,7 @@ import { Module } from '../nn/module';
 import { Embedding } from '../nn/embedding';
 import { SequenceEncoder, packBatch, type EncoderKind } from './encoder';
 import { PAD_TERM, type SequenceVariant, type TokenBatch, type FeatureLayout, type ItemSideInfo } from './dataset';
-import { createHead, type HeadKind, type RankingHead } from './heads';
+import { createHead, DEFAULT_HFG_HEAD, type HeadKind, type RankingHead } from './heads';
 import type { HFGPooling } from '../nn/hfg-attention';
 
 export interface QgsConfig {
@@ -55,13 +55,12 @@ export const DEFAULT_MODEL: Omit<QgsConfig, 'itemVocab' | 'termVocab' | 'maxTerm
   dv: 16,
   dropout: 0.1,
   decayInit: 0.95,
-  // One layer read out at the context token is what the fused serving head (ops.hfgRankHead) runs;
-  // other settings serve through the composed ops. 4 heads, mean pooling or a 4·D FFN did not beat
-  // these on the nine-run study (README, Status).
-  hfgHeads: 2,
-  hfgLayers: 1,
-  hfgPooling: 'context',
-  hfgFfnMult: 2,
+  // Other HFG shapes serve through the composed ops; 4 heads, mean pooling or a 4·D FFN did not beat
+  // the default on the nine-run study (README, Status).
+  hfgHeads: DEFAULT_HFG_HEAD.heads,
+  hfgLayers: DEFAULT_HFG_HEAD.layers,
+  hfgPooling: DEFAULT_HFG_HEAD.pooling,
+  hfgFfnMult: DEFAULT_HFG_HEAD.ffnMult,
   nceWeight: 0.5,
   temperature: 0.1,
   seed: 1,

@@ -120,7 +120,10 @@ export function summarizeBars(rows: readonly StudyRow[], bars: readonly QualityB
       sd,
       ci95: [mean - half, mean + half],
       held: g.filter((x) => x >= bar.minGap).length,
-      perDataSeed: [...bySeed].map(([dataSeed, list]) => ({ dataSeed, runs: list.length, mean: meanOf(list), held: meanOf(list) >= bar.minGap })),
+      perDataSeed: [...bySeed].map(([dataSeed, list]) => {
+        const m = meanOf(list);
+        return { dataSeed, runs: list.length, mean: m, held: m >= bar.minGap };
+      }),
     };
   });
 }
