@@ -3,7 +3,7 @@
 // length B+1 (sequence b = [offsets[b], offsets[b+1])), the layout of the packed linear-recurrence
 // kernels. Batch order is a seeded shuffle, so a (seed, epoch) pair always yields the same batches.
 import { Random } from '../tensor';
-import type { FeatureGroupSpec, FeatureSpec, SessionRecord } from './schema';
+import { inferFeatureSpec, type FeatureGroupSpec, type FeatureSpec, type SessionRecord } from './schema';
 import { TRAIN } from './split';
 import { Vocab, hashTerm, queryKey, queryTermIds } from './vocab';
 
@@ -62,7 +62,7 @@ export class SessionIndex {
     this.categoricalBuckets = opts.categoricalBuckets ?? 1 << 12;
     if (!Number.isInteger(this.maxHistory) || this.maxHistory < 0) throw new Error(`SessionIndex: maxHistory must be an integer >= 0, got ${this.maxHistory}`);
     if (opts.split && opts.split.length !== records.length) throw new Error(`SessionIndex: split has ${opts.split.length} codes for ${records.length} records`);
-    this.groups = opts.spec ? opts.spec.groups.filter((g) => g.kind !== 'bag') : inferGroups(records);
+    this.groups = opts.spec ? opts.spec.groups.filter((g) => g.kind !== 'bag') : inferFeatureSpec(records).groups.filter((g) => g.kind === 'numeric');
     records.forEach((r, i) => {
       this.users.add(r.user);
       for (const it of r.shown) this.items.add(it);
@@ -385,17 +385,6 @@ export function packJagged(lists: readonly (readonly number[])[]): { offsets: In
   const flat = new Int32Array(offsets[lists.length]);
   lists.forEach((l, i) => flat.set(l, offsets[i]));
   return { offsets, flat };
-}
-
-function inferGroups(records: readonly SessionRecord[]): FeatureGroupSpec[] {
-  const widths = new Map<string, number>();
-  for (const r of records) {
-    if (!r.features || r.shown.length === 0) continue;
-    for (const [name, col] of Object.entries(r.features)) {
-      if (!widths.has(name) && col.every((v) => v === null || typeof v === 'number')) widths.set(name, col.length / r.shown.length);
-    }
-  }
-  return [...widths].map(([name, w]) => ({ name, kind: 'numeric' as const, features: Array.from({ length: w }, (_, i) => `${name}_${i}`) }));
 }
 
 /** A seeded permutation of 0..n-1 (Fisher–Yates); the same (seed, epoch) gives the same order. */

@@ -166,3 +166,59 @@ export function clickedPositions(r: SessionRecord): number[] {
   for (let i = 0; i < r.clicks.length; i++) if (r.clicks[i] > 0) out.push(i);
   return out;
 }
+
+/**
+ * A feature spec read off the records: per group, its width (values per shown item, the same in every
+ * record) and kind — numeric when every value is a number or null, bag when values are lists,
+ * categorical otherwise. Features are named `${group}_${j}`. Throws naming the first record whose
+ * group disagrees.
+ */
+export function inferFeatureSpec(records: readonly SessionRecord[]): FeatureSpec {
+  const seen = new Map<string, { width: number; kind: FeatureGroupSpec['kind']; first: number }>();
+  records.forEach((r, idx) => {
+    const n = r.shown.length;
+    if (r.features === undefined || n === 0) return;
+    for (const [name, col] of Object.entries(r.features)) {
+      const cells = col as readonly unknown[];
+      const bag = cells.some((c) => Array.isArray(c));
+      const width = bag ? 1 : cells.length / n;
+      if (!Number.isInteger(width) || width < 1 || (bag && cells.length !== n)) {
+        throw new Error(`inferFeatureSpec: records[${idx}].features.${name} has ${cells.length} values for ${n} shown items (expected a multiple of ${n})`);
+      }
+      const kind: FeatureGroupSpec['kind'] = bag ? 'bag' : cells.every((c) => c === null || typeof c === 'number') ? 'numeric' : 'categorical';
+      const prev = seen.get(name);
+      if (prev === undefined) seen.set(name, { width, kind, first: idx });
+      else {
+        if (prev.width !== width) throw new Error(`inferFeatureSpec: records[${idx}].features.${name} has ${width} values per item, records[${prev.first}] had ${prev.width}`);
+        // A group with strings anywhere is categorical (its numbers are then category names too).
+        if (prev.kind !== kind) prev.kind = prev.kind === 'bag' || kind === 'bag' ? 'bag' : 'categorical';
+      }
+    }
+  });
+  return {
+    groups: [...seen.entries()].map(([name, g]) => ({ name, kind: g.kind, features: Array.from({ length: g.width }, (_, j) => `${name}_${j}`) })),
+  };
+}
+
+
+const KINDS: readonly FeatureKind[] = ['numeric', 'categorical', 'bag'];
+
+/** Checks a feature spec read from JSON (a spec file, a checkpoint); errors name `where` and the bad field. */
+export function parseFeatureSpec(value: unknown, where: string): FeatureSpec {
+  const o = value as { groups?: unknown } | null;
+  if (typeof o !== 'object' || o === null || !Array.isArray(o.groups)) throw new Error(`${where}: expected a feature spec {groups: [...]}, got ${describe(value)}`);
+  const names = new Set<string>();
+  const groups = o.groups.map((g: unknown, i: number): FeatureGroupSpec => {
+    const at = `${where}.groups[${i}]`;
+    const x = g as Partial<FeatureGroupSpec> | null;
+    if (typeof x !== 'object' || x === null || typeof x.name !== 'string' || x.name === '') throw new Error(`${at}.name: expected a non-empty string, got ${describe(x?.name)}`);
+    if (names.has(x.name)) throw new Error(`${at}.name: group '${x.name}' appears twice`);
+    names.add(x.name);
+    if (!KINDS.includes(x.kind as FeatureKind)) throw new Error(`${at}.kind: expected one of ${KINDS.join(', ')}, got ${describe(x.kind)}`);
+    if (!Array.isArray(x.features) || x.features.length === 0 || !x.features.every((f) => typeof f === 'string')) {
+      throw new Error(`${at}.features: expected a non-empty array of feature names, got ${describe(x.features)}`);
+    }
+    return { name: x.name, kind: x.kind as FeatureKind, features: [...x.features], ...(typeof x.description === 'string' ? { description: x.description } : {}) };
+  });
+  return { groups };
+}

@@ -5,7 +5,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { saveSafetensors, loadSafetensors, type TensorRecord } from '../io/safetensors';
 import { QgsModel, DEFAULT_MODEL, type QgsConfig } from './model';
+import { ITEM_OFFSET } from './dataset';
 import type { ScalerState } from './features';
+import { parseLogVocab, type LogVocab } from './log-data';
 
 export const CHECKPOINT_FILE = 'model.safetensors';
 export const CHECKPOINT_KIND = 'qgs-ranker';
@@ -18,9 +20,11 @@ export interface CheckpointConfig {
   scaler: ScalerState;
   /** Free-form provenance: data seed, epochs, metrics. */
   info?: Record<string, unknown>;
+  /** How raw item ids, queries and features map to the model (models trained on a log file, not the synthetic ids). */
+  vocab?: LogVocab;
 }
 
-export function saveCheckpoint(dir: string, model: QgsModel, scaler: ScalerState, info: Record<string, unknown> = {}): string {
+export function saveCheckpoint(dir: string, model: QgsModel, scaler: ScalerState, info: Record<string, unknown> = {}, vocab?: LogVocab): string {
   fs.mkdirSync(dir, { recursive: true });
   const tensors: Record<string, TensorRecord> = {};
   for (const [name, p] of model.namedParameters()) tensors[name] = { dtype: 'F32', shape: [...p.shape], data: p.toFloat32Array() };
@@ -30,7 +34,7 @@ export function saveCheckpoint(dir: string, model: QgsModel, scaler: ScalerState
   tensors['side.style'] = { dtype: 'I32', shape: [side.style.length], data: side.style };
   tensors['side.title'] = { dtype: 'I32', shape: [side.title.length / side.maxTitle, side.maxTitle], data: side.title };
   const modelCfg = { ...model.cfg, side: { categories: side.categories, styles: side.styles, maxTitle: side.maxTitle } };
-  const config = { kind: CHECKPOINT_KIND, version: CHECKPOINT_VERSION, model: modelCfg, scaler, info };
+  const config = { kind: CHECKPOINT_KIND, version: CHECKPOINT_VERSION, model: modelCfg, scaler, info, ...(vocab ? { vocab } : {}) };
   const file = path.join(dir, CHECKPOINT_FILE);
   saveSafetensors(file, tensors, config);
   return file;
@@ -62,6 +66,12 @@ export function loadCheckpoint(dirOrFile: string): { model: QgsModel; scaler: Sc
     ...st.config.model,
     side: { ...sideCfg, category: sideTensor('side.category'), style: sideTensor('side.style'), title: sideTensor('side.title') },
   };
+  // Checked before any weight is allocated: a log-trained model's item table is its vocabulary plus
+  // the unseen-item row and the no-item token.
+  const vocab = st.config.vocab === undefined ? undefined : parseLogVocab(st.config.vocab, `loadCheckpoint: ${file}: vocab`);
+  if (vocab !== undefined && vocab.items.length + 1 + ITEM_OFFSET !== cfg.itemVocab) {
+    throw new Error(`loadCheckpoint: ${file}: vocab has ${vocab.items.length} items but the model's item table has ${cfg.itemVocab} rows (expected items + ${1 + ITEM_OFFSET})`);
+  }
   const model = new QgsModel(cfg);
   const params = model.namedParameters();
   const problems: string[] = [];
@@ -79,5 +89,5 @@ export function loadCheckpoint(dirOrFile: string): { model: QgsModel; scaler: Sc
   }
   for (const [name, p] of params) p.storage.copyFromHost(st.tensors[name].data);
   model.eval();
-  return { model, scaler: st.config.scaler, config: { ...st.config, model: cfg } };
+  return { model, scaler: st.config.scaler, config: { ...st.config, model: cfg, vocab } };
 }

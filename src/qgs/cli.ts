@@ -9,8 +9,11 @@ import { VARIANTS, prepareSynthetic, runVariant, variantByName, type ComparisonR
 import { saveCheckpoint, loadCheckpoint } from './checkpoint';
 import { evaluate } from './train';
 import { scoreRequest, type RankRequest } from './scoring';
-import { prepareTimelines, type FeatureLayout } from './dataset';
+import { prepareTimelines, type FeatureLayout, type PreparedData } from './dataset';
+import { LOG_FORMATS, prepareLogData, readLogRecords, type LogData, type LogFormat, type LogVocab } from './log-data';
 import { splitByUserTime } from '../data/split';
+import { parseFeatureSpec, type FeatureSpec } from '../data/schema';
+import { defaultMetaPath } from '../cli/generate';
 import { generateSessions } from '../data/synthetic';
 import { writeFileAtomicSync } from '../io/atomic';
 import { runStudy, summarizeBars, type StudyRow } from './study';
@@ -105,20 +108,38 @@ registerCommand('demo', (program, io) => {
 registerCommand('train', (program, io) => {
   program
     .command('train')
-    .description('train one model on the seeded synthetic data and save it')
-    .option('--seed <n>', 'data and model seed', intOption('--seed'), GENERATOR_DEFAULTS.seed)
+    .description('train one model on a search-log file (--data) or on the seeded synthetic data, and save it')
+    .option('--data <file>', `search-log file to train on (formats: ${LOG_FORMATS.join(', ')}); default: the seeded synthetic data`)
+    .option('--format <name>', `format of --data (default: from its extension): ${LOG_FORMATS.join(', ')}`)
+    .option('--strict', 'with --data: fail on the first bad record instead of skipping it')
+    .option('--spec <file>', "with --data: feature spec JSON ({groups: [...]}, or a 'qgs generate' metadata file); default: <data>.meta.json when it exists, else inferred from the records")
+    .option('--position-feature <name>', 'with --data: the feature holding the logged position, pinned to rank 1 at evaluation and serving', 'log_rank')
+    .option('--seed <n>', 'data and model seed (with --data: the model seed)', intOption('--seed'), GENERATOR_DEFAULTS.seed)
     .option('--users <n>', 'users to generate', intOption('--users', 1))
     .option('--items <n>', 'items to generate', intOption('--items', 1))
     .option('--model <name>', `one of ${VARIANTS.map((v) => v.name).join(', ')}`, 'qgs')
     .option('--epochs <n>', 'epochs', intOption('--epochs', 1), 6)
     .option('--lr <x>', 'peak learning rate', numberOption('--lr'))
-    .option('--set <key=value>', SET_HELP, collectSetting, [])
+    .option('--set <key=value>', SET_HELP, collectSetting)
     .option('--out <dir>', 'checkpoint directory', 'qgs-model')
     .option('--json', 'machine-readable rows')
-    .action((o: { seed: number; users?: number; items?: number; model: string; epochs: number; lr?: number; set: string[]; out: string; json?: boolean }) => {
+    .action(async (o: { data?: string; format?: string; strict?: boolean; spec?: string; positionFeature: string; seed: number; users?: number; items?: number; model: string; epochs: number; lr?: number; set?: string[]; out: string; json?: boolean }) => {
       const v = variantByName(o.model, '--model');
-      const overrides = parseModelOverrides(o.set);
-      const { data } = prepareSynthetic({ seed: o.seed, users: o.users, items: o.items });
+      const overrides = parseModelOverrides(o.set ?? []);
+      let data: PreparedData;
+      let vocab: LogVocab | undefined;
+      const info: Record<string, unknown> = { seed: o.seed };
+      if (o.data !== undefined) {
+        if (o.users !== undefined || o.items !== undefined) throw new Error('--users and --items size the synthetic data; they do not apply with --data');
+        const log = await loadLogFile(o.data, o.format, o.strict === true, io, o.json === true, { spec: o.spec, positionFeature: o.positionFeature });
+        data = log.data;
+        vocab = log.vocab;
+        info.data = path.resolve(o.data);
+        info.stats = log.stats;
+      } else {
+        if (o.format !== undefined || o.strict !== undefined || o.spec !== undefined) throw new Error('--format, --strict and --spec apply to --data only');
+        data = prepareSynthetic({ seed: o.seed, users: o.users, items: o.items }).data;
+      }
       const { row, result } = runVariant(data, v, {
         epochs: o.epochs,
         seed: o.seed,
@@ -127,7 +148,7 @@ registerCommand('train', (program, io) => {
           if (p.batch === p.batches) io.err(`epoch ${p.epoch + 1}: loss ${p.loss.toFixed(4)}, ${Math.round(p.eventsPerSec)} events/s`);
         },
       }, overrides);
-      const file = saveCheckpoint(o.out, result.model, result.scaler, { seed: o.seed, test: metricsRow(row) });
+      const file = saveCheckpoint(o.out, result.model, result.scaler, { ...info, test: metricsRow(row) }, vocab);
       printRows(io, [{ ...metricsRow(row), saved: file }], o.json === true);
       result.model.dispose();
     });
@@ -136,24 +157,78 @@ registerCommand('train', (program, io) => {
 registerCommand('eval', (program, io) => {
   program
     .command('eval')
-    .description('evaluate a saved model on the seeded synthetic data')
+    .description('evaluate a saved model on a search-log file (--data, mapped with the checkpoint\'s vocabulary) or on the seeded synthetic data')
     .requiredOption('--model <dir>', 'checkpoint directory')
+    .option('--data <file>', `search-log file (formats: ${LOG_FORMATS.join(', ')}); default: the seeded synthetic data`)
+    .option('--format <name>', `format of --data (default: from its extension): ${LOG_FORMATS.join(', ')}`)
+    .option('--strict', 'with --data: fail on the first bad record instead of skipping it')
     .option('--seed <n>', 'data seed', intOption('--seed'), GENERATOR_DEFAULTS.seed)
     .option('--users <n>', 'users to generate', intOption('--users', 1))
     .option('--items <n>', 'items to generate', intOption('--items', 1))
     .option('--split <name>', 'train | valid | test', 'test')
     .option('--json', 'machine-readable rows')
-    .action((o: { model: string; seed: number; users?: number; items?: number; split: string; json?: boolean }) => {
+    .action(async (o: { model: string; data?: string; format?: string; strict?: boolean; seed: number; users?: number; items?: number; split: string; json?: boolean }) => {
       const code = { train: 0, valid: 1, test: 2 }[o.split];
       if (code === undefined) throw new Error(`--split: expected train, valid or test, got '${o.split}'`);
-      const { model, scaler } = loadCheckpoint(o.model);
-      const ds = generateSessions({ seed: o.seed, users: o.users, items: o.items });
-      const data = prepareTimelines(ds.records, ds.spec, { split: splitByUserTime(ds.records), catalogue: ds.catalogue });
-      const m = evaluate(model, data, scaler, code);
-      printRows(io, [{ model: o.model, split: o.split, gauc: m.gauc, auc: m.auc, ndcg10: m.ndcg, mrr: m.mrr, lists: m.lists }], o.json === true);
-      model.dispose();
+      const { model, scaler, config } = loadCheckpoint(o.model);
+      try {
+        let data: PreparedData;
+        if (o.data !== undefined) {
+          if (config.vocab === undefined) throw new Error(`--data: ${o.model} was trained on the synthetic data (no log vocabulary in the checkpoint); evaluate it without --data`);
+          data = (await loadLogFile(o.data, o.format, o.strict === true, io, o.json === true, { vocab: config.vocab, maxTerms: model.cfg.maxTerms })).data;
+        } else {
+          if (config.vocab !== undefined) throw new Error(`${o.model} was trained on a log file; pass --data with a file of that log`);
+          const ds = generateSessions({ seed: o.seed, users: o.users, items: o.items });
+          data = prepareTimelines(ds.records, ds.spec, { split: splitByUserTime(ds.records), catalogue: ds.catalogue });
+        }
+        const m = evaluate(model, data, scaler, code);
+        printRows(io, [{ model: o.model, split: o.split, gauc: m.gauc, auc: m.auc, ndcg10: m.ndcg, mrr: m.mrr, lists: m.lists }], o.json === true);
+      } finally {
+        model.dispose();
+      }
     });
 });
+
+/**
+ * Reads a log file and prepares it: with `vocab` (a checkpoint's mapping), else building one with the
+ * spec from `spec` (a file), the data's metadata sidecar, the format's own spec or the records. The
+ * read report goes to stderr.
+ */
+async function loadLogFile(
+  file: string,
+  format: string | undefined,
+  strict: boolean,
+  io: CliIO,
+  json: boolean,
+  opts: { vocab?: LogVocab; maxTerms?: number; spec?: string; positionFeature?: string },
+): Promise<LogData> {
+  if (format !== undefined && !(LOG_FORMATS as readonly string[]).includes(format)) throw new Error(`--format: expected one of ${LOG_FORMATS.join(', ')}, got '${format}'`);
+  if (!fs.existsSync(file)) throw new Error(`--data: ${file} does not exist`);
+  const read = readLogRecords(file, format as LogFormat | undefined, { strict });
+  const sidecar = defaultMetaPath(file);
+  const specFile = opts.spec ?? (opts.vocab === undefined && read.spec === undefined && fs.existsSync(sidecar) ? sidecar : undefined);
+  const spec = specFile === undefined ? read.spec : readSpecFile(specFile, opts.spec !== undefined ? '--spec' : sidecar);
+  const records = await read.records;
+  const log = prepareLogData(records, { vocab: opts.vocab, maxTerms: opts.maxTerms, spec, positionFeature: opts.positionFeature });
+  if (!json) {
+    const s = log.stats;
+    const from = opts.vocab !== undefined ? "the checkpoint's vocabulary" : specFile !== undefined ? `spec ${specFile}` : read.spec !== undefined ? `the ${format} spec` : 'spec inferred from the records';
+    io.err(`data: ${file}: ${read.report.summary()}; ${s.users} users, ${s.items} items in the vocabulary (${from}), requests train/valid/test ${s.train}/${s.valid}/${s.test}, ${s.unseenItems} shown items unseen in training`);
+  }
+  return log;
+}
+
+/** A feature spec file: {groups: [...]} or a metadata file holding one under `spec` (qgs generate's). */
+function readSpecFile(file: string, where: string): FeatureSpec {
+  let v: unknown;
+  try {
+    v = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${where}: cannot read ${file} as JSON: ${(e as Error).message}`);
+  }
+  const o = v as { groups?: unknown; spec?: unknown } | null;
+  return parseFeatureSpec(o !== null && typeof o === 'object' && o.groups === undefined && o.spec !== undefined ? o.spec : v, `${where} (${file})`);
+}
 
 registerCommand('rank', (program, io) => {
   program
@@ -192,12 +267,12 @@ registerCommand('study', (program, io) => {
     .option('--users <n>', 'users to generate', intOption('--users', 1))
     .option('--items <n>', 'items to generate', intOption('--items', 1))
     .option('--epochs <n>', 'epochs per model (early stopping may end sooner)', intOption('--epochs', 1), 10)
-    .option('--set <key=value>', `${SET_HELP}; applied to every model`, collectSetting, [])
+    .option('--set <key=value>', `${SET_HELP}; applied to every model`, collectSetting)
     .option('--out <file>', 'also write every run and the bar summary as JSON (atomically)')
     .option('--json', 'machine-readable rows')
-    .action((o: { seeds: number[]; modelSeeds: number[]; models: string; users?: number; items?: number; epochs: number; set: string[]; out?: string; json?: boolean }) => {
+    .action((o: { seeds: number[]; modelSeeds: number[]; models: string; users?: number; items?: number; epochs: number; set?: string[]; out?: string; json?: boolean }) => {
       const json = o.json === true;
-      const overrides = parseModelOverrides(o.set);
+      const overrides = parseModelOverrides(o.set ?? []);
       const models = o.models.split(',').map((s) => s.trim()).filter(Boolean);
       models.forEach((m) => variantByName(m, '--models'));
       const runRow = (r: StudyRow): Row => ({ data_seed: r.data_seed, model_seed: r.model_seed, ...metricsRow(r) });

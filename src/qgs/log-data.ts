@@ -1,0 +1,289 @@
+// Training on a search log instead of the synthetic generator: records from a file (JSONL, CSV/TSV,
+// Parquet, KuaiSAR src_inter.csv, JDsearch) become the trainer's timelines, with the id mappings a
+// checkpoint keeps so serving and evaluation map raw requests the same way (LogVocab):
+//   - items: dense model ids from the training split only, in first-seen order; model item 0 stands
+//     for every item the training split never showed (new items are scored on their features, as
+//     they are at serving time, instead of being refused or aliased to a real item);
+//   - query terms: term ids or text tokens hashed into a fixed number of buckets (data.hashTerm), so
+//     no term vocabulary has to travel and unseen text still maps somewhere;
+//   - users: dense ids for grouping only (a model has no user table);
+//   - features: numeric groups as they are; categorical groups as indicator columns of the values
+//     most frequent in training plus one "other" column; bag groups are dropped (named in the vocab).
+import { inferFeatureSpec, parseFeatureSpec, type FeatureGroupSpec, type FeatureSpec, type Id, type Query, type SessionRecord } from '../data/schema';
+import { readSessions, type SessionFormat } from '../data/sessions';
+import { KUAISAR_FEATURE_SPEC, readJdsearch, readKuaisarSearch } from '../data/adapters';
+import { splitByUserTime, type SplitOptions } from '../data/split';
+import { Vocab, queryTermIds } from '../data/vocab';
+import type { ReadOptions, ReadReport } from '../data/report';
+import { ITEM_OFFSET, TERM_OFFSET, prepareTimelines, type PreparedData } from './dataset';
+
+/** File formats `readLogRecords` understands: the generic session formats and two public logs. */
+export type LogFormat = SessionFormat | 'kuaisar' | 'jdsearch';
+export const LOG_FORMATS: readonly LogFormat[] = ['jsonl', 'csv', 'tsv', 'parquet', 'kuaisar', 'jdsearch'];
+
+/** A categorical feature turned into indicator columns `${feature}=${value}` plus `${feature}=<other>`. */
+export interface CategoricalColumns {
+  group: string;
+  feature: string;
+  /** The values that have a column, most frequent in training first (ties by value). */
+  values: string[];
+}
+
+/** How a log's raw ids, queries and features map to a model's inputs; saved in the checkpoint. */
+export interface LogVocab {
+  /** Raw item ids (as strings) in model-id order: items[i] is model item i + 1; model item 0 = unseen in training. */
+  items: string[];
+  /** Query terms (ids or text tokens) hash into 1 .. termBuckets - 1. */
+  termBuckets: number;
+  /** Categorical features expanded into indicator columns. */
+  categorical: CategoricalColumns[];
+  /** Numeric feature groups of the spec the model was trained on (after the expansion). */
+  spec: FeatureSpec;
+  /** Groups left out (bag groups: lists of ids per item have no dense form here). */
+  dropped: string[];
+  /** The logged-position feature (see LogDataOptions.positionFeature). */
+  positionFeature: string;
+}
+
+export interface LogDataOptions {
+  /** Feature spec of the records; inferred from them when omitted (see inferFeatureSpec). */
+  spec?: FeatureSpec;
+  /** Hash buckets for query terms (default 16384). */
+  termBuckets?: number;
+  /** Indicator columns per categorical feature, besides "other" (default 16). */
+  maxCategories?: number;
+  /** Query terms kept per token (default 4, the synthetic data's). */
+  maxTerms?: number;
+  split?: SplitOptions;
+  /**
+   * Feature holding the logged position (as in the synthetic data, log of the rank): evaluation and
+   * serving pin it to its rank-1 value, so a model is not judged by the logging policy's order.
+   * Default 'log_rank'; a spec without it has no position column.
+   */
+  positionFeature?: string;
+  /** Map with an existing vocabulary (a checkpoint's) instead of building one from the training split. */
+  vocab?: LogVocab;
+}
+
+export interface LogData {
+  data: PreparedData;
+  vocab: LogVocab;
+  /** Records per split and items in the vocabulary. */
+  stats: { records: number; train: number; valid: number; test: number; users: number; items: number; unseenItems: number };
+}
+
+export const DEFAULT_TERM_BUCKETS = 16384;
+export const DEFAULT_MAX_CATEGORIES = 16;
+const OTHER = '<other>';
+
+/**
+ * Streams a log file's records in the given format (inferred from the extension for the generic
+ * ones), with the format's own feature spec where it has one (KuaiSAR's categorical groups).
+ */
+export function readLogRecords(file: string, format: LogFormat | undefined, opts: ReadOptions = {}): { records: Promise<SessionRecord[]>; report: ReadReport; spec?: FeatureSpec } {
+  if (format === 'kuaisar') {
+    const stream = readKuaisarSearch(file, opts);
+    return { records: stream.toArray(), report: stream.report, spec: KUAISAR_FEATURE_SPEC };
+  }
+  const stream = format === 'jdsearch' ? readJdsearch(file, opts) : readSessions(file, { ...opts, format });
+  return { records: stream.toArray(), report: stream.report };
+}
+
+type Cell = number | string | null | readonly unknown[];
+
+function checkInt(v: number | undefined, name: string, min: number, max: number, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < min || v > max) throw new Error(`prepareLogData: ${name} must be an integer in [${min}, ${max}], got ${v}`);
+  return v;
+}
+
+/** Checks a LogVocab read from JSON (a checkpoint); errors name `where` and the bad field. */
+export function parseLogVocab(value: unknown, where: string): LogVocab {
+  const v = value as Partial<LogVocab> | null;
+  if (typeof v !== 'object' || v === null) throw new Error(`${where}: expected an object, got ${typeof value}`);
+  if (!Array.isArray(v.items) || !v.items.every((x) => typeof x === 'string')) throw new Error(`${where}.items: expected an array of item id strings`);
+  if (new Set(v.items).size !== v.items.length) throw new Error(`${where}.items: an item id appears twice`);
+  if (typeof v.termBuckets !== 'number' || !Number.isInteger(v.termBuckets) || v.termBuckets < 2) throw new Error(`${where}.termBuckets: expected an integer >= 2, got ${String(v.termBuckets)}`);
+  if (typeof v.positionFeature !== 'string') throw new Error(`${where}.positionFeature: expected a string, got ${String(v.positionFeature)}`);
+  const spec = parseFeatureSpec(v.spec, `${where}.spec`);
+  if (spec.groups.some((g) => g.kind !== 'numeric')) throw new Error(`${where}.spec: every group of a model's spec is numeric`);
+  if (!Array.isArray(v.dropped) || !v.dropped.every((x) => typeof x === 'string')) throw new Error(`${where}.dropped: expected an array of group names`);
+  if (!Array.isArray(v.categorical)) throw new Error(`${where}.categorical: expected an array`);
+  const categorical = v.categorical.map((c: Partial<CategoricalColumns> | null, i): CategoricalColumns => {
+    const at = `${where}.categorical[${i}]`;
+    if (typeof c !== 'object' || c === null || typeof c.group !== 'string' || typeof c.feature !== 'string') throw new Error(`${at}: expected {group, feature, values}`);
+    if (!Array.isArray(c.values) || !c.values.every((x) => typeof x === 'string')) throw new Error(`${at}.values: expected an array of strings`);
+    const g = spec.groups.find((x) => x.name === c.group);
+    if (g === undefined) throw new Error(`${at}.group: '${c.group}' is not a group of ${where}.spec`);
+    return { group: c.group, feature: c.feature, values: [...c.values] };
+  });
+  // Each expanded group's columns must be exactly its categorical features' indicator columns.
+  for (const g of spec.groups) {
+    const cols = categorical.filter((c) => c.group === g.name);
+    if (cols.length === 0) continue;
+    const want = cols.reduce((s, c) => s + c.values.length + 1, 0);
+    if (g.features.length !== want) throw new Error(`${where}.spec: group '${g.name}' has ${g.features.length} columns, its categorical features need ${want}`);
+  }
+  return { items: [...v.items], termBuckets: v.termBuckets, categorical, spec, dropped: [...v.dropped], positionFeature: v.positionFeature };
+}
+
+/** Indicator columns of the categorical features (from the training records' value counts). */
+function categoricalColumns(records: readonly SessionRecord[], train: (i: number) => boolean, spec: FeatureSpec, maxCategories: number): CategoricalColumns[] {
+  const out: CategoricalColumns[] = [];
+  for (const g of spec.groups) {
+    if (g.kind !== 'categorical') continue;
+    const w = g.features.length;
+    const counts = g.features.map(() => new Map<string, number>());
+    records.forEach((r, i) => {
+      const col = r.features?.[g.name] as readonly Cell[] | undefined;
+      if (!train(i) || col === undefined) return;
+      for (let k = 0; k < col.length; k++) {
+        const c = col[k];
+        if (c === null || c === undefined) continue;
+        const m = counts[k % w];
+        const key = String(c);
+        m.set(key, (m.get(key) ?? 0) + 1);
+      }
+    });
+    g.features.forEach((f, j) => {
+      const values = [...counts[j].entries()]
+        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+        .slice(0, maxCategories)
+        .map(([v]) => v);
+      out.push({ group: g.name, feature: f, values });
+    });
+  }
+  return out;
+}
+
+/** The numeric spec a model is trained on: numeric groups as they are, categorical ones expanded. */
+function modelSpec(spec: FeatureSpec, cats: readonly CategoricalColumns[]): { spec: FeatureSpec; dropped: string[] } {
+  const groups: FeatureGroupSpec[] = [];
+  const dropped: string[] = [];
+  for (const g of spec.groups) {
+    if (g.kind === 'numeric') groups.push({ name: g.name, kind: 'numeric', features: [...g.features] });
+    else if (g.kind === 'bag') dropped.push(g.name);
+    else {
+      const features = cats.filter((c) => c.group === g.name).flatMap((c) => [...c.values.map((v) => `${c.feature}=${v}`), `${c.feature}=${OTHER}`]);
+      groups.push({ name: g.name, kind: 'numeric', features });
+    }
+  }
+  return { spec: { groups }, dropped };
+}
+
+/**
+ * One categorical group's cells [n × width] → indicator rows [n × Σ(values + 1)]: 1 at the value's
+ * column (or "other"), 0 elsewhere; a null cell leaves its feature's columns missing (null).
+ */
+function expandCategorical(col: readonly Cell[], n: number, cats: readonly CategoricalColumns[], index: readonly Map<string, number>[]): (number | null)[] {
+  const widths = cats.map((c) => c.values.length + 1);
+  const rowWidth = widths.reduce((a, b) => a + b, 0);
+  const out = new Array<number | null>(n * rowWidth).fill(0);
+  const w = cats.length;
+  for (let i = 0; i < n; i++) {
+    let at = i * rowWidth;
+    for (let j = 0; j < w; j++) {
+      const c = col[i * w + j];
+      if (c === null || c === undefined) out.fill(null, at, at + widths[j]);
+      else out[at + (index[j].get(String(c)) ?? widths[j] - 1)] = 1;
+      at += widths[j];
+    }
+  }
+  return out;
+}
+
+/** Maps raw requests to model inputs the way a LogVocab says (training, evaluation and serving share it). */
+export class LogMapper {
+  private readonly items: Vocab;
+  private readonly catIndex: Map<string, Map<string, number>[]>;
+
+  constructor(readonly vocab: LogVocab, private readonly maxTerms = Infinity) {
+    this.items = Vocab.fromJSON(vocab.items);
+    this.catIndex = new Map();
+    for (const c of vocab.categorical) {
+      let list = this.catIndex.get(c.group);
+      if (list === undefined) this.catIndex.set(c.group, (list = []));
+      list.push(new Map(c.values.map((v, k) => [v, k])));
+    }
+  }
+
+  /** Model item id of a raw item id (0 for one the training split never showed). */
+  item(id: Id): number {
+    return this.items.get(id);
+  }
+
+  /** Hashed term ids of a query (its term ids when present, else its text's tokens); [] for none. */
+  terms(q: Query | null | undefined): number[] {
+    return queryTermIds(q ?? null, this.vocab.termBuckets, this.maxTerms);
+  }
+
+  /** A record's feature groups in the model's spec (categorical groups expanded, bag groups dropped). */
+  features(r: SessionRecord): Record<string, (number | null)[]> | undefined {
+    if (r.features === undefined) return undefined;
+    const out: Record<string, (number | null)[]> = {};
+    for (const g of this.vocab.spec.groups) {
+      const col = r.features[g.name] as readonly Cell[] | undefined;
+      if (col === undefined) continue;
+      const idx = this.catIndex.get(g.name);
+      out[g.name] = idx === undefined ? (col as (number | null)[]) : expandCategorical(col, r.shown.length, this.vocab.categorical.filter((c) => c.group === g.name), idx);
+    }
+    return out;
+  }
+}
+
+/**
+ * Session records of a log → the QGS trainer's PreparedData (per-user time split, dense ids) and the
+ * LogVocab that maps raw requests the same way later. Pass `vocab` to reuse a checkpoint's mapping.
+ */
+export function prepareLogData(records: readonly SessionRecord[], opts: LogDataOptions = {}): LogData {
+  if (records.length === 0) throw new Error('prepareLogData: no records (an empty file, or every record was bad)');
+  const maxTerms = checkInt(opts.maxTerms, 'maxTerms', 1, 64, 4);
+  const split = splitByUserTime(records, opts.split);
+  const train = (i: number): boolean => split[i] === 0;
+  let vocab = opts.vocab;
+  if (vocab === undefined) {
+    const termBuckets = checkInt(opts.termBuckets, 'termBuckets', 2, 1 << 24, DEFAULT_TERM_BUCKETS);
+    const maxCategories = checkInt(opts.maxCategories, 'maxCategories', 0, 4096, DEFAULT_MAX_CATEGORIES);
+    const spec = opts.spec ?? inferFeatureSpec(records);
+    const items = new Vocab();
+    records.forEach((r, i) => {
+      if (train(i)) for (const id of r.shown) items.add(id);
+    });
+    const categorical = categoricalColumns(records, train, spec, maxCategories);
+    const m = modelSpec(spec, categorical);
+    vocab = { items: items.toJSON(), termBuckets, categorical, spec: m.spec, dropped: m.dropped, positionFeature: opts.positionFeature ?? 'log_rank' };
+  }
+  const mapper = new LogMapper(vocab, maxTerms);
+  const users = new Vocab();
+  let unseen = 0;
+  const mapped = records.map((r): SessionRecord => {
+    const shown = r.shown.map((id) => {
+      const m = mapper.item(id);
+      if (m === 0) unseen++;
+      return m;
+    });
+    const terms = mapper.terms(r.query);
+    return {
+      user: users.add(r.user),
+      ts: r.ts,
+      session: r.session,
+      query: r.query === null ? null : { terms },
+      shown,
+      clicks: r.clicks,
+      rel: r.rel,
+      features: mapper.features(r),
+    };
+  });
+  // The catalogue size fixes the item table (every vocabulary item, plus model item 0 for unseen ones),
+  // whatever the records of this call show.
+  const nItems = vocab.items.length + 1;
+  const data = prepareTimelines(mapped, vocab.spec, { split, maxTerms, positionFeature: vocab.positionFeature, catalogue: { category: new Array<number>(nItems).fill(-1) } });
+  data.termVocab = vocab.termBuckets + TERM_OFFSET;
+  if (data.itemVocab !== nItems + ITEM_OFFSET) throw new Error(`prepareLogData: internal: item table ${data.itemVocab}, expected ${nItems + ITEM_OFFSET}`);
+  const count = (c: number): number => split.reduce((s, x) => s + (x === c ? 1 : 0), 0);
+  return {
+    data,
+    vocab,
+    stats: { records: records.length, train: count(0), valid: count(1), test: count(2), users: users.size - 1, items: vocab.items.length, unseenItems: unseen },
+  };
+}

@@ -1,0 +1,190 @@
+// Training on a search-log file (src/qgs/log-data.ts and `qgs train/eval --data`): the spec
+// inference, the id / query / feature mappings a checkpoint keeps, and the CLI round trip.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { runCli } from '../src/cli/main';
+import type { CliIO } from '../src/cli/io';
+import { inferFeatureSpec, type SessionRecord } from '../src/data/schema';
+import { hashTerm } from '../src/data/vocab';
+import { LogMapper, parseLogVocab, prepareLogData, readLogRecords } from '../src/qgs/log-data';
+import { ITEM_OFFSET, NO_QUERY, TERM_OFFSET } from '../src/qgs/dataset';
+import { loadCheckpoint } from '../src/qgs/checkpoint';
+
+function capture(): CliIO & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (t) => void stdout.push(t), err: (t) => void stderr.push(t) };
+}
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qgs-log-'));
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const MIN = 60e3;
+/** Two users, three sessions each (30+ min apart) so the per-user time split has train, valid and test. */
+function records(): SessionRecord[] {
+  const out: SessionRecord[] = [];
+  for (const [u, user] of ['alice', 'bob'].entries()) {
+    for (let s = 0; s < 3; s++) {
+      const ts = 1.7e12 + u * 1e9 + s * 60 * MIN;
+      // Item 'new-<user>' is shown only in the last (test) session.
+      const shown = s === 2 ? ['sku-1', `new-${user}`] : ['sku-1', 'sku-2', 'sku-3'];
+      const n = shown.length;
+      out.push({
+        user,
+        ts,
+        query: s === 1 ? null : { text: s === 0 ? 'Red Shoes' : 'blue hat' },
+        shown,
+        clicks: shown.map((_, i) => (i === s % n ? 1 : 0)),
+        features: {
+          price: shown.map((_, i) => (i === 0 ? null : 10 + i)),
+          brand: shown.map((_, i) => (i === 1 ? 'acme' : i === 2 ? 'zed' : 'acme')),
+          tags: shown.map(() => ['x', 'y']),
+          ctx: shown.flatMap((_, i) => [i, Math.log1p(i)]),
+        },
+      });
+    }
+  }
+  return out;
+}
+
+describe('inferFeatureSpec', () => {
+  test('kinds and widths from the records; a width that changes is an error naming the record', () => {
+    const spec = inferFeatureSpec(records());
+    expect(spec.groups).toEqual([
+      { name: 'price', kind: 'numeric', features: ['price_0'] },
+      { name: 'brand', kind: 'categorical', features: ['brand_0'] },
+      { name: 'tags', kind: 'bag', features: ['tags_0'] },
+      { name: 'ctx', kind: 'numeric', features: ['ctx_0', 'ctx_1'] },
+    ]);
+    const bad = records();
+    bad[3] = { ...bad[3], features: { ...bad[3].features, ctx: [1, 2, 3] } };
+    expect(() => inferFeatureSpec(bad)).toThrow(/records\[3\]\.features\.ctx has 3 values for 3 shown items|records\[3\]\.features\.ctx has 1 values per item, records\[0\] had 2/);
+  });
+});
+
+describe('prepareLogData', () => {
+  test('items from the training split only (model item 0 = unseen), hashed query terms, expanded categories', () => {
+    const recs = records();
+    const { data, vocab, stats } = prepareLogData(recs, { termBuckets: 1000, maxCategories: 1 });
+    // Sessions 0 / 1 / 2 of each user are train / valid / test.
+    expect([stats.train, stats.valid, stats.test]).toEqual([2, 2, 2]);
+    expect(vocab.items).toEqual(['sku-1', 'sku-2', 'sku-3']);
+    expect(data.itemVocab).toBe(vocab.items.length + 1 + ITEM_OFFSET);
+    expect(data.termVocab).toBe(1000 + TERM_OFFSET);
+    expect(stats.unseenItems).toBe(2); // new-alice, new-bob
+    const alice = data.users[0].requests;
+    expect(Array.from(alice[0].items)).toEqual([1, 2, 3].map((i) => i + ITEM_OFFSET));
+    expect(Array.from(alice[2].items)).toEqual([1 + ITEM_OFFSET, 0 + ITEM_OFFSET]);
+    // Text → lower-cased tokens → FNV buckets; a null query → NO_QUERY.
+    expect(Array.from(alice[0].terms)).toEqual(['red', 'shoes'].map((t) => hashTerm(t, 1000) + TERM_OFFSET));
+    expect(Array.from(alice[1].terms)).toEqual([NO_QUERY]);
+    // The bag group is dropped; brand keeps its most frequent training value plus "other".
+    expect(vocab.dropped).toEqual(['tags']);
+    expect(vocab.categorical).toEqual([{ group: 'brand', feature: 'brand_0', values: ['acme'] }]);
+    expect(vocab.spec.groups.map((g) => [g.name, g.features])).toEqual([
+      ['price', ['price_0']],
+      ['brand', ['brand_0=acme', 'brand_0=<other>']],
+      ['ctx', ['ctx_0', 'ctx_1']],
+    ]);
+    expect(data.layout.dim).toBe(5);
+    // Rows: price (null → NaN), brand one-hot, ctx as is.
+    const f = alice[0].features;
+    const row = (i: number): number[] => Array.from(f.subarray(i * 5, i * 5 + 5));
+    expect(row(0)).toEqual([NaN, 1, 0, 0, 0]);
+    expect(row(1)[0]).toBe(11);
+    expect(row(1).slice(1, 3)).toEqual([1, 0]);
+    expect(row(2).slice(1, 3)).toEqual([0, 1]); // 'zed' is not among the kept values
+    expect(row(2)[3]).toBe(2);
+    expect(row(2)[4]).toBeCloseTo(Math.log1p(2), 6);
+  });
+
+  test("a checkpoint's vocabulary (through JSON) maps the same log to the same data", () => {
+    const recs = records();
+    const first = prepareLogData(recs);
+    const vocab = parseLogVocab(JSON.parse(JSON.stringify(first.vocab)), 'vocab');
+    expect(vocab).toEqual(first.vocab);
+    const again = prepareLogData(recs, { vocab, termBuckets: 7 /* ignored: the vocabulary decides */ });
+    expect(again.data.users.map((u) => u.requests.map((r) => [Array.from(r.items), Array.from(r.terms), Array.from(r.features)]))).toEqual(
+      first.data.users.map((u) => u.requests.map((r) => [Array.from(r.items), Array.from(r.terms), Array.from(r.features)])),
+    );
+    // The mapper serves raw requests the same way: 7 and "7" are one id; unseen items → 0.
+    const m = new LogMapper(vocab, 4);
+    expect(m.item('sku-2')).toBe(2);
+    expect(m.item('never-seen')).toBe(0);
+    expect(m.terms({ text: 'RED, shoes!' })).toEqual(m.terms({ text: 'red shoes' }));
+    expect(m.terms({ terms: [5, 6], text: 'ignored when terms are given' })).toEqual([5, 6].map((t) => hashTerm(t, vocab.termBuckets)));
+  });
+
+  test('bad options and bad vocabularies are refused by name', () => {
+    expect(() => prepareLogData([])).toThrow(/no records/);
+    expect(() => prepareLogData(records(), { termBuckets: 1 })).toThrow(/termBuckets must be an integer in \[2, /);
+    expect(() => prepareLogData(records(), { maxTerms: 0 })).toThrow(/maxTerms must be an integer in \[1, 64\], got 0/);
+    const v = JSON.parse(JSON.stringify(prepareLogData(records(), { maxCategories: 1 }).vocab));
+    expect(() => parseLogVocab({ ...v, items: ['a', 'a'] }, 'vocab')).toThrow(/vocab\.items: an item id appears twice/);
+    expect(() => parseLogVocab({ ...v, termBuckets: 1.5 }, 'vocab')).toThrow(/vocab\.termBuckets: expected an integer >= 2, got 1\.5/);
+    const wrong = { ...v, categorical: [{ ...v.categorical[0], values: ['acme', 'zed'] }] };
+    expect(() => parseLogVocab(wrong, 'vocab')).toThrow(/group 'brand' has 2 columns, its categorical features need 3/);
+    expect(() => parseLogVocab({ ...v, spec: { groups: [{ name: 'x', kind: 'weird', features: ['a'] }] } }, 'vocab')).toThrow(/vocab\.spec\.groups\[0\]\.kind: expected one of numeric, categorical, bag/);
+  });
+
+  test('KuaiSAR and JDsearch fixtures read through their adapters and prepare', async () => {
+    const fx = path.join(__dirname, 'fixtures');
+    const k = readLogRecords(path.join(fx, 'kuaisar', 'src_inter.csv'), 'kuaisar');
+    const kd = prepareLogData(await k.records, { spec: k.spec });
+    // KuaiSAR's two categorical groups become indicator columns (item_type, search_source).
+    expect(kd.vocab.spec.groups.map((g) => g.name)).toEqual(['item', 'query_side']);
+    expect(kd.vocab.categorical.map((c) => c.feature)).toEqual(['item_type', 'search_source']);
+    // int64 ids beyond 2^53 stay exact as strings in the vocabulary.
+    expect(kd.vocab.items.every((id) => /^\d+$/.test(id))).toBe(true);
+    const j = readLogRecords(path.join(fx, 'jdsearch', 'release_data.txt'), 'jdsearch');
+    const jd = prepareLogData(await j.records);
+    expect(jd.stats.records).toBe(j.report.records);
+    expect(jd.data.layout.dim).toBe(0);
+  });
+});
+
+describe('qgs train / eval --data', () => {
+  test('train on a generated JSONL log, then eval with the saved vocabulary reproduces the test metrics', async () => {
+    const data = path.join(dir, 'log.jsonl');
+    expect(await runCli(['generate', '--users', '60', '--items', '300', '--seed', '5', '--out', data], capture())).toBe(0);
+    const out = path.join(dir, 'model');
+    const io = capture();
+    expect(await runCli(['train', '--data', data, '--epochs', '2', '--out', out, '--json'], io)).toBe(0);
+    const row = JSON.parse(io.stdout.join('').trim()) as { gauc: number; auc: number };
+    expect(Number.isFinite(row.gauc)).toBe(true);
+    const { config, model } = loadCheckpoint(out);
+    model.dispose();
+    expect(config.vocab).toBeDefined();
+    // The generator's metadata sidecar was used: its feature names and its position feature.
+    expect(config.vocab!.spec.groups.flatMap((g) => g.features)).toContain('log_rank');
+    expect(config.model.layout.positionColumn).toBeGreaterThanOrEqual(0);
+    const io2 = capture();
+    expect(await runCli(['eval', '--model', out, '--data', data, '--json'], io2)).toBe(0);
+    const ev = JSON.parse(io2.stdout.join('').trim()) as { gauc: number; auc: number };
+    expect(ev.gauc).toBe(row.gauc);
+    expect(ev.auc).toBe(row.auc);
+    // A log-trained model needs its log; a synthetic one has no vocabulary to map a log with.
+    const io3 = capture();
+    expect(await runCli(['eval', '--model', out], io3)).not.toBe(0);
+    expect(io3.stderr.join('')).toMatch(/trained on a log file; pass --data/);
+  });
+
+  test('bad --data arguments fail with the option named', async () => {
+    const io = capture();
+    expect(await runCli(['train', '--data', path.join(dir, 'missing.jsonl'), '--epochs', '1', '--out', path.join(dir, 'm2')], io)).not.toBe(0);
+    expect(io.stderr.join('')).toMatch(/--data: .*missing\.jsonl does not exist/);
+    const io2 = capture();
+    expect(await runCli(['train', '--data', path.join(__dirname, 'fixtures', 'sessions', 'sessions.jsonl'), '--format', 'xml'], io2)).not.toBe(0);
+    expect(io2.stderr.join('')).toMatch(/--format: expected one of jsonl, csv, tsv, parquet, kuaisar, jdsearch, got 'xml'/);
+    const io3 = capture();
+    expect(await runCli(['train', '--format', 'csv'], io3)).not.toBe(0);
+    expect(io3.stderr.join('')).toMatch(/--format, --strict and --spec apply to --data only/);
+    const io4 = capture();
+    expect(await runCli(['train', '--data', path.join(__dirname, 'fixtures', 'sessions', 'sessions.jsonl'), '--strict'], io4)).not.toBe(0);
+    expect(io4.stderr.join('')).toMatch(/sessions\.jsonl:\d+: /);
+  });
+});
