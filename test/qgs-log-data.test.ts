@@ -9,7 +9,16 @@ import { inferFeatureSpec, type SessionRecord } from '../src/data/schema';
 import { hashTerm } from '../src/data/vocab';
 import { LogMapper, parseLogVocab, prepareLogData, readLogRecords } from '../src/qgs/log-data';
 import { ITEM_OFFSET, NO_QUERY, TERM_OFFSET } from '../src/qgs/dataset';
-import { loadCheckpoint } from '../src/qgs/checkpoint';
+import { loadCheckpoint, saveCheckpoint } from '../src/qgs/checkpoint';
+import { generateSessions } from '../src/data/synthetic';
+import { runVariant, VARIANTS } from '../src/qgs/experiment';
+import { QgsBackend } from '../src/qgs/backend';
+import { scoreRequest } from '../src/qgs/scoring';
+import { CandidateBatch } from '../src/qgs/serving/packed';
+import { packHistory, DEFAULT_LIMITS } from '../src/qgs/serving/validate';
+import { Ranker } from '../src/qgs/serving';
+import type { Interaction } from '../src/qgs/serving/backend';
+import { errorOf, relError } from './helpers';
 
 function capture(): CliIO & { stdout: string[]; stderr: string[] } {
   const stdout: string[] = [];
@@ -186,5 +195,65 @@ describe('qgs train / eval --data', () => {
     const io4 = capture();
     expect(await runCli(['train', '--data', path.join(__dirname, 'fixtures', 'sessions', 'sessions.jsonl'), '--strict'], io4)).not.toBe(0);
     expect(io4.stderr.join('')).toMatch(/sessions\.jsonl:\d+: /);
+  });
+});
+
+describe('serving a log-trained model', () => {
+  test('raw item ids and query text map through the vocabulary: steps = encode, cached = cold = Ranker', async () => {
+    // A generated log whose item ids are shifted far past the catalogue size: served unmapped, they
+    // would be out of the model's item table, so agreement below needs the vocabulary.
+    const SHIFT = 5_000_000;
+    const ds = generateSessions({ users: 40, items: 150, seed: 4 });
+    const recs = ds.records.map((r) => ({ ...r, shown: r.shown.map((id) => Number(id) + SHIFT) }));
+    const { data, vocab } = prepareLogData(recs, { spec: ds.spec });
+    const { result } = runVariant(data, VARIANTS[0], { epochs: 1, seed: 3, batchTokens: 400 });
+    const { model, scaler } = result;
+    const raw = vocab.items.slice(0, 6).map(Number);
+    const history: Interaction[] = [
+      { query: { text: 't1.0 f2.1' }, item: raw[0] },
+      { query: { terms: [3, 9] }, item: raw[1] },
+      { query: { text: 'T1.0, F2.1' }, item: raw[2] },
+    ];
+    const query = { text: 't1.0 t1.1' };
+    const unseen = 77; // never shown in training: the unseen-item row, not an error
+    const items = Int32Array.from([raw[3], raw[4], unseen, raw[5]]);
+    const cols = scaler.mean.length;
+    const columns = model.cfg.layout.groups.flatMap((g) => g.features.map((f) => ({ group: g.name, feature: f })));
+    const values = Float32Array.from({ length: items.length * cols }, (_, i) => (i % 5) * 0.3);
+    const be = new QgsBackend(model, scaler, vocab);
+    let st = be.emptyState();
+    for (const e of history) st = be.step(st, e);
+    expect(relError(st, be.encode(history))).toBeLessThan(1e-5);
+    expect(be.encodePacked(packHistory(history, 'history', DEFAULT_LIMITS))).toEqual(be.encode(history));
+    const [cached] = be.scoreBatch([{ state: st, query, candidates: new CandidateBatch({ items, columns, values, extras: [] }) }]);
+    const candidates = Array.from(items, (item, i) => {
+      const features: Record<string, Record<string, number>> = {};
+      columns.forEach((c, j) => ((features[c.group] ??= {})[c.feature] = values[i * cols + j]));
+      return { item, features };
+    });
+    const cold = scoreRequest(model, scaler, { history, query, candidates }, vocab);
+    expect(relError(cached, cold)).toBeLessThan(1e-4);
+    // Without the vocabulary the same request is refused: the shifted ids are outside the item table.
+    expect(errorOf(() => scoreRequest(model, scaler, { history, query, candidates }))).toMatch(/outside the model's catalogue/);
+    // The query text is read (hashed tokens), not dropped: the read-out token changes the scores.
+    const noQuery = scoreRequest(model, scaler, { history, query: null, candidates }, vocab);
+    expect(relError(noQuery, cold)).toBeGreaterThan(1e-3);
+    // String ids map too (the vocabulary keys ids as strings: 7 and "7" are one id).
+    const asStrings = scoreRequest(model, scaler, { history, query, candidates: candidates.map((c) => ({ ...c, item: String(c.item) })) }, vocab);
+    expect(Array.from(asStrings)).toEqual(Array.from(cold));
+    // Through the Ranker (default backend, the checkpoint's vocabulary): cold and cached.
+    const out = path.join(dir, 'served');
+    saveCheckpoint(out, model, scaler, {}, vocab);
+    be.dispose(); // and the model
+    const ranker = await Ranker.load(out);
+    try {
+      const viaCold = await ranker.score({ history, query, candidates });
+      expect(relError(viaCold, cold)).toBeLessThan(1e-4);
+      await ranker.observe('u', history);
+      const viaCached = await ranker.score({ user: 'u', query, candidates });
+      expect(relError(viaCached, cold)).toBeLessThan(1e-4);
+    } finally {
+      await ranker.close();
+    }
   });
 });

@@ -6,12 +6,13 @@ import { tensor, scope } from '../tensor';
 import { noGrad } from '../autograd';
 import { loadCheckpoint } from './checkpoint';
 import { ITEM_OFFSET, NO_ITEM, NO_QUERY } from './dataset';
-import { checkItem, termIds, termToken } from './scoring';
+import { inputMap, termToken, type InputMap } from './scoring';
+import type { LogVocab } from './log-data';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
 import { RankingPlan } from './ranking-plan';
 import type { BackendScoreRequest, Interaction, Query, ScoringBackend } from './serving/backend';
-import { CandidateBatch, type PackedHistory } from './serving/packed';
+import { CandidateBatch, unpackHistory, type PackedHistory } from './serving/packed';
 import { tagHash } from './serving/state-codec';
 
 export class QgsBackend implements ScoringBackend {
@@ -21,13 +22,18 @@ export class QgsBackend implements ScoringBackend {
   private readonly columns: { group: string; feature: string }[];
   /** The ranking side in serving form (precomputed item table, folded group projections). */
   private readonly plan: RankingPlan;
+  /** Item ids and queries → tokens: the model's integer ids, or a log-trained model's vocabulary. */
+  private readonly map: InputMap;
 
-  constructor(readonly model: QgsModel, readonly scaler: ScalerState) {
+  constructor(readonly model: QgsModel, readonly scaler: ScalerState, vocab?: LogVocab) {
     const c = model.cfg;
     if (c.encoder !== 'linear') throw new Error(`QgsBackend: the ${c.encoder} encoder keeps no recurrent state; serve a linear (Linear HSTU) model`);
     this.perLayer = c.heads * c.dk * c.dv;
     this.stateSize = c.layers * this.perLayer;
-    this.stateTag = `qgs:${c.variant}:${c.layers}x${c.heads}x${c.dk}x${c.dv}:${tagHash(JSON.stringify(scaler))}`;
+    this.map = inputMap(model, vocab);
+    // A state encoded through one vocabulary means nothing under another: the tag tells them apart.
+    const mapping = vocab === undefined ? '' : `:${tagHash(JSON.stringify(vocab))}`;
+    this.stateTag = `qgs:${c.variant}:${c.layers}x${c.heads}x${c.dk}x${c.dv}:${tagHash(JSON.stringify(scaler))}${mapping}`;
     this.columns = c.layout.groups.flatMap((g) => g.features.map((f) => ({ group: g.name, feature: f })));
     this.plan = new RankingPlan(model);
   }
@@ -45,11 +51,11 @@ export class QgsBackend implements ScoringBackend {
   private writeTerms(q: Query | null | undefined, out: Int32Array, at: number, readout: boolean): void {
     const v = this.model.cfg.variant;
     const seen = readout ? v === 'qgs' : v !== 'item-only';
-    out.set(termIds(seen ? q : null, 'query', this.model), at);
+    out.set(this.map.terms(seen ? q : null, 'query'), at);
   }
 
   private itemToken(item: number): number {
-    return checkItem(item, 'item', this.model.cfg.itemVocab);
+    return this.map.item(item, 'item');
   }
 
   /** Tokens per interaction: flattened models write a query token then the item token. */
@@ -99,6 +105,8 @@ export class QgsBackend implements ScoringBackend {
   encodePacked(h: PackedHistory): Float32Array {
     const n = h.items.length;
     if (n === 0) return this.emptyState();
+    // A vocabulary reads ids and query text through maps: the generic path (no integer fast path).
+    if (this.map.vocabulary) return this.encode(unpackHistory(h));
     const { maxTerms: m, termVocab: vocab, variant } = this.model.cfg;
     const per = this.tokensPerEvent;
     const terms = new Int32Array(n * per * m);
@@ -194,9 +202,10 @@ export class QgsBackend implements ScoringBackend {
           // Ids arrive validated as non-negative int32 (serving/validate.ts); only the catalogue bound is the model's.
           const ids = r.candidates.items;
           const vocab = this.model.cfg.itemVocab;
+          const mapped = this.map.vocabulary;
           for (let j = 0; j < n; j++) {
             const t = ids[j] + ITEM_OFFSET;
-            items[o + j] = t < vocab ? t : this.itemToken(ids[j]); // itemToken throws the catalogue error
+            items[o + j] = t < vocab && !mapped ? t : this.itemToken(ids[j]); // itemToken maps, or throws the catalogue error
           }
           scaleFeatures(this.scaler, r.candidates.featureMatrix(this.columns, Number.NaN).values, true, feats, o * F);
           o += n;
@@ -244,6 +253,6 @@ export class QgsBackend implements ScoringBackend {
 
 /** Ranker's backend factory: loads a QGS checkpoint directory. */
 export function createBackend(checkpointDir: string): QgsBackend {
-  const { model, scaler } = loadCheckpoint(checkpointDir);
-  return new QgsBackend(model, scaler);
+  const { model, scaler, config } = loadCheckpoint(checkpointDir);
+  return new QgsBackend(model, scaler, config.vocab);
 }

@@ -244,8 +244,8 @@ registerCommand('rank', (program, io) => {
       } catch (e) {
         throw new Error(`rank: input is not valid JSON: ${(e as Error).message}`);
       }
-      const { model, scaler } = loadCheckpoint(o.model);
-      const scores = scoreRequest(model, scaler, req);
+      const { model, scaler, config } = loadCheckpoint(o.model);
+      const scores = scoreRequest(model, scaler, req, config.vocab);
       io.out(JSON.stringify({ model: path.resolve(o.model), scores: Array.from(scores) }));
       model.dispose();
     });

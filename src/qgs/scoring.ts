@@ -7,21 +7,27 @@ import * as ops from '../ops';
 import { buildTokens, ITEM_OFFSET, NO_QUERY, TERM_OFFSET, type PreparedRequest, type UserTimeline } from './dataset';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
+import { LogMapper, type LogVocab } from './log-data';
 
 export interface RankQuery {
   /** Query term ids (as in the training data). */
   terms?: readonly number[];
+  /** Query text: read by models trained on a log (hashed tokens) when `terms` is absent or empty. */
+  text?: string;
 }
+
+/** An item id: the model's integer id, or for a model trained on a log, the log's raw id. */
+export type RankItemId = number | string;
 
 export interface RankHistoryEvent {
   query?: RankQuery | null;
-  item: number;
+  item: RankItemId;
 }
 
 export type FeatureValues = Readonly<Record<string, Readonly<Record<string, number | null>>>>;
 
 export interface RankCandidate {
-  item: number;
+  item: RankItemId;
   /** group → feature → value (missing groups/features count as missing values). */
   features?: FeatureValues;
 }
@@ -65,6 +71,47 @@ export function termToken(term: number, termVocab: number): number {
   return term + TERM_OFFSET < termVocab ? term + TERM_OFFSET : NO_QUERY;
 }
 
+/**
+ * How a model reads a request's item ids and queries: the synthetic data's integer ids (checkItem,
+ * termIds), or a log's vocabulary (LogMapper: raw ids, unseen items → the model's unseen-item row,
+ * hashed term ids or text tokens). Training, `qgs rank` and the serving backend share it.
+ */
+export interface InputMap {
+  /** True when ids go through a vocabulary (callers then skip their integer fast paths). */
+  readonly vocabulary: boolean;
+  /** Item token of an item id; throws naming `where` for a malformed (or, without a vocabulary, out-of-catalogue) id. */
+  item(id: unknown, where: string): number;
+  /** Term tokens of a query (at most maxTerms; [NO_QUERY] when it has none). */
+  terms(q: RankQuery | null | undefined, where: string): Int32Array;
+}
+
+export function inputMap(model: QgsModel, vocab?: LogVocab): InputMap {
+  const itemVocab = model.cfg.itemVocab;
+  if (vocab === undefined) {
+    return { vocabulary: false, item: (id, where) => checkItem(id, where, itemVocab), terms: (q, where) => termIds(q, where, model) };
+  }
+  const mapper = new LogMapper(vocab, model.cfg.maxTerms);
+  return {
+    vocabulary: true,
+    item(id, where) {
+      if (!((typeof id === 'number' && Number.isFinite(id)) || (typeof id === 'string' && id.length > 0))) {
+        throw new Error(`${where}: expected an item id (a non-empty string or a finite number), got ${JSON.stringify(id)}`);
+      }
+      return mapper.item(id) + ITEM_OFFSET;
+    },
+    terms(q, where) {
+      if (q !== null && q !== undefined) {
+        if (q.terms !== undefined && (!Array.isArray(q.terms) || !q.terms.every((t) => Number.isInteger(t)))) {
+          throw new Error(`${where}.terms: expected an array of integer term ids, got ${JSON.stringify(q.terms)}`);
+        }
+        if (q.text !== undefined && typeof q.text !== 'string') throw new Error(`${where}.text: expected a string, got ${JSON.stringify(q.text)}`);
+      }
+      const ids = mapper.terms(q === undefined || q === null ? null : { terms: q.terms, text: q.text });
+      return ids.length === 0 ? Int32Array.of(NO_QUERY) : Int32Array.from(ids, (t) => t + TERM_OFFSET);
+    },
+  };
+}
+
 /** Dense feature rows [candidates × F] in the model's layout (NaN = missing). */
 export function featureRows(model: QgsModel, candidates: readonly RankCandidate[]): Float32Array {
   const layout = model.cfg.layout;
@@ -86,27 +133,27 @@ export function featureRows(model: QgsModel, candidates: readonly RankCandidate[
 }
 
 /** Scores one request by re-encoding its history (the cold path). */
-export function scoreRequest(model: QgsModel, scaler: ScalerState, req: RankRequest): Float32Array {
+export function scoreRequest(model: QgsModel, scaler: ScalerState, req: RankRequest, vocab?: LogVocab): Float32Array {
   if (req === null || typeof req !== 'object') throw new Error(`request: expected an object, got ${JSON.stringify(req)}`);
   if (!Array.isArray(req.candidates)) throw new Error('request.candidates: expected an array');
-  const vocab = model.cfg.itemVocab;
+  const map = inputMap(model, vocab);
   const history = req.history ?? [];
   if (!Array.isArray(history)) throw new Error('request.history: expected an array');
   // Each past click is a one-click request in the timeline; the scored request is the last one.
   const requests: PreparedRequest[] = history.map((e, i) => ({
     split: 0,
     ts: i,
-    terms: termIds(e.query, `history[${i}].query`, model),
-    items: Int32Array.of(checkItem(e.item, `history[${i}].item`, vocab)),
+    terms: map.terms(e.query, `history[${i}].query`),
+    items: Int32Array.of(map.item(e.item, `history[${i}].item`)),
     clicks: Float32Array.of(1),
     rel: null,
     features: new Float32Array(model.cfg.layout.dim),
   }));
-  const items = Int32Array.from(req.candidates, (c, i) => checkItem(c?.item, `candidates[${i}].item`, vocab));
+  const items = Int32Array.from(req.candidates, (c, i) => map.item(c?.item, `candidates[${i}].item`));
   const target: PreparedRequest = {
     split: 2,
     ts: history.length,
-    terms: termIds(req.query, 'query', model),
+    terms: map.terms(req.query, 'query'),
     items,
     clicks: new Float32Array(items.length),
     rel: null,
