@@ -111,6 +111,19 @@ describe('prepareLogData', () => {
     expect(row(2)[4]).toBeCloseTo(Math.log1p(2), 6);
   });
 
+  test('an item catalogue by raw id becomes the side tables by model item id, titles hashed like queries', () => {
+    const catalogue = { ids: ['sku-2', 'sku-1', 'gone'], category: [4, 7, 9], style: [-1, 2, 0], titles: [['Hat'], [3, 'red'], ['x']] };
+    const { data } = prepareLogData(records(), { termBuckets: 1000, catalogue });
+    const { side } = data;
+    const row = (m: number): number => m + ITEM_OFFSET; // model item m (1 = sku-1, 2 = sku-2, 3 = sku-3)
+    expect([side.category[row(1)], side.category[row(2)], side.category[row(3)], side.category[row(0)]]).toEqual([8, 5, 0, 0]);
+    expect([side.style[row(1)], side.style[row(2)]]).toEqual([3, 0]);
+    const title = (m: number): number[] => Array.from(side.title.subarray(row(m) * side.maxTitle, row(m) * side.maxTitle + 2));
+    expect(title(1)).toEqual([hashTerm(3, 1000) + TERM_OFFSET, hashTerm('red', 1000) + TERM_OFFSET]);
+    expect(title(2)).toEqual([hashTerm('Hat', 1000) + TERM_OFFSET, 0]);
+    expect(() => prepareLogData(records(), { catalogue: { ids: ['sku-1'], category: [1.5] } })).toThrow(/catalogue\.category\[0\] must be an integer id >= -1, got 1\.5/);
+  });
+
   test("a checkpoint's vocabulary (through JSON) maps the same log to the same data", () => {
     const recs = records();
     const first = prepareLogData(recs);
@@ -171,6 +184,9 @@ describe('qgs train / eval --data', () => {
     // The generator's metadata sidecar was used: its feature names and its position feature.
     expect(config.vocab!.spec.groups.flatMap((g) => g.features)).toContain('log_rank');
     expect(config.model.layout.positionColumn).toBeGreaterThanOrEqual(0);
+    // ... and its item catalogue: items carry categories and title terms.
+    expect(config.model.side.category.some((c) => c > 0)).toBe(true);
+    expect(config.model.side.title.some((t) => t > 0)).toBe(true);
     const io2 = capture();
     expect(await runCli(['eval', '--model', out, '--data', data, '--json'], io2)).toBe(0);
     const ev = JSON.parse(io2.stdout.join('').trim()) as { gauc: number; auc: number };

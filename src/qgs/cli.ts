@@ -10,7 +10,7 @@ import { saveCheckpoint, loadCheckpoint } from './checkpoint';
 import { evaluate } from './train';
 import { scoreRequest, type RankRequest } from './scoring';
 import { prepareTimelines, type FeatureLayout, type PreparedData } from './dataset';
-import { LOG_FORMATS, prepareLogData, readLogRecords, type LogData, type LogFormat, type LogVocab } from './log-data';
+import { LOG_FORMATS, prepareLogData, readLogRecords, type LogCatalogue, type LogData, type LogFormat, type LogVocab } from './log-data';
 import { splitByUserTime } from '../data/split';
 import { parseFeatureSpec, type FeatureSpec } from '../data/schema';
 import { defaultMetaPath } from '../cli/generate';
@@ -207,27 +207,45 @@ async function loadLogFile(
   const read = readLogRecords(file, format as LogFormat | undefined, { strict });
   const sidecar = defaultMetaPath(file);
   const specFile = opts.spec ?? (opts.vocab === undefined && read.spec === undefined && fs.existsSync(sidecar) ? sidecar : undefined);
-  const spec = specFile === undefined ? read.spec : readSpecFile(specFile, opts.spec !== undefined ? '--spec' : sidecar);
+  const meta: { spec?: FeatureSpec; catalogue?: LogCatalogue } = specFile === undefined ? { spec: read.spec } : readSpecFile(specFile, opts.spec !== undefined ? '--spec' : sidecar);
   const records = await read.records;
-  const log = prepareLogData(records, { vocab: opts.vocab, maxTerms: opts.maxTerms, spec, positionFeature: opts.positionFeature });
+  const log = prepareLogData(records, { vocab: opts.vocab, maxTerms: opts.maxTerms, spec: meta.spec, catalogue: meta.catalogue, positionFeature: opts.positionFeature });
   if (!json) {
     const s = log.stats;
-    const from = opts.vocab !== undefined ? "the checkpoint's vocabulary" : specFile !== undefined ? `spec ${specFile}` : read.spec !== undefined ? `the ${format} spec` : 'spec inferred from the records';
+    const from =
+      opts.vocab !== undefined
+        ? "the checkpoint's vocabulary"
+        : specFile !== undefined
+          ? `spec${meta.catalogue ? ' and item catalogue' : ''} from ${specFile}`
+          : read.spec !== undefined
+            ? `the ${format} spec`
+            : 'spec inferred from the records';
     io.err(`data: ${file}: ${read.report.summary()}; ${s.users} users, ${s.items} items in the vocabulary (${from}), requests train/valid/test ${s.train}/${s.valid}/${s.test}, ${s.unseenItems} shown items unseen in training`);
   }
   return log;
 }
 
-/** A feature spec file: {groups: [...]} or a metadata file holding one under `spec` (qgs generate's). */
-function readSpecFile(file: string, where: string): FeatureSpec {
+/**
+ * A feature spec file: {groups: [...]}, or a metadata file holding one under `spec` and optionally the
+ * item catalogue under `catalogue` ({category?, style?, titles?, ids?}: what 'qgs generate' writes).
+ */
+function readSpecFile(file: string, where: string): { spec: FeatureSpec; catalogue?: LogCatalogue } {
   let v: unknown;
   try {
     v = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
     throw new Error(`${where}: cannot read ${file} as JSON: ${(e as Error).message}`);
   }
-  const o = v as { groups?: unknown; spec?: unknown } | null;
-  return parseFeatureSpec(o !== null && typeof o === 'object' && o.groups === undefined && o.spec !== undefined ? o.spec : v, `${where} (${file})`);
+  const o = v as { groups?: unknown; spec?: unknown; catalogue?: unknown } | null;
+  const wrapped = o !== null && typeof o === 'object' && o.groups === undefined && o.spec !== undefined;
+  const spec = parseFeatureSpec(wrapped ? o.spec : v, `${where} (${file})`);
+  if (!wrapped || o.catalogue === undefined) return { spec };
+  const c = o.catalogue as Record<string, unknown> | null;
+  const at = `${where} (${file}): catalogue`;
+  if (typeof c !== 'object' || c === null) throw new Error(`${at}: expected an object`);
+  for (const k of ['category', 'style', 'titles', 'ids']) if (c[k] !== undefined && !Array.isArray(c[k])) throw new Error(`${at}.${k}: expected an array`);
+  if (Array.isArray(c.titles) && !c.titles.every((t) => Array.isArray(t))) throw new Error(`${at}.titles: expected an array of term lists`);
+  return { spec, catalogue: c as LogCatalogue };
 }
 
 registerCommand('rank', (program, io) => {

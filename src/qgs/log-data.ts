@@ -13,7 +13,7 @@ import { inferFeatureSpec, parseFeatureSpec, type FeatureGroupSpec, type Feature
 import { readSessions, type SessionFormat } from '../data/sessions';
 import { KUAISAR_FEATURE_SPEC, readJdsearch, readKuaisarSearch } from '../data/adapters';
 import { splitByUserTime, type SplitOptions } from '../data/split';
-import { Vocab, queryTermIds } from '../data/vocab';
+import { Vocab, hashTerm, queryTermIds } from '../data/vocab';
 import type { ReadOptions, ReadReport } from '../data/report';
 import { ITEM_OFFSET, TERM_OFFSET, prepareTimelines, type PreparedData } from './dataset';
 
@@ -63,6 +63,20 @@ export interface LogDataOptions {
   positionFeature?: string;
   /** Map with an existing vocabulary (a checkpoint's) instead of building one from the training split. */
   vocab?: LogVocab;
+  /**
+   * Observable item side information (training only: the model keeps it), row r describing the item
+   * whose raw id is `ids[r]` (default: the id r itself, as in 'qgs generate' metadata): category and
+   * style ids (-1 unknown) and title terms (term ids or words, hashed like query terms, so a query
+   * and a title share term embeddings).
+   */
+  catalogue?: LogCatalogue;
+}
+
+export interface LogCatalogue {
+  ids?: readonly Id[];
+  category?: ArrayLike<number>;
+  style?: ArrayLike<number>;
+  titles?: readonly (readonly (number | string)[])[];
 }
 
 export interface LogData {
@@ -231,6 +245,30 @@ export class LogMapper {
   }
 }
 
+/** A catalogue by raw id → arrays by model item id (row 0, the unseen item, has none). */
+function sideByModelId(vocab: LogVocab, nItems: number, cat: LogCatalogue | undefined): { category: number[]; style: number[]; titles: number[][] } {
+  const category = new Array<number>(nItems).fill(-1);
+  const style = new Array<number>(nItems).fill(-1);
+  const titles: number[][] = Array.from({ length: nItems }, () => []);
+  if (cat === undefined) return { category, style, titles };
+  const rows = cat.ids === undefined ? null : new Map(cat.ids.map((id, r) => [String(id), r]));
+  const size = Math.max(cat.category?.length ?? 0, cat.style?.length ?? 0, cat.titles?.length ?? 0);
+  const num = (v: number | undefined, what: string, r: number): number => {
+    if (v === undefined) return -1;
+    if (!Number.isInteger(v) || v < -1) throw new Error(`prepareLogData: catalogue.${what}[${r}] must be an integer id >= -1, got ${v}`);
+    return v;
+  };
+  vocab.items.forEach((raw, k) => {
+    const r = rows !== null ? rows.get(raw) : /^\d+$/.test(raw) && Number(raw) < size ? Number(raw) : undefined;
+    if (r === undefined) return;
+    const m = k + 1;
+    category[m] = num(cat.category?.[r], 'category', r);
+    style[m] = num(cat.style?.[r], 'style', r);
+    titles[m] = (cat.titles?.[r] ?? []).map((t) => hashTerm(t, vocab.termBuckets));
+  });
+  return { category, style, titles };
+}
+
 /**
  * Session records of a log → the QGS trainer's PreparedData (per-user time split, dense ids) and the
  * LogVocab that maps raw requests the same way later. Pass `vocab` to reuse a checkpoint's mapping.
@@ -277,7 +315,8 @@ export function prepareLogData(records: readonly SessionRecord[], opts: LogDataO
   // The catalogue size fixes the item table (every vocabulary item, plus model item 0 for unseen ones),
   // whatever the records of this call show.
   const nItems = vocab.items.length + 1;
-  const data = prepareTimelines(mapped, vocab.spec, { split, maxTerms, positionFeature: vocab.positionFeature, catalogue: { category: new Array<number>(nItems).fill(-1) } });
+  const catalogue = sideByModelId(vocab, nItems, opts.catalogue);
+  const data = prepareTimelines(mapped, vocab.spec, { split, maxTerms, positionFeature: vocab.positionFeature, catalogue });
   data.termVocab = vocab.termBuckets + TERM_OFFSET;
   if (data.itemVocab !== nItems + ITEM_OFFSET) throw new Error(`prepareLogData: internal: item table ${data.itemVocab}, expected ${nItems + ITEM_OFFSET}`);
   const count = (c: number): number => split.reduce((s, x) => s + (x === c ? 1 : 0), 0);
