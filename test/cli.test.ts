@@ -5,15 +5,12 @@ import * as path from 'path';
 import { Command } from 'commander';
 import { runCli } from '../src/cli/main';
 import { registerCommand, registeredCommands, createProgram } from '../src/cli/registry';
-import { printRows, type CliIO } from '../src/cli/io';
+import { printRows } from '../src/cli/io';
 import { readSessions } from '../src/data/sessions';
 import { SYNTHETIC_FEATURE_SPEC } from '../src/data/synthetic';
+import { captureIO } from './helpers';
 
-function capture(): CliIO & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (t) => void stdout.push(t), err: (t) => void stderr.push(t) };
-}
+const capture = captureIO;
 
 let dir: string;
 beforeAll(() => {

@@ -2,6 +2,7 @@
 // relative-error checks and gradient checks against central finite differences.
 import { Tensor, tensor, Random } from '../src';
 import type { Module } from '../src/nn/module';
+import type { CliIO } from '../src/cli/io';
 
 /** A fresh seed per call (override with QGS_TEST_SEED to reproduce a failure). */
 export function freshSeed(): number {
@@ -208,4 +209,11 @@ export function randomizeParameters(m: Module, rng: Random): void {
   }
   m.loadStateDict(state);
   for (const t of state.values()) t.dispose();
+}
+
+/** A CLI output sink that keeps what a command printed (for runCli in tests). */
+export function captureIO(): CliIO & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, out: (t) => void stdout.push(t), err: (t) => void stderr.push(t) };
 }

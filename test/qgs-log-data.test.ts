@@ -4,7 +4,6 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { runCli } from '../src/cli/main';
-import type { CliIO } from '../src/cli/io';
 import { inferFeatureSpec, type SessionRecord } from '../src/data/schema';
 import { hashTerm } from '../src/data/vocab';
 import { LogMapper, parseLogVocab, prepareLogData, readLogRecords } from '../src/qgs/log-data';
@@ -18,13 +17,9 @@ import { CandidateBatch } from '../src/qgs/serving/packed';
 import { packHistory, DEFAULT_LIMITS } from '../src/qgs/serving/validate';
 import { Ranker } from '../src/qgs/serving';
 import type { Interaction } from '../src/qgs/serving/backend';
-import { errorOf, relError } from './helpers';
+import { captureIO, errorOf, relError } from './helpers';
 
-function capture(): CliIO & { stdout: string[]; stderr: string[] } {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  return { stdout, stderr, out: (t) => void stdout.push(t), err: (t) => void stderr.push(t) };
-}
+const capture = captureIO;
 
 let dir: string;
 beforeAll(() => {
