@@ -151,15 +151,15 @@ describe('prepareLogData', () => {
   test('KuaiSAR and JDsearch fixtures read through their adapters and prepare', async () => {
     const fx = path.join(__dirname, 'fixtures');
     const k = readLogRecords(path.join(fx, 'kuaisar', 'src_inter.csv'), 'kuaisar');
-    const kd = prepareLogData(await k.records, { spec: k.spec });
+    const kd = prepareLogData(await k.stream.toArray(), { spec: k.spec });
     // KuaiSAR's two categorical groups become indicator columns (item_type, search_source).
     expect(kd.vocab.spec.groups.map((g) => g.name)).toEqual(['item', 'query_side']);
     expect(kd.vocab.categorical.map((c) => c.feature)).toEqual(['item_type', 'search_source']);
     // int64 ids beyond 2^53 stay exact as strings in the vocabulary.
     expect(kd.vocab.items.every((id) => /^\d+$/.test(id))).toBe(true);
     const j = readLogRecords(path.join(fx, 'jdsearch', 'release_data.txt'), 'jdsearch');
-    const jd = prepareLogData(await j.records);
-    expect(jd.stats.records).toBe(j.report.records);
+    const jd = prepareLogData(await j.stream.toArray());
+    expect(jd.stats.records).toBe(j.stream.report.records);
     expect(jd.data.layout.dim).toBe(0);
   });
 });

@@ -74,7 +74,8 @@ export class RecordError extends Error {
   }
 }
 
-function isId(v: unknown): v is Id {
+/** A record id: a non-empty string or a finite number. */
+export function isId(v: unknown): v is Id {
   return (typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && v.length > 0);
 }
 
@@ -199,7 +200,6 @@ export function inferFeatureSpec(records: readonly SessionRecord[]): FeatureSpec
     groups: [...seen.entries()].map(([name, g]) => ({ name, kind: g.kind, features: Array.from({ length: g.width }, (_, j) => `${name}_${j}`) })),
   };
 }
-
 
 const KINDS: readonly FeatureKind[] = ['numeric', 'categorical', 'bag'];
 

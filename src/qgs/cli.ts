@@ -207,8 +207,8 @@ async function loadLogFile(
   const read = readLogRecords(file, format as LogFormat | undefined, { strict });
   const sidecar = defaultMetaPath(file);
   const specFile = opts.spec ?? (opts.vocab === undefined && read.spec === undefined && fs.existsSync(sidecar) ? sidecar : undefined);
-  const meta: { spec?: FeatureSpec; catalogue?: LogCatalogue } = specFile === undefined ? { spec: read.spec } : readSpecFile(specFile, opts.spec !== undefined ? '--spec' : sidecar);
-  const records = await read.records;
+  const meta: { spec?: FeatureSpec; catalogue?: LogCatalogue } = specFile === undefined ? { spec: read.spec } : readSpecFile(specFile, opts.spec !== undefined ? '--spec' : 'metadata file');
+  const records = await read.stream.toArray();
   const log = prepareLogData(records, { vocab: opts.vocab, maxTerms: opts.maxTerms, spec: meta.spec, catalogue: meta.catalogue, positionFeature: opts.positionFeature });
   if (!json) {
     const s = log.stats;
@@ -220,7 +220,7 @@ async function loadLogFile(
           : read.spec !== undefined
             ? `the ${format} spec`
             : 'spec inferred from the records';
-    io.err(`data: ${file}: ${read.report.summary()}; ${s.users} users, ${s.items} items in the vocabulary (${from}), requests train/valid/test ${s.train}/${s.valid}/${s.test}, ${s.unseenItems} shown items unseen in training`);
+    io.err(`data: ${file}: ${read.stream.report.summary()}; ${s.users} users, ${s.items} items in the vocabulary (${from}), requests train/valid/test ${s.train}/${s.valid}/${s.test}, ${s.unseenItems} shown items unseen in training`);
   }
   return log;
 }

@@ -12,9 +12,9 @@
 import { inferFeatureSpec, parseFeatureSpec, type FeatureGroupSpec, type FeatureSpec, type Id, type Query, type SessionRecord } from '../data/schema';
 import { readSessions, type SessionFormat } from '../data/sessions';
 import { KUAISAR_FEATURE_SPEC, readJdsearch, readKuaisarSearch } from '../data/adapters';
-import { splitByUserTime, type SplitOptions } from '../data/split';
+import { TEST, TRAIN, VALID, splitByUserTime, type SplitOptions } from '../data/split';
 import { Vocab, hashTerm, queryTermIds } from '../data/vocab';
-import type { ReadOptions, ReadReport } from '../data/report';
+import type { ReadOptions, RecordStream } from '../data/report';
 import { ITEM_OFFSET, TERM_OFFSET, prepareTimelines, type PreparedData } from './dataset';
 
 /** File formats `readLogRecords` understands: the generic session formats and two public logs. */
@@ -61,7 +61,10 @@ export interface LogDataOptions {
    * Default 'log_rank'; a spec without it has no position column.
    */
   positionFeature?: string;
-  /** Map with an existing vocabulary (a checkpoint's) instead of building one from the training split. */
+  /**
+   * Map with an existing vocabulary (a checkpoint's) instead of building one from the training split;
+   * the vocabulary then decides (spec, termBuckets, maxCategories, positionFeature are not read).
+   */
   vocab?: LogVocab;
   /**
    * Observable item side information (training only: the model keeps it), row r describing the item
@@ -94,13 +97,9 @@ const OTHER = '<other>';
  * Streams a log file's records in the given format (inferred from the extension for the generic
  * ones), with the format's own feature spec where it has one (KuaiSAR's categorical groups).
  */
-export function readLogRecords(file: string, format: LogFormat | undefined, opts: ReadOptions = {}): { records: Promise<SessionRecord[]>; report: ReadReport; spec?: FeatureSpec } {
-  if (format === 'kuaisar') {
-    const stream = readKuaisarSearch(file, opts);
-    return { records: stream.toArray(), report: stream.report, spec: KUAISAR_FEATURE_SPEC };
-  }
-  const stream = format === 'jdsearch' ? readJdsearch(file, opts) : readSessions(file, { ...opts, format });
-  return { records: stream.toArray(), report: stream.report };
+export function readLogRecords(file: string, format: LogFormat | undefined, opts: ReadOptions = {}): { stream: RecordStream<SessionRecord>; spec?: FeatureSpec } {
+  if (format === 'kuaisar') return { stream: readKuaisarSearch(file, opts), spec: KUAISAR_FEATURE_SPEC };
+  return { stream: format === 'jdsearch' ? readJdsearch(file, opts) : readSessions(file, { ...opts, format }) };
 }
 
 type Cell = number | string | null | readonly unknown[];
@@ -109,6 +108,11 @@ function checkInt(v: number | undefined, name: string, min: number, max: number,
   if (v === undefined) return dflt;
   if (!Number.isInteger(v) || v < min || v > max) throw new Error(`prepareLogData: ${name} must be an integer in [${min}, ${max}], got ${v}`);
   return v;
+}
+
+/** The indicator column names of a categorical feature: one per kept value, then "other". */
+function indicatorColumns(c: CategoricalColumns): string[] {
+  return [...c.values.map((v) => `${c.feature}=${v}`), `${c.feature}=${OTHER}`];
 }
 
 /** Checks a LogVocab read from JSON (a checkpoint); errors name `where` and the bad field. */
@@ -135,7 +139,7 @@ export function parseLogVocab(value: unknown, where: string): LogVocab {
   for (const g of spec.groups) {
     const cols = categorical.filter((c) => c.group === g.name);
     if (cols.length === 0) continue;
-    const want = cols.reduce((s, c) => s + c.values.length + 1, 0);
+    const want = cols.reduce((s, c) => s + indicatorColumns(c).length, 0);
     if (g.features.length !== want) throw new Error(`${where}.spec: group '${g.name}' has ${g.features.length} columns, its categorical features need ${want}`);
   }
   return { items: [...v.items], termBuckets: v.termBuckets, categorical, spec, dropped: [...v.dropped], positionFeature: v.positionFeature };
@@ -178,22 +182,27 @@ function modelSpec(spec: FeatureSpec, cats: readonly CategoricalColumns[]): { sp
     if (g.kind === 'numeric') groups.push({ name: g.name, kind: 'numeric', features: [...g.features] });
     else if (g.kind === 'bag') dropped.push(g.name);
     else {
-      const features = cats.filter((c) => c.group === g.name).flatMap((c) => [...c.values.map((v) => `${c.feature}=${v}`), `${c.feature}=${OTHER}`]);
+      const features = cats.filter((c) => c.group === g.name).flatMap(indicatorColumns);
       groups.push({ name: g.name, kind: 'numeric', features });
     }
   }
   return { spec: { groups }, dropped };
 }
 
+/** A categorical group's expansion: per feature, its value → column index and its column count. */
+interface GroupExpansion {
+  index: Map<string, number>[];
+  widths: number[];
+  rowWidth: number;
+}
+
 /**
- * One categorical group's cells [n × width] → indicator rows [n × Σ(values + 1)]: 1 at the value's
+ * One categorical group's cells [n × features] → indicator rows [n × rowWidth]: 1 at the value's
  * column (or "other"), 0 elsewhere; a null cell leaves its feature's columns missing (null).
  */
-function expandCategorical(col: readonly Cell[], n: number, cats: readonly CategoricalColumns[], index: readonly Map<string, number>[]): (number | null)[] {
-  const widths = cats.map((c) => c.values.length + 1);
-  const rowWidth = widths.reduce((a, b) => a + b, 0);
+function expandCategorical(col: readonly Cell[], n: number, { index, widths, rowWidth }: GroupExpansion): (number | null)[] {
   const out = new Array<number | null>(n * rowWidth).fill(0);
-  const w = cats.length;
+  const w = widths.length;
   for (let i = 0; i < n; i++) {
     let at = i * rowWidth;
     for (let j = 0; j < w; j++) {
@@ -209,15 +218,18 @@ function expandCategorical(col: readonly Cell[], n: number, cats: readonly Categ
 /** Maps raw requests to model inputs the way a LogVocab says (training, evaluation and serving share it). */
 export class LogMapper {
   private readonly items: Vocab;
-  private readonly catIndex: Map<string, Map<string, number>[]>;
+  /** Categorical groups by name, derived once from vocab.categorical. */
+  private readonly expansions = new Map<string, GroupExpansion>();
 
-  constructor(readonly vocab: LogVocab, private readonly maxTerms = Infinity) {
+  constructor(readonly vocab: LogVocab, readonly maxTerms = Infinity) {
     this.items = Vocab.fromJSON(vocab.items);
-    this.catIndex = new Map();
     for (const c of vocab.categorical) {
-      let list = this.catIndex.get(c.group);
-      if (list === undefined) this.catIndex.set(c.group, (list = []));
-      list.push(new Map(c.values.map((v, k) => [v, k])));
+      let e = this.expansions.get(c.group);
+      if (e === undefined) this.expansions.set(c.group, (e = { index: [], widths: [], rowWidth: 0 }));
+      const width = indicatorColumns(c).length;
+      e.index.push(new Map(c.values.map((v, k) => [v, k])));
+      e.widths.push(width);
+      e.rowWidth += width;
     }
   }
 
@@ -238,8 +250,8 @@ export class LogMapper {
     for (const g of this.vocab.spec.groups) {
       const col = r.features[g.name] as readonly Cell[] | undefined;
       if (col === undefined) continue;
-      const idx = this.catIndex.get(g.name);
-      out[g.name] = idx === undefined ? (col as (number | null)[]) : expandCategorical(col, r.shown.length, this.vocab.categorical.filter((c) => c.group === g.name), idx);
+      const e = this.expansions.get(g.name);
+      out[g.name] = e === undefined ? (col as (number | null)[]) : expandCategorical(col, r.shown.length, e);
     }
     return out;
   }
@@ -277,7 +289,7 @@ export function prepareLogData(records: readonly SessionRecord[], opts: LogDataO
   if (records.length === 0) throw new Error('prepareLogData: no records (an empty file, or every record was bad)');
   const maxTerms = checkInt(opts.maxTerms, 'maxTerms', 1, 64, 4);
   const split = splitByUserTime(records, opts.split);
-  const train = (i: number): boolean => split[i] === 0;
+  const train = (i: number): boolean => split[i] === TRAIN;
   let vocab = opts.vocab;
   if (vocab === undefined) {
     const termBuckets = checkInt(opts.termBuckets, 'termBuckets', 2, 1 << 24, DEFAULT_TERM_BUCKETS);
@@ -323,6 +335,6 @@ export function prepareLogData(records: readonly SessionRecord[], opts: LogDataO
   return {
     data,
     vocab,
-    stats: { records: records.length, train: count(0), valid: count(1), test: count(2), users: users.size - 1, items: vocab.items.length, unseenItems: unseen },
+    stats: { records: records.length, train: count(TRAIN), valid: count(VALID), test: count(TEST), users: users.size - 1, items: vocab.items.length, unseenItems: unseen },
   };
 }

@@ -8,6 +8,7 @@ import { buildTokens, ITEM_OFFSET, NO_QUERY, TERM_OFFSET, type PreparedRequest, 
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
 import { LogMapper, type LogVocab } from './log-data';
+import { isId } from '../data/schema';
 
 export interface RankQuery {
   /** Query term ids (as in the training data). */
@@ -74,7 +75,8 @@ export function termToken(term: number, termVocab: number): number {
 /**
  * How a model reads a request's item ids and queries: the synthetic data's integer ids (checkItem,
  * termIds), or a log's vocabulary (LogMapper: raw ids, unseen items → the model's unseen-item row,
- * hashed term ids or text tokens). Training, `qgs rank` and the serving backend share it.
+ * hashed term ids or text tokens, the way prepareLogData mapped the training log). `qgs rank` and
+ * the serving backend share it.
  */
 export interface InputMap {
   /** True when ids go through a vocabulary (callers then skip their integer fast paths). */
@@ -90,11 +92,11 @@ export function inputMap(model: QgsModel, vocab?: LogVocab): InputMap {
   if (vocab === undefined) {
     return { vocabulary: false, item: (id, where) => checkItem(id, where, itemVocab), terms: (q, where) => termIds(q, where, model) };
   }
-  const mapper = new LogMapper(vocab, model.cfg.maxTerms);
+  const mapper = logMapper(vocab, model.cfg.maxTerms);
   return {
     vocabulary: true,
     item(id, where) {
-      if (!((typeof id === 'number' && Number.isFinite(id)) || (typeof id === 'string' && id.length > 0))) {
+      if (!isId(id)) {
         throw new Error(`${where}: expected an item id (a non-empty string or a finite number), got ${JSON.stringify(id)}`);
       }
       return mapper.item(id) + ITEM_OFFSET;
@@ -110,6 +112,15 @@ export function inputMap(model: QgsModel, vocab?: LogVocab): InputMap {
       return ids.length === 0 ? Int32Array.of(NO_QUERY) : Int32Array.from(ids, (t) => t + TERM_OFFSET);
     },
   };
+}
+
+// A LogMapper indexes every vocabulary item (a Map of the catalogue): built once per vocabulary, not
+// once per scoreRequest call.
+const mappers = new WeakMap<LogVocab, LogMapper>();
+function logMapper(vocab: LogVocab, maxTerms: number): LogMapper {
+  let m = mappers.get(vocab);
+  if (m === undefined || m.maxTerms !== maxTerms) mappers.set(vocab, (m = new LogMapper(vocab, maxTerms)));
+  return m;
 }
 
 /** Dense feature rows [candidates × F] in the model's layout (NaN = missing). */
