@@ -18,6 +18,8 @@ import {
 } from '../src/qgs/serving';
 import { Random } from '../src';
 import { ServingCore } from '../src/qgs/serving/worker';
+import { packCandidateList } from '../src/qgs/serving/validate';
+import { ShapeReaders } from '../src/qgs/serving/candidate-reader';
 import type { ScoringBackend } from '../src/qgs/serving/backend';
 import { freshSeed } from './helpers';
 import { errorOf } from './helpers';
@@ -317,6 +319,102 @@ describe('packed requests (what crosses to the worker)', () => {
     (cands[4321].features.g as Record<string, unknown>).v = 'x';
     (cands[4321].features.g as Record<string, unknown>).w = [1, 'a'];
     expect(errorOf(() => packScoreRequest({ query: { id: 1 }, candidates: cands }))).toMatch(/^candidates\[4321\]\.features\.g\.w\[1\]: expected a finite number/);
+  });
+});
+
+describe('one-shape candidate lists (compiled readers)', () => {
+  // Names a generated reader must embed as inert literals, and keys V8 orders or treats specially.
+  const awkward = ['a"b', "it's", 'back\\slash', 'line\nbreak', '__proto__', 'constructor', '0', '12', '${x}', '\u2028', '', 'ok'];
+  const shapeFor = (rng: Random) => {
+    const names = [...awkward].sort(() => rng.uniform() - 0.5);
+    const groups: { name: string; features: string[] }[] = [];
+    for (let g = 0; g < 1 + rng.int(4); g++) groups.push({ name: names[g], features: names.slice(4, 5 + rng.int(6)).sort(() => rng.uniform() - 0.5) });
+    return groups;
+  };
+  const make = (rng: Random, groups: { name: string; features: string[] }[], n: number) =>
+    Array.from({ length: n }, () => {
+      // JSON.parse: '__proto__' becomes an own key, as in a request body.
+      const f = JSON.parse(JSON.stringify(Object.fromEntries(groups.map((g) => [g.name, Object.fromEntries(g.features.map((k) => [k, 0]))]))));
+      for (const g of groups) for (const k of g.features) f[g.name][k] = rng.normal() * 10;
+      return { item: rng.int(1 << 30), features: f } as { item: unknown; features: Record<string, Record<string, unknown>> };
+    });
+  const packs = (cands: readonly unknown[]) => {
+    const fast = (() => { try { return packScoreRequest({ query: { id: 1 }, candidates: cands }).candidates; } catch (e) { return (e as Error).message; } })();
+    const slow = (() => { try { return packCandidateList(cands, 'candidates', DEFAULT_LIMITS); } catch (e) { return (e as Error).message; } })();
+    return { fast, slow };
+  };
+
+  test('pack exactly as the generic packer, for odd names and for every way a later candidate differs', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    // Same keys and numbers, but not plain objects: the generic packer refuses them, so must the reader.
+    class Group {}
+    type Cand = { item: unknown; features: Record<string, Record<string, unknown>> };
+    const edits: [string, (c: Cand, g: string, k: string) => unknown][] = [
+      ['extra feature', (c, g) => (c.features[g].extra = 1)],
+      ['missing feature', (c, g, k) => delete c.features[g][k]],
+      ['extra group', (c) => (c.features.zz = { v: 1 })],
+      ['missing group', (c, g) => delete c.features[g]],
+      ['null value', (c, g, k) => (c.features[g][k] = null)],
+      ['string value', (c, g, k) => (c.features[g][k] = 'red')],
+      ['NaN', (c, g, k) => (c.features[g][k] = NaN)],
+      ['Infinity', (c, g, k) => (c.features[g][k] = -Infinity)],
+      ['bad item', (c) => (c.item = -1)],
+      ['fractional item', (c) => (c.item = 1.5)],
+      ['class instance group', (c, g) => (c.features[g] = Object.assign(new Group(), c.features[g]))],
+      ['array group', (c, g) => (c.features[g] = Object.assign([], c.features[g]))],
+      ['class instance features', (c) => (c.features = Object.assign(new Group(), c.features))],
+      ['class instance candidate', (c) => Object.assign(new Group(), c)],
+      ['null-prototype group', (c, g) => (c.features[g] = Object.assign(Object.create(null), c.features[g]))],
+      ['keys in another order', (c, g) => (c.features[g] = Object.fromEntries(Object.entries(c.features[g]).reverse()))],
+      ['no features', (c) => delete (c as { features?: unknown }).features],
+    ];
+    for (let trial = 0; trial < 6; trial++) {
+      const groups = shapeFor(rng);
+      const cands = make(rng, groups, 16 + rng.int(300));
+      const same = packs(cands);
+      expect(typeof same.fast).toBe('object'); // packed, not an error
+      expect(same.fast).toEqual(same.slow);
+      for (const [what, edit] of edits) {
+        const copy = cands.map((c) => ({ item: c.item, features: Object.fromEntries(Object.entries(c.features).map(([g, v]) => [g, { ...v }])) }));
+        const j = 1 + rng.int(copy.length - 1);
+        const g = groups[rng.int(groups.length)];
+        const replaced = edit(copy[j], g.name, g.features[rng.int(g.features.length)]);
+        if (replaced instanceof Group) copy[j] = replaced as Cand;
+        const r = packs(copy);
+        if (r.fast !== r.slow) expect([what, seed, r.fast]).toEqual([what, seed, r.slow]);
+      }
+    }
+  });
+
+  test('readers are compiled once per shape, bounded, and code generation turned off only turns them off', () => {
+    const readers = new ShapeReaders(2 ** 31 - 1);
+    const c = (g: string) => ({ item: 1, features: { [g]: { x: 1 } } });
+    const a = readers.shapeOf(c('a'), 64, 1024);
+    expect(a?.columns).toEqual([{ group: 'a', feature: 'x' }]);
+    expect(readers.shapeOf(c('a'), 64, 1024)?.read).toBe(a?.read);
+    const items = new Int32Array(2);
+    const values = new Float32Array(2);
+    expect(a?.read([c('a'), { item: 7, features: { a: { x: 2.5 } } }], items, values)).toBe(2);
+    expect([...items, ...values]).toEqual([1, 7, 1, 2.5]);
+    expect(a?.read([c('a'), { item: 7, features: { a: { x: 2.5, y: 1 } } }], items, values)).toBe(1);
+    // Not one shape: strings, empty groups, limits → no reader.
+    expect(readers.shapeOf({ item: 1, features: { a: { x: 's' } } }, 64, 1024)).toBeNull();
+    expect(readers.shapeOf({ item: 1, features: { a: {} } }, 64, 1024)).toBeNull();
+    expect(readers.shapeOf({ item: 1, features: { a: { x: 1, y: 2 } } }, 64, 1)).toBeNull();
+    for (let i = 0; i < 40; i++) readers.shapeOf(c(`g${i}`), 64, 1024);
+    expect(readers.shapeOf(c('a'), 64, 1024)?.read).not.toBe(a?.read); // evicted, recompiled
+    const original = globalThis.Function;
+    try {
+      globalThis.Function = function () {
+        throw new EvalError('Code generation from strings disallowed for this context');
+      } as unknown as FunctionConstructor;
+      expect(new ShapeReaders(10).shapeOf(c('b'), 64, 1024)).toBeNull();
+      const cands = Array.from({ length: 40 }, (_, i) => ({ item: i, features: { b: { x: i / 3 } } }));
+      expect(packScoreRequest({ query: { id: 1 }, candidates: cands }).candidates).toEqual(packCandidateList(cands, 'candidates', DEFAULT_LIMITS));
+    } finally {
+      globalThis.Function = original;
+    }
   });
 });
 

@@ -9,6 +9,7 @@
 import type { Candidate, FeatureValue, Interaction, Query } from './backend';
 import type { UserKey } from './state-cache';
 import type { FeatureExtra, FeatureColumn, PackedCandidates, PackedHistory } from './packed';
+import { ShapeReaders } from './candidate-reader';
 
 export interface ServingLimits {
   /** Candidates per score request. */
@@ -321,10 +322,36 @@ function invalid(check: () => unknown, path: string): never {
   throw new ValidationError(path, 'invalid value'); // not reached: check() throws
 }
 
+// Compiled readers for candidate lists of one shape (candidate-reader.ts). A memo of pure functions
+// keyed by shape, bounded in size: which shapes it holds changes speed, never a result.
+const SHAPE_READERS = new ShapeReaders(MAX_ID);
+
+/** Below this many candidates the generic path is as fast as compiling and running a reader. */
+const SHAPE_READER_MIN = 16;
+
 /** Validates a candidate list and packs it (numeric features as a dense NaN-padded matrix). */
 export function packCandidates(v: unknown, path: string, limits: ServingLimits): PackedCandidates {
   if (isCandidateColumns(v)) return packCandidateColumns(v, path, limits);
   const a = checkArray(v, path, limits.maxCandidates, 'candidates');
+  const n = a.length;
+  if (n >= SHAPE_READER_MIN) {
+    // All candidates shaped like the first, with finite numeric features only: read by the
+    // compiled reader. Anything else (first mismatch) → the generic packer, from the start.
+    const shape = SHAPE_READERS.shapeOf(a[0], limits.maxFeatureGroups, limits.maxFeaturesPerGroup);
+    if (shape !== null) {
+      const items = new Int32Array(n);
+      const values = new Float32Array(n * shape.columns.length);
+      if (shape.read(a, items, values) === n) return { items, columns: shape.columns, values, extras: [] };
+    }
+  }
+  return packCandidateList(a, path, limits);
+}
+
+/**
+ * The generic candidate packer: any mix of shapes, string/array values, and the error report for
+ * the first bad candidate. Exported for the tests that hold the compiled readers to it.
+ */
+export function packCandidateList(a: readonly unknown[], path: string, limits: ServingLimits): PackedCandidates {
   const n = a.length;
   const items = new Int32Array(n);
   const colIndex = new Map<string, Map<string, number>>();
