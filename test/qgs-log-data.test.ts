@@ -263,6 +263,13 @@ describe('serving a log-trained model', () => {
       await ranker.observe('u', history);
       const viaCached = await ranker.score({ user: 'u', query, candidates });
       expect(relError(viaCached, cold)).toBeLessThan(1e-4);
+      // String ids and integers past int32 through the Ranker (packed beside the int32 ids): the
+      // vocabulary keys ids as strings, and an id it never saw is the unseen-item row like 77.
+      const keyed = candidates.map((c) => ({ ...c, item: c.item === unseen ? 2 ** 40 : String(c.item) }));
+      const historyKeyed = history.map((e) => ({ ...e, item: String(e.item) }));
+      expect(Array.from(await ranker.score({ history: historyKeyed, query, candidates: keyed }))).toEqual(Array.from(viaCold));
+      await ranker.observe('k', historyKeyed);
+      expect(Array.from(await ranker.score({ user: 'k', query, candidates: keyed }))).toEqual(Array.from(viaCached));
     } finally {
       await ranker.close();
     }

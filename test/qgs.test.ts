@@ -9,7 +9,7 @@ import { saveCheckpoint, loadCheckpoint } from '../src/qgs/checkpoint';
 import { scoreRequest, termIds } from '../src/qgs/scoring';
 import { QgsBackend } from '../src/qgs/backend';
 import { CandidateBatch } from '../src/qgs/serving/packed';
-import { packHistory, DEFAULT_LIMITS } from '../src/qgs/serving/validate';
+import { packHistory, packScoreRequest, DEFAULT_LIMITS } from '../src/qgs/serving/validate';
 import type { Interaction } from '../src/qgs/serving/backend';
 import { errorOf, freshSeed, relError } from './helpers';
 import { RankingPlan } from '../src/qgs/ranking-plan';
@@ -77,6 +77,10 @@ function expectPackedEncodeEqual(be: QgsBackend, events: Interaction[]): void {
   ];
   for (const h of [history, edge, []]) expect(be.encodePacked(packHistory(h, 'history', DEFAULT_LIMITS))).toEqual(be.encode(h));
   expect(errorOf(() => be.encodePacked(packHistory([{ query: { id: 1 }, item: 10 ** 6 }], 'history', DEFAULT_LIMITS)))).toMatch(/outside the model's catalogue/);
+  // Serving accepts string ids (for vocabulary models); a synthetic-data model refuses them by name.
+  expect(errorOf(() => be.encodePacked(packHistory([{ query: { id: 1 }, item: 'sku-1' }], 'history', DEFAULT_LIMITS)))).toBe(
+    'item: expected a non-negative integer item id, got "sku-1"',
+  );
 }
 
 describe('QGS model end to end (tiny synthetic data)', () => {
@@ -220,6 +224,11 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     be.warmup(2); // what Ranker.load runs: encodes, steps and a 1,000-candidate score, nothing left behind
     expect(memoryStats().count).toBe(live);
     expect(errorOf(() => be.step(st, { query: {}, item: 10 ** 6 }))).toMatch(/outside the model's catalogue/);
+    // A string id (which serving accepts, for models with a vocabulary) is refused by name here.
+    const strCands = packScoreRequest({ query: { id: 1 }, candidates: [{ item: 1 }, { item: 'sku-1' }] }).candidates;
+    expect(errorOf(() => be.scoreBatch([{ state: st, query: { id: 1 }, candidates: new CandidateBatch(strCands) }]))).toBe(
+      'candidates[1].item: expected a non-negative integer item id, got "sku-1"',
+    );
     be.dispose();
   });
 

@@ -33,7 +33,7 @@ const iv = (item: number, dim = DIM) => Array.from({ length: dim }, (_, j) => to
 function refState(history: readonly Interaction[], dim = DIM): number[] {
   const s = new Array<number>(dim).fill(0);
   for (const e of history) {
-    const a = iv(e.item, dim);
+    const a = iv(Number(e.item), dim);
     const b = qv(e.query, dim);
     for (let j = 0; j < dim; j++) s[j] = 0.5 * s[j] + a[j] + 0.5 * b[j] + 0.1 * (e.action ?? 0);
   }
@@ -43,7 +43,7 @@ function refScores(history: readonly Interaction[], query: Query, cands: readonl
   const s = refState(history, dim);
   const q = qv(query, dim);
   return cands.map((c) => {
-    const v = iv(c.item, dim);
+    const v = iv(Number(c.item), dim);
     let x = 0;
     for (let j = 0; j < dim; j++) x += (s[j] + q[j]) * v[j];
     let f = 0;
@@ -114,7 +114,7 @@ describe('Ranker with the toy backend', () => {
     // The columnar form of the same (numeric) features scores identically, and the caller's arrays
     // are not detached by the transfer to the worker.
     const numeric = candidates.map((c) => ({ item: c.item, features: { stats: { ctr: (c.features?.stats as { ctr?: number } | undefined)?.ctr ?? 0.5 } } }));
-    const items = Int32Array.from(numeric, (c) => c.item);
+    const items = Int32Array.from(numeric, (c) => Number(c.item));
     const values = Float32Array.from(numeric, (c) => c.features.stats.ctr);
     const columnar = await r.score({ history, query, candidates: { items, columns: [{ group: 'stats', feature: 'ctr' }], values } });
     expect(Array.from(columnar)).toEqual(Array.from(await r.score({ history, query, candidates: numeric })));
@@ -262,7 +262,7 @@ describe('Ranker with the toy backend', () => {
     const sent = (await r.stats()).opsSent;
     const q = { terms: [1] };
     await expect(r.score({ query: q, candidates: [{ item: 1 }, { item: 2 }, { item: 3 }, { item: -1 }] })).rejects.toThrow(
-      'Ranker.score: candidates[3].item: expected a non-negative integer, got -1',
+      'Ranker.score: candidates[3].item: expected an item id (a non-negative integer or a non-empty string), got -1',
     );
     const err = await r.score({ query: q, candidates: [{ item: 1, features: { g: { f: NaN } } }] }).catch((e: Error) => e);
     expect((err as Error).message).toBe('Ranker.score: candidates[0].features.g.f: expected a finite number, got NaN');
@@ -270,8 +270,8 @@ describe('Ranker with the toy backend', () => {
     expect((err as Error & { path: string }).path).toBe('candidates[0].features.g.f');
     await expect(r.score({ query: {}, candidates: [] } as never)).rejects.toThrow(/query: expected at least one of/);
     await expect(r.score({ query: q, candidates: [], history: [{ item: 1 }] } as never)).rejects.toThrow('Ranker.score: history[0].query: expected an object, got undefined');
-    await expect(r.observe('u', { query: q, item: 1.5 })).rejects.toThrow('Ranker.observe: event.item: expected a non-negative integer, got 1.5');
-    await expect(r.observe('u', [{ query: q, item: 1 }, { query: q, item: -3 }])).rejects.toThrow('Ranker.observe: events[1].item: expected a non-negative integer, got -3');
+    await expect(r.observe('u', { query: q, item: 1.5 })).rejects.toThrow('Ranker.observe: event.item: expected an item id (a non-negative integer or a non-empty string), got 1.5');
+    await expect(r.observe('u', [{ query: q, item: 1 }, { query: q, item: -3 }])).rejects.toThrow('Ranker.observe: events[1].item: expected an item id (a non-negative integer or a non-empty string), got -3');
     await expect(r.observe(null as never, { query: q, item: 1 })).rejects.toThrow(/Ranker.observe: user: expected a non-empty string or a safe integer user key, got null/);
     await expect(r.exportState({} as never)).rejects.toThrow(/Ranker.exportState: user: expected/);
     await expect(r.forget(NaN)).rejects.toThrow(/Ranker.forget: user: expected .* got NaN/);

@@ -159,11 +159,13 @@ describe('request validation', () => {
 
   test('every field is checked, messages name the path, the expectation and the value', () => {
     const c = (cands: unknown[]) => msg({ query: { terms: [1] }, candidates: cands });
-    expect(c([{ item: 1 }, { item: 2 }, { item: 3 }, { item: -1 }])).toBe('candidates[3].item: expected a non-negative integer, got -1');
-    expect(c([{ item: 1.5 }])).toBe('candidates[0].item: expected a non-negative integer, got 1.5');
-    expect(c([{ item: '7' }])).toBe('candidates[0].item: expected a non-negative integer, got "7"');
-    expect(c([{ item: 2 ** 31 }])).toBe('candidates[0].item: expected a non-negative integer below 2^31, got 2147483648');
-    expect(c([{}])).toBe('candidates[0].item: expected a non-negative integer, got undefined');
+    const ITEM = 'expected an item id (a non-negative integer or a non-empty string)';
+    expect(c([{ item: 1 }, { item: 2 }, { item: 3 }, { item: -1 }])).toBe(`candidates[3].item: ${ITEM}, got -1`);
+    expect(c([{ item: 1.5 }])).toBe(`candidates[0].item: ${ITEM}, got 1.5`);
+    expect(c([{ item: '' }])).toBe(`candidates[0].item: ${ITEM}, got ""`);
+    expect(c([{ item: 7n }])).toBe(`candidates[0].item: ${ITEM}, got 7n (a bigint)`);
+    expect(c([{ item: 2 ** 53 }])).toBe(`candidates[0].item: ${ITEM} (integers up to 2^53 - 1), got 9007199254740992`);
+    expect(c([{}])).toBe(`candidates[0].item: ${ITEM}, got undefined`);
     expect(c([null])).toBe('candidates[0]: expected an object, got null');
     expect(c([{ item: 1, features: { stats: { ctr: NaN } } }])).toBe('candidates[0].features.stats.ctr: expected a finite number, got NaN');
     expect(c([{ item: 1, features: { stats: 3 } }])).toBe('candidates[0].features.stats: expected an object, got 3');
@@ -197,6 +199,8 @@ describe('request validation', () => {
     expect(msg({ query: q, candidates: [], history: [{ query: q, item: 1 }, { query: q, item: 1 }, { query: q, item: 1 }] }, lim)).toBe('history: at most 2 events allowed (limit), got 3');
     expect(msg({ query: { terms: [1, 2, 3] }, candidates: [] }, lim)).toBe('query.terms: at most 2 term ids allowed (limit), got 3');
     expect(msg({ query: { text: 'abcdef' }, candidates: [] }, lim)).toBe('query.text: expected at most 5 characters (limit), got 6');
+    expect(msg({ query: q, candidates: [{ item: 'abcdef' }] }, lim)).toBe('candidates[0].item: expected at most 5 characters (limit), got 6');
+    expect(msg({ query: q, candidates: [], history: [{ query: q, item: 'abcdef' }] }, lim)).toBe('history[0].item: expected at most 5 characters (limit), got 6');
     expect(msg({ query: q, candidates: [{ item: 1, features: { a: {}, b: {} } }] }, lim)).toBe('candidates[0].features: at most 1 feature groups allowed (limit), got 2');
     expect(msg({ query: q, candidates: [{ item: 1, features: { a: { x: 1, y: 2 } } }] }, lim)).toBe('candidates[0].features.a: at most 1 features per group allowed (limit), got 2');
     expect(msg({ query: q, candidates: [{ item: 1, features: { a: { x: [1, 2, 3] } } }] }, lim)).toBe('candidates[0].features.a.x: at most 2 elements allowed (limit), got 3');
@@ -312,6 +316,28 @@ describe('packed requests (what crosses to the worker)', () => {
         return groups.length ? { item: c.item, features: Object.fromEntries(groups) } : { item: c.item };
       });
     expect(new CandidateBatch(packScoreRequest(c2).candidates).toArray()).toEqual(norm(validateScoreRequest(c2).candidates as readonly Candidate[]));
+  });
+
+  test('string and large integer item ids travel beside the int32 ids (rawItems), exactly as given', () => {
+    const q = { id: 1 };
+    const ids = [5, 'sku-9', 2 ** 31, 0, Number.MAX_SAFE_INTEGER, '7'];
+    // 40 one-shape candidates with a string id at 20: the compiled reader stops there, the generic packer takes over.
+    for (const n of [ids.length, 40]) {
+      const cands = Array.from({ length: n }, (_, i) => ({ item: n === 40 ? (i === 20 ? 'x20' : i) : ids[i], features: { g: { v: i } } }));
+      const p = packScoreRequest({ query: q, candidates: cands }).candidates;
+      const b = new CandidateBatch(p);
+      expect(Array.from({ length: n }, (_, i) => b.item(i))).toEqual(cands.map((c) => c.item));
+      expect(Array.from(p.items)).toEqual(cands.map((c) => (typeof c.item === 'number' && c.item < 2 ** 31 ? c.item : -1)));
+      expect(b.toArray()).toEqual(cands);
+      expect(b.toArray()).toEqual(validateScoreRequest({ query: q, candidates: cands }).candidates);
+    }
+    // All int32: no rawItems (the common case carries nothing extra).
+    expect(packScoreRequest({ query: q, candidates: [{ item: 3 }] }).candidates.rawItems).toBeUndefined();
+    const history = ids.map((item, t) => ({ query: { id: t }, item }));
+    const h = packScoreRequest({ query: q, candidates: [], history }).history!;
+    expect(h.rawItems).toEqual(ids);
+    expect(unpackHistory(h)).toEqual(validateScoreRequest({ query: q, candidates: [], history }).history);
+    expect(packScoreRequest({ query: q, candidates: [], history: [{ query: q, item: 4 }] }).history!.rawItems).toBeUndefined();
   });
 
   test('an invalid element deep in a large request is reported by path', () => {

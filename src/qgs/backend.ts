@@ -11,7 +11,7 @@ import type { LogVocab } from './log-data';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
 import { RankingPlan } from './ranking-plan';
-import type { BackendScoreRequest, Interaction, Query, ScoringBackend } from './serving/backend';
+import type { BackendScoreRequest, Interaction, ItemId, Query, ScoringBackend } from './serving/backend';
 import { CandidateBatch, unpackHistory, type PackedHistory } from './serving/packed';
 import { tagHash } from './serving/state-codec';
 
@@ -54,8 +54,8 @@ export class QgsBackend implements ScoringBackend {
     out.set(this.map.terms(seen ? q : null, 'query'), at);
   }
 
-  private itemToken(item: number): number {
-    return this.map.item(item, 'item');
+  private itemToken(item: ItemId, where = 'item'): number {
+    return this.map.item(item, where);
   }
 
   /** Tokens per interaction: flattened models write a query token then the item token. */
@@ -105,8 +105,9 @@ export class QgsBackend implements ScoringBackend {
   encodePacked(h: PackedHistory): Float32Array {
     const n = h.items.length;
     if (n === 0) return this.emptyState();
-    // A vocabulary reads ids and query text through maps: the generic path (no integer fast path).
-    if (this.map.vocabulary) return this.encode(unpackHistory(h));
+    // A vocabulary reads ids and query text through maps, and string or large ids need one: the
+    // generic path (no integer fast path).
+    if (this.map.vocabulary || h.rawItems !== undefined) return this.encode(unpackHistory(h));
     const { maxTerms: m, termVocab: vocab, variant } = this.model.cfg;
     const per = this.tokensPerEvent;
     const terms = new Int32Array(n * per * m);
@@ -199,13 +200,17 @@ export class QgsBackend implements ScoringBackend {
         reqs.forEach((r, i) => {
           const n = r.candidates.length;
           rowReq.fill(i, o, o + n);
-          // Ids arrive validated as non-negative int32 (serving/validate.ts); only the catalogue bound is the model's.
-          const ids = r.candidates.items;
-          const vocab = this.model.cfg.itemVocab;
-          const mapped = this.map.vocabulary;
-          for (let j = 0; j < n; j++) {
-            const t = ids[j] + ITEM_OFFSET;
-            items[o + j] = t < vocab && !mapped ? t : this.itemToken(ids[j]); // itemToken maps, or throws the catalogue error
+          // Int32 ids arrive validated as non-negative (serving/validate.ts); only the catalogue bound
+          // is the model's. A vocabulary, or string / large ids (rawItems), go through the map.
+          const c = r.candidates;
+          if (this.map.vocabulary || c.rawItems !== undefined) {
+            for (let j = 0; j < n; j++) items[o + j] = this.itemToken(c.item(j), `candidates[${j}].item`);
+          } else {
+            const vocab = this.model.cfg.itemVocab;
+            for (let j = 0; j < n; j++) {
+              const t = c.items[j] + ITEM_OFFSET;
+              items[o + j] = t < vocab ? t : this.itemToken(c.items[j], `candidates[${j}].item`); // throws the catalogue error
+            }
           }
           scaleFeatures(this.scaler, r.candidates.featureMatrix(this.columns, Number.NaN).values, true, feats, o * F);
           o += n;

@@ -36,8 +36,10 @@
 //     };
 //   };
 //
-// All inputs reaching a backend have been validated (see validate.ts): ids are non-negative
-// integers below 2^31, numbers are finite, histories and candidate lists are within the limits.
+// All inputs reaching a backend have been validated (see validate.ts): term, query and action ids
+// are non-negative integers below 2^31; item ids are too, except where the caller sent strings or
+// larger integers (then `candidates.item(i)` / `rawItems` hold them and `items[i]` is -1); numbers are
+// finite; histories and candidate lists are within the limits.
 
 import type { CandidateBatch, PackedHistory } from './packed';
 
@@ -50,10 +52,17 @@ export interface Query {
   id?: number;
 }
 
+/**
+ * An item id: a non-negative integer (up to 2^53 − 1) or a non-empty string. Models trained on a
+ * log map them through their vocabulary; the synthetic data's models take integers below their
+ * catalogue size and refuse others with an error naming the id.
+ */
+export type ItemId = number | string;
+
 /** One past interaction of a user: the query issued and the item acted on. */
 export interface Interaction {
   query: Query;
-  item: number;
+  item: ItemId;
   /** Timestamp (seconds or ms; the backend decides how it buckets Δt). */
   ts?: number;
   /** Action type id (click, purchase, ...). */
@@ -64,13 +73,13 @@ export type FeatureValue = number | string | number[] | string[] | null;
 
 /** A candidate item with its hand-crafted features: group name -> feature name -> value. */
 export interface Candidate {
-  item: number;
+  item: ItemId;
   features?: Record<string, Record<string, FeatureValue>>;
 }
 
 /**
  * One request as the backend sees it in a batch. Candidates arrive packed (see packed.ts): item ids
- * as an Int32Array, numeric features as one dense [N, columns] Float32Array (NaN = absent), string
+ * as an Int32Array (and rawItems when some are strings or past int32), numeric features as one dense [N, columns] Float32Array (NaN = absent), string
  * and array features as `extras`; `candidates.toArray()` rebuilds `Candidate` objects if wanted.
  */
 export interface BackendScoreRequest {

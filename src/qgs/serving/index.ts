@@ -14,7 +14,7 @@
 // ERR_QGS_OVERLOADED, ERR_QGS_LOAD).
 export { Ranker, rankerError, resolveBackendModule, defaultBackendCandidates } from './ranker';
 export type { RankerOptions, RankerStats, RankerErrorCode } from './ranker';
-export type { ScoringBackend, BackendFactory, BackendScoreRequest, Query, Interaction, Candidate, FeatureValue } from './backend';
+export type { ScoringBackend, BackendFactory, BackendScoreRequest, Query, Interaction, Candidate, FeatureValue, ItemId } from './backend';
 export { StateCache, ENTRY_OVERHEAD_BYTES } from './state-cache';
 export type { StateCacheStats, UserKey } from './state-cache';
 export { encodeState, decodeState, tagHash, STATE_MAGIC, STATE_FORMAT_VERSION, STATE_HEADER_BYTES } from './state-codec';

@@ -5,7 +5,7 @@
 // writes straight into typed arrays (one pass, no per-element strings), the arrays are transferred
 // to the worker without copying, and the backend reads numeric features as one dense matrix, which
 // is also the layout an HFG ranking head wants (one [N, F] block per feature group).
-import type { Candidate, FeatureValue, Interaction, Query } from './backend';
+import type { Candidate, FeatureValue, Interaction, ItemId, Query } from './backend';
 
 /** One numeric feature column of a CandidateBatch. */
 export interface FeatureColumn {
@@ -23,7 +23,10 @@ export interface FeatureExtra {
 
 /** Plain data of a packed candidate list (structured-cloneable; typed arrays transferable). */
 export interface PackedCandidates {
+  /** Item ids that are int32s; -1 where the id is a string or a larger integer (then see rawItems). */
   items: Int32Array;
+  /** Every candidate's id as given, present only when some id does not fit `items`. */
+  rawItems?: ItemId[];
   columns: FeatureColumn[];
   /** [items.length, columns.length] row-major; NaN where a candidate lacks the feature (or it is null). */
   values: Float32Array;
@@ -32,7 +35,8 @@ export interface PackedCandidates {
 
 /**
  * The candidates of one request as the backend sees them.
- * - `items[i]`: the item id of candidate i.
+ * - `items[i]`: the item id of candidate i when it is an int32, else -1; `item(i)` gives every id
+ *   as the caller sent it (string ids, integers past 2^31 − 1: `rawItems`, absent when there are none).
  * - numeric features: `values[i * columns.length + c]` is feature `columns[c]` of candidate i, NaN
  *   when absent or null. Columns are the (group, feature) pairs that occur in this request, in
  *   order of first appearance: map them to the model's own feature order with `column()`.
@@ -41,6 +45,7 @@ export interface PackedCandidates {
  */
 export class CandidateBatch implements PackedCandidates {
   readonly items: Int32Array;
+  readonly rawItems: ItemId[] | undefined;
   readonly columns: FeatureColumn[];
   readonly values: Float32Array;
   readonly extras: FeatureExtra[];
@@ -49,6 +54,7 @@ export class CandidateBatch implements PackedCandidates {
 
   constructor(p: PackedCandidates) {
     this.items = p.items;
+    this.rawItems = p.rawItems;
     this.columns = p.columns;
     this.values = p.values;
     this.extras = p.extras;
@@ -56,6 +62,11 @@ export class CandidateBatch implements PackedCandidates {
 
   get length(): number {
     return this.items.length;
+  }
+
+  /** The id of candidate i as the request gave it. */
+  item(i: number): ItemId {
+    return this.rawItems === undefined ? this.items[i] : this.rawItems[i];
   }
 
   /** Index of the (group, feature) column, or -1 when no candidate of this request has it. */
@@ -108,7 +119,7 @@ export class CandidateBatch implements PackedCandidates {
     const n = this.items.length;
     const C = this.columns.length;
     const out: Candidate[] = new Array(n);
-    for (let i = 0; i < n; i++) out[i] = { item: this.items[i] };
+    for (let i = 0; i < n; i++) out[i] = { item: this.item(i) };
     const feats = (i: number, g: string): Record<string, FeatureValue> => {
       const c = out[i];
       if (c.features === undefined) c.features = {};
@@ -128,7 +139,9 @@ export class CandidateBatch implements PackedCandidates {
 
 /** Plain data of a packed history (structured-cloneable; typed arrays transferable). */
 export interface PackedHistory {
+  /** As PackedCandidates.items / rawItems. */
   items: Int32Array;
+  rawItems?: ItemId[];
   /** NaN where absent. */
   ts: Float64Array;
   /** -1 where absent. */
@@ -157,7 +170,7 @@ export function unpackHistory(h: PackedHistory): Interaction[] {
     }
     if (h.texts !== null && h.texts[t] !== null) q.text = h.texts[t] as string;
     if (h.queryIds[t] >= 0) q.id = h.queryIds[t];
-    const e: Interaction = { query: q, item: h.items[t] };
+    const e: Interaction = { query: q, item: h.rawItems === undefined ? h.items[t] : h.rawItems[t] };
     if (!Number.isNaN(h.ts[t])) e.ts = h.ts[t];
     if (h.actions[t] >= 0) e.action = h.actions[t];
     out[t] = e;

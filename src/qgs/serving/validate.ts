@@ -6,7 +6,7 @@
 // what was validated even if the caller mutates its objects afterwards, and (b) extra fields on
 // candidates / interactions (titles, metadata...) are dropped instead of being copied to the worker.
 // Unknown top-level request fields are rejected (they are usually typos: `candidate`, `histroy`).
-import type { Candidate, FeatureValue, Interaction, Query } from './backend';
+import type { Candidate, FeatureValue, Interaction, ItemId, Query } from './backend';
 import type { UserKey } from './state-cache';
 import type { FeatureExtra, FeatureColumn, PackedCandidates, PackedHistory } from './packed';
 import { ShapeReaders } from './candidate-reader';
@@ -90,6 +90,22 @@ function checkId(v: unknown, path: string): number {
   return v;
 }
 
+const ITEM_ID = 'an item id (a non-negative integer or a non-empty string)';
+
+/**
+ * An item id: a non-negative safe integer or a non-empty string (what a model trained on a log maps
+ * through its vocabulary; the synthetic data's models take integers below their catalogue size).
+ */
+function checkItemId(v: unknown, path: string, limits: ServingLimits): ItemId {
+  if (typeof v === 'string') {
+    if (v.length === 0) fail(path, ITEM_ID, v);
+    return checkString(v, path, limits.maxTextLength);
+  }
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(path, ITEM_ID, v);
+  if (v > Number.MAX_SAFE_INTEGER) fail(path, `${ITEM_ID} (integers up to 2^53 - 1)`, v);
+  return v;
+}
+
 function checkFinite(v: unknown, path: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) fail(path, 'a finite number', v);
   return v;
@@ -135,7 +151,7 @@ export function validateQuery(v: unknown, path: string, limits: ServingLimits): 
 
 export function validateInteraction(v: unknown, path: string, limits: ServingLimits): Interaction {
   const o = checkObject(v, path);
-  const e: Interaction = { query: validateQuery(o.query, `${path}.query`, limits), item: checkId(o.item, `${path}.item`) };
+  const e: Interaction = { query: validateQuery(o.query, `${path}.query`, limits), item: checkItemId(o.item, `${path}.item`, limits) };
   if (o.ts !== undefined) e.ts = checkFinite(o.ts, `${path}.ts`);
   if (o.action !== undefined) e.action = checkId(o.action, `${path}.action`);
   return e;
@@ -177,7 +193,7 @@ export function validateFeatureValue(v: unknown, path: string, limits: ServingLi
 
 export function validateCandidate(v: unknown, path: string, limits: ServingLimits): Candidate {
   const o = checkObject(v, path);
-  const c: Candidate = { item: checkId(o.item, `${path}.item`) };
+  const c: Candidate = { item: checkItemId(o.item, `${path}.item`, limits) };
   if (o.features !== undefined) {
     const groups = checkObject(o.features, `${path}.features`);
     const gNames = Object.keys(groups);
@@ -313,8 +329,15 @@ export function resolveLimits(partial: Partial<ServingLimits> | undefined, path 
 // The fast paths build no strings and no copies; on the first invalid element they hand it to the
 // per-element validators above, which throw the same messages validateScoreRequest gives.
 
+/** Ids that fit the packed Int32Arrays (term, query, action ids; item ids that are not travel in `rawItems`). */
 function isId(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_ID;
+}
+
+/** checkItemId's test without the message (the packers' hot loops). */
+function isItemKey(v: unknown, limits: ServingLimits): boolean {
+  if (typeof v === 'string') return v.length > 0 && v.length <= limits.maxTextLength;
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= Number.MAX_SAFE_INTEGER;
 }
 
 function invalid(check: () => unknown, path: string): never {
@@ -368,11 +391,22 @@ export function packCandidateList(a: readonly unknown[], path: string, limits: S
   const seqG: string[] = [];
   const seqK: string[] = [];
   const seqCol: number[] = [];
+  // Every candidate's raw id, from the first one that is not an int32 (string ids, large integers).
+  let rawItems: ItemId[] | null = null;
   const bad: (i: number) => never = (i) => invalid(() => validateCandidate(a[i], `${path}[${i}]`, limits), `${path}[${i}]`);
   for (let i = 0; i < n; i++) {
     const c = a[i];
-    if (!isPlainObject(c) || !isId(c.item)) bad(i);
-    items[i] = c.item as number;
+    if (!isPlainObject(c)) bad(i);
+    const id = c.item;
+    if (isId(id)) {
+      items[i] = id;
+      if (rawItems !== null) rawItems[i] = id;
+    } else {
+      if (!isItemKey(id, limits)) bad(i);
+      rawItems ??= Array.from(items.subarray(0, i));
+      items[i] = -1;
+      rawItems[i] = id as ItemId;
+    }
     const f = c.features;
     if (f === undefined) continue;
     if (!isPlainObject(f)) bad(i);
@@ -441,7 +475,7 @@ export function packCandidateList(a: readonly unknown[], path: string, limits: S
   const values = new Float32Array(n * C);
   if (C > 0) values.fill(NaN);
   for (let e = 0; e < nnz; e++) values[eRow[e] * C + eCol[e]] = eVal[e];
-  return { items, columns, values, extras };
+  return rawItems === null ? { items, columns, values, extras } : { items, columns, values, extras, rawItems };
 }
 
 /** Validates a history and packs it into typed arrays. */
@@ -457,13 +491,23 @@ export function packHistory(v: unknown, path: string, limits: ServingLimits): Pa
   let terms = new Int32Array(Math.max(16, 4 * n));
   let nt = 0;
   let texts: (string | null)[] | null = null;
+  let rawItems: ItemId[] | null = null; // as in packCandidateList
   for (let t = 0; t < n; t++) {
     const e = a[t];
     const bad: () => never = () => invalid(() => validateInteraction(e, `${path}[${t}]`, limits), `${path}[${t}]`);
-    if (!isPlainObject(e) || !isPlainObject(e.query) || !isId(e.item)) bad();
+    if (!isPlainObject(e) || !isPlainObject(e.query)) bad();
     const ev = e as Record<string, unknown>;
     const q = ev.query as Record<string, unknown>;
-    items[t] = ev.item as number;
+    const id = ev.item;
+    if (isId(id)) {
+      items[t] = id;
+      if (rawItems !== null) rawItems[t] = id;
+    } else {
+      if (!isItemKey(id, limits)) bad();
+      rawItems ??= Array.from(items.subarray(0, t));
+      items[t] = -1;
+      rawItems[t] = id as ItemId;
+    }
     if (ev.ts === undefined) ts[t] = NaN;
     else if (typeof ev.ts === 'number' && Number.isFinite(ev.ts)) ts[t] = ev.ts;
     else bad();
@@ -502,7 +546,9 @@ export function packHistory(v: unknown, path: string, limits: ServingLimits): Pa
     } else bad();
     if (!content) bad();
   }
-  return { items, ts, actions, queryIds, termOffsets, terms: terms.slice(0, nt), hasTerms, texts };
+  const h: PackedHistory = { items, ts, actions, queryIds, termOffsets, terms: terms.slice(0, nt), hasTerms, texts };
+  if (rawItems !== null) h.rawItems = rawItems;
+  return h;
 }
 
 /** A validated score request in the packed form the Ranker sends to its worker. */
