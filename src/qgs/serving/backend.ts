@@ -79,8 +79,9 @@ export interface Candidate {
 
 /**
  * One request as the backend sees it in a batch. Candidates arrive packed (see packed.ts): item ids
- * as an Int32Array (and rawItems when some are strings or past int32), numeric features as one dense [N, columns] Float32Array (NaN = absent), string
- * and array features as `extras`; `candidates.toArray()` rebuilds `Candidate` objects if wanted.
+ * as an Int32Array (and `rawItems` when some are strings or past int32), numeric features as one
+ * dense [N, columns] Float32Array (NaN = absent), string and array features as `extras`;
+ * `candidates.toArray()` rebuilds `Candidate` objects if wanted.
  */
 export interface BackendScoreRequest {
   state: Float32Array;

@@ -9,7 +9,7 @@
 import type { Candidate, FeatureValue, Interaction, ItemId, Query } from './backend';
 import type { UserKey } from './state-cache';
 import type { FeatureExtra, FeatureColumn, PackedCandidates, PackedHistory } from './packed';
-import { ShapeReaders } from './candidate-reader';
+import { isPlainObject, ShapeReaders } from './candidate-reader';
 
 export interface ServingLimits {
   /** Candidates per score request. */
@@ -69,14 +69,6 @@ export function describeValue(v: unknown): string {
 
 function fail(path: string, expected: string, got: unknown): never {
   throw new ValidationError(path, `expected ${expected}, got ${describeValue(got)}`);
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  // The prototype test alone excludes arrays, typed arrays and class instances (called ~7 times per
-  // candidate: Array.isArray and ArrayBuffer.isView in front of it were a third of packing them).
-  if (typeof v !== 'object' || v === null) return false;
-  const p = Object.getPrototypeOf(v);
-  return p === Object.prototype || p === null;
 }
 
 function checkObject(v: unknown, path: string): Record<string, unknown> {
@@ -340,13 +332,35 @@ function isItemKey(v: unknown, limits: ServingLimits): boolean {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= Number.MAX_SAFE_INTEGER;
 }
 
+/**
+ * The item ids of a packed list: int32 ids in `items`; from the first other id on (a string, an
+ * integer past 2^31 − 1), every id as given in `raw`, with -1 in `items` for the others.
+ */
+class ItemIdColumn {
+  raw: ItemId[] | null = null;
+  constructor(readonly items: Int32Array) {}
+
+  /** Stores id at i; false when it is not an item id (the caller reports it). */
+  put(i: number, id: unknown, limits: ServingLimits): boolean {
+    if (isId(id)) {
+      this.items[i] = id;
+      if (this.raw !== null) this.raw[i] = id;
+      return true;
+    }
+    if (!isItemKey(id, limits)) return false;
+    this.raw ??= Array.from(this.items.subarray(0, i));
+    this.items[i] = -1;
+    this.raw[i] = id as ItemId;
+    return true;
+  }
+}
+
 function invalid(check: () => unknown, path: string): never {
   check();
   throw new ValidationError(path, 'invalid value'); // not reached: check() throws
 }
 
-// Compiled readers for candidate lists of one shape (candidate-reader.ts). A memo of pure functions
-// keyed by shape, bounded in size: which shapes it holds changes speed, never a result.
+// Compiled readers for candidate lists of one shape (candidate-reader.ts).
 const SHAPE_READERS = new ShapeReaders(MAX_ID);
 
 /** Below this many candidates the generic path is as fast as compiling and running a reader. */
@@ -391,22 +405,11 @@ export function packCandidateList(a: readonly unknown[], path: string, limits: S
   const seqG: string[] = [];
   const seqK: string[] = [];
   const seqCol: number[] = [];
-  // Every candidate's raw id, from the first one that is not an int32 (string ids, large integers).
-  let rawItems: ItemId[] | null = null;
+  const ids = new ItemIdColumn(items);
   const bad: (i: number) => never = (i) => invalid(() => validateCandidate(a[i], `${path}[${i}]`, limits), `${path}[${i}]`);
   for (let i = 0; i < n; i++) {
     const c = a[i];
-    if (!isPlainObject(c)) bad(i);
-    const id = c.item;
-    if (isId(id)) {
-      items[i] = id;
-      if (rawItems !== null) rawItems[i] = id;
-    } else {
-      if (!isItemKey(id, limits)) bad(i);
-      rawItems ??= Array.from(items.subarray(0, i));
-      items[i] = -1;
-      rawItems[i] = id as ItemId;
-    }
+    if (!isPlainObject(c) || !ids.put(i, c.item, limits)) bad(i);
     const f = c.features;
     if (f === undefined) continue;
     if (!isPlainObject(f)) bad(i);
@@ -475,7 +478,7 @@ export function packCandidateList(a: readonly unknown[], path: string, limits: S
   const values = new Float32Array(n * C);
   if (C > 0) values.fill(NaN);
   for (let e = 0; e < nnz; e++) values[eRow[e] * C + eCol[e]] = eVal[e];
-  return rawItems === null ? { items, columns, values, extras } : { items, columns, values, extras, rawItems };
+  return ids.raw === null ? { items, columns, values, extras } : { items, columns, values, extras, rawItems: ids.raw };
 }
 
 /** Validates a history and packs it into typed arrays. */
@@ -491,23 +494,13 @@ export function packHistory(v: unknown, path: string, limits: ServingLimits): Pa
   let terms = new Int32Array(Math.max(16, 4 * n));
   let nt = 0;
   let texts: (string | null)[] | null = null;
-  let rawItems: ItemId[] | null = null; // as in packCandidateList
+  const ids = new ItemIdColumn(items);
   for (let t = 0; t < n; t++) {
     const e = a[t];
     const bad: () => never = () => invalid(() => validateInteraction(e, `${path}[${t}]`, limits), `${path}[${t}]`);
-    if (!isPlainObject(e) || !isPlainObject(e.query)) bad();
+    if (!isPlainObject(e) || !isPlainObject(e.query) || !ids.put(t, e.item, limits)) bad();
     const ev = e as Record<string, unknown>;
     const q = ev.query as Record<string, unknown>;
-    const id = ev.item;
-    if (isId(id)) {
-      items[t] = id;
-      if (rawItems !== null) rawItems[t] = id;
-    } else {
-      if (!isItemKey(id, limits)) bad();
-      rawItems ??= Array.from(items.subarray(0, t));
-      items[t] = -1;
-      rawItems[t] = id as ItemId;
-    }
     if (ev.ts === undefined) ts[t] = NaN;
     else if (typeof ev.ts === 'number' && Number.isFinite(ev.ts)) ts[t] = ev.ts;
     else bad();
@@ -547,7 +540,7 @@ export function packHistory(v: unknown, path: string, limits: ServingLimits): Pa
     if (!content) bad();
   }
   const h: PackedHistory = { items, ts, actions, queryIds, termOffsets, terms: terms.slice(0, nt), hasTerms, texts };
-  if (rawItems !== null) h.rawItems = rawItems;
+  if (ids.raw !== null) h.rawItems = ids.raw;
   return h;
 }
 
