@@ -10,8 +10,6 @@ import { readSessions } from '../src/data/sessions';
 import { SYNTHETIC_FEATURE_SPEC } from '../src/data/synthetic';
 import { captureIO } from './helpers';
 
-const capture = captureIO;
-
 let dir: string;
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qgs-cli-'));
@@ -22,18 +20,18 @@ const TINY = ['--users', '20', '--items', '100', '--topics', '4'];
 
 describe('qgs CLI (in-process)', () => {
   test('--help lists generate; every command has --help', async () => {
-    const io = capture();
+    const io = captureIO();
     expect(await runCli(['--help'], io)).toBe(0);
     const help = io.stdout.join('');
     expect(help).toMatch(/Usage: qgs/);
     expect(help).toMatch(/generate/);
-    const io2 = capture();
+    const io2 = captureIO();
     expect(await runCli(['generate', '--help'], io2)).toBe(0);
     expect(io2.stdout.join('')).toMatch(/--seed <n>[\s\S]*--json/);
   });
   test('generate --json prints one machine-readable stats row; same seed, same numbers', async () => {
     const run = async (): Promise<Record<string, unknown>> => {
-      const io = capture();
+      const io = captureIO();
       expect(await runCli(['generate', ...TINY, '--seed', '3', '--json'], io)).toBe(0);
       expect(io.stdout).toHaveLength(1);
       return JSON.parse(io.stdout[0]) as Record<string, unknown>;
@@ -48,7 +46,7 @@ describe('qgs CLI (in-process)', () => {
   });
   test('generate --out writes JSONL + meta atomically; the file reads back with the spec', async () => {
     const out = path.join(dir, 'sessions.jsonl');
-    const io = capture();
+    const io = captureIO();
     expect(await runCli(['generate', ...TINY, '--out', out, '--truth', path.join(dir, 'truth.json')], io)).toBe(0);
     expect(io.stdout.join('\n')).toMatch(/requests/);
     const meta = JSON.parse(fs.readFileSync(path.join(dir, 'sessions.meta.json'), 'utf8'));
@@ -64,19 +62,19 @@ describe('qgs CLI (in-process)', () => {
     expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
   test('--reference --json adds one row per reference scorer', async () => {
-    const io = capture();
+    const io = captureIO();
     expect(await runCli(['generate', ...TINY, '--reference', '--json'], io)).toBe(0);
     const rows = io.stdout.map((l) => JSON.parse(l) as { scorer?: string; gauc?: number });
     expect(rows.slice(1).map((r) => r.scorer)).toEqual(['random', 'production', 'bm25', 'item_ctr', 'lr_features', 'lr_pooled', 'lr_query_conditioned', 'oracle_no_history', 'oracle_no_query', 'oracle_full']);
   });
   test('bad arguments give a clear error and a non-zero exit code', async () => {
-    const io = capture();
+    const io = captureIO();
     expect(await runCli(['generate', '--users', 'abc'], io)).not.toBe(0);
     expect(io.stderr.join('')).toMatch(/--users must be an integer, got "abc"/);
-    const io2 = capture();
+    const io2 = captureIO();
     expect(await runCli(['frobnicate'], io2)).not.toBe(0);
     expect(io2.stderr.join('')).toMatch(/unknown command 'frobnicate'/);
-    const io3 = capture();
+    const io3 = captureIO();
     expect(await runCli(['generate', ...TINY, '--out', path.join(dir, 'no/such/dir/x.jsonl')], io3)).toBe(1);
     expect(io3.stderr.join('')).toMatch(/^qgs: .*ENOENT/);
   });
@@ -92,15 +90,15 @@ describe('command registry (the extension point for train/eval/rank/demo)', () =
         .action((o: { json?: boolean }) => printRows(io, [{ model: 'x', gauc: 0.5 }], o.json === true));
     });
     expect(registeredCommands()).toEqual(['generate', 'demo', 'train', 'eval', 'rank', 'study', 'hello']);
-    const io = capture();
+    const io = captureIO();
     expect(await runCli(['hello', '--json'], io)).toBe(0);
     expect(io.stdout).toEqual(['{"model":"x","gauc":0.5}']);
-    const io2 = capture();
+    const io2 = captureIO();
     await runCli(['hello'], io2);
     expect(io2.stdout).toEqual(['model    gauc', '-----  ------', 'x      0.5000']);
   });
   test('tables print metrics with 4 decimals, durations (*_s, *_ms) with 1, null as -', () => {
-    const io = capture();
+    const io = captureIO();
     printRows(io, [{ model: 'a', gauc: 0.68331, train_s: 41.25, p99_ms: 2, note: null }], false);
     expect(io.stdout[2].split(/\s+/)).toEqual(['a', '0.6833', '41.3', '2', '-']);
   });
@@ -108,7 +106,7 @@ describe('command registry (the extension point for train/eval/rank/demo)', () =
     expect(() => registerCommand('generate', () => undefined)).toThrow(/already registered/);
     expect(() => registerCommand('Bad Name', () => undefined)).toThrow(/invalid command name/);
     registerCommand('liar', (program: Command) => void program.command('other'));
-    expect(() => createProgram(capture())).toThrow(/must add exactly one command named "liar"/);
+    expect(() => createProgram(captureIO())).toThrow(/must add exactly one command named "liar"/);
   });
 });
 

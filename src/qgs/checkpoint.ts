@@ -7,7 +7,7 @@ import { saveSafetensors, loadSafetensors, type TensorRecord } from '../io/safet
 import { QgsModel, DEFAULT_MODEL, type QgsConfig } from './model';
 import { ITEM_OFFSET } from './dataset';
 import type { ScalerState } from './features';
-import { parseLogVocab, type LogVocab } from './log-data';
+import { logItemTableRows, parseLogVocab, type LogVocab } from './log-data';
 
 export const CHECKPOINT_FILE = 'model.safetensors';
 export const CHECKPOINT_KIND = 'qgs-ranker';
@@ -69,7 +69,7 @@ export function loadCheckpoint(dirOrFile: string): { model: QgsModel; scaler: Sc
   // Checked before any weight is allocated: a log-trained model's item table is its vocabulary plus
   // the unseen-item row and the no-item token.
   const vocab = st.config.vocab === undefined ? undefined : parseLogVocab(st.config.vocab, `loadCheckpoint: ${file}: vocab`);
-  if (vocab !== undefined && vocab.items.length + 1 + ITEM_OFFSET !== cfg.itemVocab) {
+  if (vocab !== undefined && logItemTableRows(vocab) !== cfg.itemVocab) {
     throw new Error(`loadCheckpoint: ${file}: vocab has ${vocab.items.length} items but the model's item table has ${cfg.itemVocab} rows (expected items + ${1 + ITEM_OFFSET})`);
   }
   const model = new QgsModel(cfg);

@@ -58,7 +58,8 @@ export class RankingHead extends Module {
     const G = layout.groups.length;
     this.groups = this.registerModule('groups', new DenseGroupTokens(layout, dim, seed));
     if (kind === 'hfg') {
-      this.fusion = this.registerModule('fusion', new HFGAttention({ ...(hfg ?? { ...DEFAULT_HFG_HEAD, ffnHidden: DEFAULT_HFG_HEAD.ffnMult * dim }), dim, numGroups: G, seed: seed + 50 }));
+      const { heads, layers, pooling, ffnMult } = DEFAULT_HFG_HEAD;
+      this.fusion = this.registerModule('fusion', new HFGAttention({ ...(hfg ?? { heads, layers, pooling, ffnHidden: ffnMult * dim }), dim, numGroups: G, seed: seed + 50 }));
     } else if (kind === 'concat-mlp') {
       this.fusion = this.registerModule('fusion', new ConcatFeatureMLP({ dim, numGroups: G, hidden: [4 * dim, 2 * dim], seed: seed + 50 }));
     } else {

@@ -115,6 +115,11 @@ function indicatorColumns(c: CategoricalColumns): string[] {
   return [...c.values.map((v) => `${c.feature}=${v}`), `${c.feature}=${OTHER}`];
 }
 
+/** Rows of the item table of a model trained with `vocab`: its items, the unseen-item row (model item 0) and the reserved tokens. */
+export function logItemTableRows(vocab: LogVocab): number {
+  return vocab.items.length + 1 + ITEM_OFFSET;
+}
+
 /** Checks a LogVocab read from JSON (a checkpoint); errors name `where` and the bad field. */
 export function parseLogVocab(value: unknown, where: string): LogVocab {
   const v = value as Partial<LogVocab> | null;
@@ -330,7 +335,7 @@ export function prepareLogData(records: readonly SessionRecord[], opts: LogDataO
   const catalogue = sideByModelId(vocab, nItems, opts.catalogue);
   const data = prepareTimelines(mapped, vocab.spec, { split, maxTerms, positionFeature: vocab.positionFeature, catalogue });
   data.termVocab = vocab.termBuckets + TERM_OFFSET;
-  if (data.itemVocab !== nItems + ITEM_OFFSET) throw new Error(`prepareLogData: internal: item table ${data.itemVocab}, expected ${nItems + ITEM_OFFSET}`);
+  if (data.itemVocab !== logItemTableRows(vocab)) throw new Error(`prepareLogData: internal: item table ${data.itemVocab}, expected ${logItemTableRows(vocab)}`);
   const count = (c: number): number => split.reduce((s, x) => s + (x === c ? 1 : 0), 0);
   return {
     data,
