@@ -3,13 +3,18 @@
 // intermediates (LayerNorm, projection, SiLU, a split into four strided copies, the chunked
 // recurrence, LayerNorm, gate, output projection, residual): at T = 1,000 tokens its allocations,
 // copies and the chunked recurrence's Q Kᵀ blocks cost ~2 ms of a ~3 ms cold serving encode. Here:
-// one LayerNorm pass, one BLAS projection (only its V and K rows when no output is wanted), SiLU in
-// place, the recurrence token by token per (sequence, head) on a state held in a small buffer, and
-// one BLAS output projection onto x + bo.
+// LayerNorm, projection (only its V and K rows when no output is wanted) and SiLU per block of rows
+// while the block is in L1/L2, split over the pool; the recurrence token by token per (sequence,
+// head) on a state held in a small buffer; then LayerNorm ⊙ U and the output projection onto x + bo,
+// again per block of rows. The products are tile_gemm.h's register-blocked ones: as one BLAS call
+// (10M multiply-adds at T = 1,000, below the size where BLAS threads pay) the projection ran on one
+// thread while the pool's other thread waited, and its [T, P] result went through memory once more
+// for the SiLU.
 #include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 // The vector helpers return 32-byte vectors from always-inlined functions: the ABI note does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -17,9 +22,9 @@
 #include "hfg_simd.h"
 #include "layer_norm_row.h"
 #include "qgs/elementwise.h"
-#include "qgs/linalg.h"
 #include "qgs/linear_hstu_step.h"
 #include "qgs/parallel.h"
+#include "tile_gemm.h"
 
 namespace qgs {
 
@@ -52,12 +57,62 @@ using hfg_simd::v8f;
 // Uninitialised float scratch (every element is written before it is read).
 std::unique_ptr<float[]> scratch(int64_t n) { return std::unique_ptr<float[]>(new float[static_cast<size_t>(n)]); }
 
-// dst [T, rows] = SiLU(y [T, D] · W[row0 : row0 + rows]ᵀ + b[row0 : row0 + rows]).
-void project_silu(float* dst, const float* y, const LinearHstuStepWeights& w, int64_t T, int64_t D, int64_t row0,
-                  int64_t rows) {
-  if (w.proj_b) broadcast_rows(dst, w.proj_b + row0, T, rows);
-  gemm(dst, y, w.proj_w + row0 * D, 1, T, rows, D, false, true, 0, 0, 0, 1.f, w.proj_b ? 1.f : 0.f);
-  unary_f32(UnaryOp::Silu, dst, dst, T * rows, 0.f, 0.f);
+// Rows of a block: the tile products' scratch is kRows × r16(width) floats.
+constexpr int64_t kRows = 32;
+
+// Bᵀ for the tile products: out[d, j] = W[rows[j], d] for the selected rows of W [·, D] (row-major),
+// zero-padded to ldb = r16(n) columns, so a product with it needs no tail handling.
+struct PaddedT {
+  std::vector<float> b;
+  int64_t n = 0, ldb = 0;
+};
+
+PaddedT transpose_rows(const float* W, int64_t D, const int64_t* row0, const int64_t* count, int ranges) {
+  PaddedT t;
+  for (int r = 0; r < ranges; ++r) t.n += count[r];
+  t.ldb = tile::r16(t.n);
+  t.b.assign(static_cast<size_t>(D * t.ldb), 0.f);
+  int64_t j = 0;
+  for (int r = 0; r < ranges; ++r)
+    for (int64_t i = 0; i < count[r]; ++i, ++j)
+      for (int64_t d = 0; d < D; ++d) t.b[d * t.ldb + j] = W[(row0[r] + i) * D + d];
+  return t;
+}
+
+// dst [T, n] = SiLU(LNin(x) · Wselᵀ + bsel), n = Σ count: the selected row ranges of the projection,
+// concatenated. One pool piece does LayerNorm, product, bias and SiLU for kRows rows at a time.
+void project_silu(float* dst, const float* x, const LinearHstuStepWeights& w, int64_t T, int64_t D, const int64_t* row0,
+                  const int64_t* count, int ranges) {
+  const PaddedT wt = transpose_rows(w.proj_w, D, row0, count, ranges);
+  std::vector<float> bias(static_cast<size_t>(wt.n), 0.f);
+  if (w.proj_b) {
+    int64_t j = 0;
+    for (int r = 0; r < ranges; ++r)
+      for (int64_t i = 0; i < count[r]; ++i) bias[j++] = w.proj_b[row0[r] + i];
+  }
+  const int64_t n = wt.n, ldb = wt.ldb;
+  // Widths that are whole 16-float strips (the QGS shapes) are written in place; others go through
+  // a padded block and are copied out.
+  const bool direct = n == ldb;
+  parallel_for(T, kRows, [&](int64_t r0, int64_t r1) {
+    auto y = scratch(kRows * D);
+    auto pad = direct ? nullptr : scratch(kRows * ldb);
+    float mean, rstd;
+    for (int64_t a = r0; a < r1; a += kRows) {
+      const int64_t m = std::min(kRows, r1 - a);
+      float* c = direct ? dst + a * n : pad.get();
+      for (int64_t i = 0; i < m; ++i) ln_row(y.get() + i * D, &mean, &rstd, x + (a + i) * D, w.ln_in_w, w.ln_in_b, D, w.eps_in);
+      tile::mm(c, ldb, y.get(), D, wt.b.data(), ldb, m, D, ldb, false);
+      for (int64_t i = 0; i < m; ++i) {
+        float* QGS_RESTRICT ci = c + i * ldb;
+        for (int64_t j = 0; j < n; ++j) ci[j] += bias[j];
+      }
+      // Inside the pool's region this runs on the calling thread (vectorised, no nested split).
+      unary_f32(UnaryOp::Silu, c, c, m * ldb, 0.f, 0.f);
+      if (!direct)
+        for (int64_t i = 0; i < m; ++i) std::memcpy(dst + (a + i) * n, c + i * ldb, sizeof(float) * n);
+    }
+  });
 }
 
 // Where one token's pieces sit: u, q (output path only), v and k as row pointers + row strides.
@@ -112,7 +167,7 @@ QGS_SIMD_CLONES void scan(float* o, float* S_final, const float* S0, const float
 }
 
 // scan() for dv = 8·NV (the common head widths) in explicit 8-float vectors: the output
-// accumulators stay in registers, split over two interleaved halves of the dk rows so consecutive
+// accumulators stay in registers, split over four interleaved quarters of the dk rows so consecutive
 // FMAs do not wait on each other (the generic loop's o[] load-add-store chain was ~1/3 of a
 // 1,000-token encode).
 template <int NV>
@@ -130,32 +185,35 @@ QGS_SIMD_CLONES void scan_v8(float* o, float* S_final, const float* S0, const fl
     for (int n = 0; n < NV; ++n) vw[n] = load8(v + 8 * n) * wt;
     if (o) {
       const float* q = c.q + t * c.sq + h * dk;
-      v8f acc0[NV], acc1[NV];
-      for (int n = 0; n < NV; ++n) acc0[n] = acc1[n] = v8f{};
+      // R accumulator chains over the dk rows: with two at dv = 16, the chained FMAs (dk / 2 deep,
+      // 4–5 cycles each) bounded a token, not the state's loads and stores. R · NV ≤ 8 of the 16
+      // AVX2 registers.
+      constexpr int R = NV >= 4 ? 2 : 4;
+      v8f acc[4][NV];
+      for (int r = 0; r < 4; ++r)
+        for (int n = 0; n < NV; ++n) acc[r][n] = v8f{};
       int64_t i = 0;
-      for (; i + 2 <= dk; i += 2) {
-        float* r0 = S + i * DV;
-        float* r1 = r0 + DV;
-        const float k0 = k[i], k1 = k[i + 1], q0 = q[i], q1 = q[i + 1];
-        for (int n = 0; n < NV; ++n) {
-          const v8f n0 = load8(r0 + 8 * n) * a + vw[n] * k0;
-          const v8f n1 = load8(r1 + 8 * n) * a + vw[n] * k1;
-          store8(r0 + 8 * n, n0);
-          store8(r1 + 8 * n, n1);
-          acc0[n] += n0 * q0;
-          acc1[n] += n1 * q1;
+      for (; i + R <= dk; i += R) {
+        for (int r = 0; r < R; ++r) {
+          float* row = S + (i + r) * DV;
+          const float kr = k[i + r], qr = q[i + r];
+          for (int n = 0; n < NV; ++n) {
+            const v8f nv = load8(row + 8 * n) * a + vw[n] * kr;
+            store8(row + 8 * n, nv);
+            acc[r][n] += nv * qr;
+          }
         }
       }
-      if (i < dk) {
-        float* r0 = S + i * DV;
+      for (; i < dk; ++i) {
+        float* row = S + i * DV;
         for (int n = 0; n < NV; ++n) {
-          const v8f n0 = load8(r0 + 8 * n) * a + vw[n] * k[i];
-          store8(r0 + 8 * n, n0);
-          acc0[n] += n0 * q[i];
+          const v8f nv = load8(row + 8 * n) * a + vw[n] * k[i];
+          store8(row + 8 * n, nv);
+          acc[0][n] += nv * q[i];
         }
       }
       float* oh = o + t * Hv + h * DV;
-      for (int n = 0; n < NV; ++n) store8(oh + 8 * n, acc0[n] + acc1[n]);
+      for (int n = 0; n < NV; ++n) store8(oh + 8 * n, (acc[0][n] + acc[1][n]) + (acc[2][n] + acc[3][n]));
     } else if (wt != 0.f) {
       for (int64_t i = 0; i < dk; ++i) {
         float* r = S + i * DV;
@@ -178,27 +236,20 @@ void linear_hstu_seq_forward(float* out, float* state_out, const float* x, const
   QGS_REQUIRE(T == 0 || x, "linearHstuBlock: x must be non-null");
   const bool want_out = out != nullptr;
 
-  // 1. y = LNin(x), rows split across the pool.
-  auto y = scratch(std::max<int64_t>(T * D, 1));
-  parallel_for(T, 64, [&](int64_t r0, int64_t r1) {
-    float mean, rstd;
-    for (int64_t r = r0; r < r1; ++r) ln_row(y.get() + r * D, &mean, &rstd, x + r * D, w.ln_in_w, w.ln_in_b, D, w.eps_in);
-  });
-
-  // 2. SiLU projection: all of [U | V | Q | K] for the output path, only V and K for the state.
-  std::unique_ptr<float[]> p, pv, pk;
+  // 1–2. SiLU(LNin(x) W + b): all of [U | V | Q | K] for the output path, only V and K for the state.
+  std::unique_ptr<float[]> p;
   Columns c{};
   if (T > 0) {
     if (want_out) {
       p = scratch(T * P);
-      project_silu(p.get(), y.get(), w, T, D, 0, P);
+      const int64_t row0[1] = {0}, count[1] = {P};
+      project_silu(p.get(), x, w, T, D, row0, count, 1);
       c = {p.get(), p.get() + Hv, p.get() + 2 * Hv, p.get() + 2 * Hv + Hk, P, P, P, P};
     } else {
-      pv = scratch(T * Hv);
-      pk = scratch(T * Hk);
-      project_silu(pv.get(), y.get(), w, T, D, Hv, Hv);
-      project_silu(pk.get(), y.get(), w, T, D, 2 * Hv + Hk, Hk);
-      c = {nullptr, pv.get(), nullptr, pk.get(), 0, Hv, 0, Hk};
+      p = scratch(T * (Hv + Hk));
+      const int64_t row0[2] = {Hv, 2 * Hv + Hk}, count[2] = {Hv, Hk};
+      project_silu(p.get(), x, w, T, D, row0, count, 2);
+      c = {nullptr, p.get(), nullptr, p.get() + Hv, 0, Hv + Hk, 0, Hv + Hk};
     }
   }
 
@@ -222,21 +273,31 @@ void linear_hstu_seq_forward(float* out, float* state_out, const float* x, const
   });
   if (!want_out || T == 0) return;
 
-  // 4. m = LNout(o) ⊙ u (in place in o), out = x + bo, then out += m Woᵀ.
-  parallel_for(T, 64, [&](int64_t r0, int64_t r1) {
-    auto row = scratch(Hv);
+  // 4. out = x + bo + (LNout(o) ⊙ u) Woᵀ, kRows rows at a time.
+  const int64_t row0[1] = {0}, count[1] = {D};
+  // Wo is [D, Hv]: its transpose [Hv, D] is "rows 0..D of Wo" laid out as columns.
+  const PaddedT wo = transpose_rows(w.out_w, Hv, row0, count, 1);
+  parallel_for(T, kRows, [&](int64_t r0, int64_t r1) {
+    auto mrow = scratch(kRows * Hv);
+    auto acc = scratch(kRows * wo.ldb);
     float mean, rstd;
-    for (int64_t r = r0; r < r1; ++r) {
-      float* orow = o.get() + r * Hv;
-      ln_row(row.get(), &mean, &rstd, orow, w.ln_out_w, w.ln_out_b, Hv, w.eps_out);
-      const float* u = c.u + r * c.su;
-      for (int64_t j = 0; j < Hv; ++j) orow[j] = row[j] * u[j];
-      const float* xr = x + r * D;
-      float* yr = out + r * D;
-      for (int64_t d = 0; d < D; ++d) yr[d] = xr[d] + (w.out_b ? w.out_b[d] : 0.f);
+    for (int64_t a = r0; a < r1; a += kRows) {
+      const int64_t m = std::min(kRows, r1 - a);
+      for (int64_t i = 0; i < m; ++i) {
+        float* mi = mrow.get() + i * Hv;
+        ln_row(mi, &mean, &rstd, o.get() + (a + i) * Hv, w.ln_out_w, w.ln_out_b, Hv, w.eps_out);
+        const float* u = c.u + (a + i) * c.su;
+        for (int64_t j = 0; j < Hv; ++j) mi[j] *= u[j];
+      }
+      tile::mm(acc.get(), wo.ldb, mrow.get(), Hv, wo.b.data(), wo.ldb, m, Hv, wo.ldb, false);
+      for (int64_t i = 0; i < m; ++i) {
+        const float* xr = x + (a + i) * D;
+        const float* ar = acc.get() + i * wo.ldb;
+        float* yr = out + (a + i) * D;
+        for (int64_t d = 0; d < D; ++d) yr[d] = xr[d] + (w.out_b ? w.out_b[d] : 0.f) + ar[d];
+      }
     }
   });
-  gemm(out, o.get(), w.out_w, 1, T, D, Hv, false, true, 0, 0, 0, 1.f, 1.f);
 }
 
 }  // namespace cpu

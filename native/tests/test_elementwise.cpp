@@ -5,6 +5,7 @@
 #include <array>
 #include <utility>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <tuple>
@@ -204,6 +205,30 @@ void test_gelu_tail() {
     const double ref = 0.5 * v * std::erfc(-v / std::sqrt(2.0));
     check(std::fabs(y - ref) <= 8e-6 * std::fabs(ref), "gelu tail x=" + std::to_string(v) + " got " + std::to_string(double(y) / ref));
   }
+}
+
+// SiLU's forward clamps its exp argument (elementwise.cpp, exp8_clamped): across and past the clamp
+// edges it must match float64 to 2e-6 relative (or be within 6e-37 of it where SiLU is set to -0 below
+// v = -88), and keep the infinities and NaN.
+void test_silu_range() {
+  std::vector<float> xs = {-1000.f, -104.f, -89.f, -88.5f, -88.f, -87.9f, -87.5f, -87.f, -86.9f, -60.f, -20.f, -1e-3f, 0.f,
+                           1e-3f,   20.f,   60.f,  86.9f,  87.f,  87.5f,  88.f,   88.5f, 89.f,   104.f, 1000.f};
+  for (int i = 0; i < 64; ++i) xs.push_back(-90.f + 180.f * float(i) / 63.f);
+  std::vector<float> y(xs.size(), std::nanf(""));
+  qgs::cpu::unary_f32(UnaryOp::Silu, y.data(), xs.data(), int64_t(xs.size()), 0.f, 0.f);
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double v = xs[i], ref = v / (1.0 + std::exp(-v));
+    const bool ok = std::fabs(y[i] - ref) <= 2e-6 * std::fabs(ref) || (v < -88.0 && std::fabs(y[i] - ref) <= 6e-37);
+    char msg[128];
+    std::snprintf(msg, sizeof msg, "silu x=%.9g got %.9g want %.9g", v, double(y[i]), ref);
+    check(ok, msg);
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> sx = {inf, -inf, std::nanf("")}, sy(3, 0.f);
+  qgs::cpu::unary_f32(UnaryOp::Silu, sy.data(), sx.data(), 3, 0.f, 0.f);
+  check(sy[0] == inf, "silu(+inf) = +inf");
+  check(std::isnan(sy[1]), "silu(-inf) is NaN (-inf · 0, as x · sigmoid(x))");
+  check(std::isnan(sy[2]), "silu(NaN) is NaN");
 }
 
 void test_unary(Rng& rng) {
@@ -448,6 +473,7 @@ int main() {
   test_where(rng);
   test_unary(rng);
   test_gelu_tail();
+  test_silu_range();
   test_reduce(rng);
   test_movement(rng);
   test_embedding_bag(rng);
