@@ -172,10 +172,11 @@ std::vector<float> transposed_padded(const float* w, int64_t out, int64_t in) {
 }
 
 struct Prepared {
-  std::vector<float> wq;          // Wqᵀ [D, Dp]
-  std::vector<float> wk;          // Wk as is, rows padded: [D (outputs, head-major), Dp]
-  std::vector<float> wv;          // [H·Dp, Dp]: rows h·Dp + i hold Wv_hᵀ in head h's output columns, 0 elsewhere
-  std::vector<float> wo, w1, w2;  // transposed + padded
+  std::vector<float> wq;      // Wqᵀ [D, Dp]
+  std::vector<float> wk;      // Wk as is, rows padded: [D (outputs, head-major), Dp]
+  std::vector<float> wov;     // [H·Dp, Dp]: rows h·Dp + i hold (Wo Wv_h)ᵀ, so z · wov = Wo Σ_h Wv_h z_h
+  std::vector<float> bvo;     // [H, Dp]: Wo bv_h (bv_h: bv in head h's columns, 0 elsewhere); empty without bqkv
+  std::vector<float> w1, w2;  // transposed + padded
 };
 
 Prepared prepare(const HfgContextLayerWeights& w, int64_t D, int64_t H, int64_t F) {
@@ -187,24 +188,40 @@ Prepared prepare(const HfgContextLayerWeights& w, int64_t D, int64_t H, int64_t 
   pw.wk.assign(static_cast<size_t>(D * Dp), 0.f);
   for (int64_t o = 0; o < D; ++o)
     for (int64_t i = 0; i < D; ++i) pw.wk[o * Dp + i] = wk[o * D + i];
-  pw.wv.assign(static_cast<size_t>(H * Dp * Dp), 0.f);
+  // The output projection folds into the value projection (Wo Σ_h Wv_h z_h = Σ_h (Wo Wv_h) z_h), which
+  // saves the D² multiply-adds of a separate Wo product per candidate. Built per call (weights are
+  // not cached across calls): D·D·dh multiply-adds as row updates of Woᵀ, which vectorise.
+  const std::vector<float> wot = transposed_padded(w.wo, D, D);  // Woᵀ [D, Dp]
+  pw.wov.assign(static_cast<size_t>(H * Dp * Dp), 0.f);
   for (int64_t h = 0; h < H; ++h)
-    for (int64_t i = 0; i < D; ++i)
-      for (int64_t c = 0; c < dh; ++c) pw.wv[(h * Dp + i) * Dp + h * dh + c] = wv[(h * dh + c) * D + i];
-  pw.wo = transposed_padded(w.wo, D, D);
+    for (int64_t i = 0; i < D; ++i) {
+      float* QGS_RESTRICT row = pw.wov.data() + (h * Dp + i) * Dp;
+      for (int64_t c = h * dh; c < (h + 1) * dh; ++c) {
+        const float v = wv[c * D + i];
+        const float* QGS_RESTRICT wo_c = wot.data() + c * Dp;
+        for (int64_t o = 0; o < Dp; ++o) row[o] += v * wo_c[o];
+      }
+    }
+  if (w.bqkv) {
+    const float* bv = w.bqkv + 2 * D;
+    pw.bvo.assign(static_cast<size_t>(H * Dp), 0.f);
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t c = h * dh; c < (h + 1) * dh; ++c)
+        for (int64_t o = 0; o < Dp; ++o) pw.bvo[h * Dp + o] += bv[c] * wot[c * Dp + o];
+  }
   pw.w1 = transposed_padded(w.w1, F, D);
   pw.w2 = transposed_padded(w.w2, D, F);
   return pw;
 }
 
 struct Scratch {
-  std::vector<float> y, q, u, z, a, x1, ln, f, e, s, p, bias;
+  std::vector<float> y, q, u, z, x1, ln, f, e, s, p, bias;
   std::vector<unsigned char> present;  // [kTile·H]: the head saw at least one key
   Scratch(int64_t T, int64_t D, int64_t H, int64_t F) {
     const size_t Dp = static_cast<size_t>(r16(D)), Fp = static_cast<size_t>(r16(F)), KP = static_cast<size_t>(padded_keys(T));
     const size_t tile = static_cast<size_t>(kTile), h = static_cast<size_t>(H);
     y.assign(tile * static_cast<size_t>(T) * Dp, 0.f);
-    for (auto* v : {&q, &a, &x1, &ln}) v->assign(tile * Dp, 0.f);
+    for (auto* v : {&q, &x1, &ln}) v->assign(tile * Dp, 0.f);
     u.assign(tile * h * Dp, 0.f);
     z.assign(tile * h * Dp, 0.f);
     present.assign(tile * h, 0);
@@ -297,16 +314,14 @@ void tile_forward(int64_t nc, float* out, int64_t ldo, const float* x, int64_t l
       }
     }
   }
-  // a = Σ_h Wv_h z_h (+ bv_h where the head saw a key) [nc, Dp]; x1 = x_0 + Wo a + bo; LN2(x1).
-  tile::mm(sc.a.data(), Dp, sc.z.data(), HDp, pw.wv.data(), Dp, nc, HDp, Dp, false);
-  if (w.bqkv) {
-    const float* bv = w.bqkv + 2 * D;
+  // x1 = x_0 + Wo Σ_h (Wv_h z_h + bv_h where the head saw a key) + bo [nc, Dp] (Wo folded, see
+  // prepare); LN2(x1).
+  tile::mm(sc.x1.data(), Dp, sc.z.data(), HDp, pw.wov.data(), Dp, nc, HDp, Dp, false);
+  if (!pw.bvo.empty())
     for (int64_t i = 0; i < nc; ++i)
       for (int64_t h = 0; h < H; ++h)
         if (sc.present[i * H + h])
-          for (int64_t c = h * dh; c < (h + 1) * dh; ++c) sc.a[i * Dp + c] += bv[c];
-  }
-  tile::mm(sc.x1.data(), Dp, sc.a.data(), Dp, pw.wo.data(), Dp, nc, D, Dp, false);
+          for (int64_t c = 0; c < D; ++c) sc.x1[i * Dp + c] += pw.bvo[h * Dp + c];
   for (int64_t i = 0; i < nc; ++i) {
     float* x1 = sc.x1.data() + i * Dp;
     const float* x0 = x + i * T * ldx;
@@ -351,24 +366,39 @@ namespace {
 struct HeadPrepared {
   Prepared layer;
   std::vector<float> gw;  // [F, G·Dp]: group g's projection in columns g·Dp .. g·Dp + D
-  std::vector<float> m1;  // Wm1ᵀ [3D, Mp]
   std::vector<float> m2;  // Wm2ᵀ [M, Dp]
   // Per request r (the context token every candidate of r shares): LN1(ctx_r + type_0) [R, Dp], its
   // query side u [R, H·Dp], and the context's share of the match MLP's first layer,
-  // Wm1[:, :D] ctx_r + bm1 [R, Mp]. ~4k of the ~23k multiply-adds a candidate cost at the QGS shape.
+  // c1_r = Wm1[:, :D] ctx_r + bm1 [R, Mp].
   std::vector<float> y0, u, c1;
+  std::vector<float> m1;  // Wm1ᵀ [3D, Mp]
 };
+
+// The match MLP's first layer as a function of the item alone: Wm1 [ctx; item; ctx ⊙ item] + bm1 =
+// c1_r + B_r item with B_r = Wm1[:, D:2D] + Wm1[:, 2D:] diag(ctx_r) — D instead of 2D multiply-adds
+// per output for each candidate. B_rᵀ [D, Mp] into b; built per run of a request's candidates in a
+// tile (D·M multiply-adds, vs D·M saved per candidate), so memory does not grow with R.
+void match_item_matrix(float* b, const HeadPrepared& hp, const float* ctx_r, int64_t D, int64_t Mp) {
+  for (int64_t d = 0; d < D; ++d) {
+    const float cd = ctx_r[d];
+    const float* wi = hp.m1.data() + (D + d) * Mp;
+    const float* wp = hp.m1.data() + (2 * D + d) * Mp;
+    float* bd = b + d * Mp;
+    for (int64_t c = 0; c < Mp; ++c) bd[c] = wi[c] + cd * wp[c];
+  }
+}
 
 struct HeadScratch {
   Scratch layer;
-  std::vector<float> x, pooled, min, h1, h2;
+  std::vector<float> x, pooled, min, h1, h2, mb;
   HeadScratch(const RankHeadSizes& s)
       : layer(s.G + 2, s.D, s.H, s.FF),
         x(static_cast<size_t>(kTile * (s.G + 2) * r16(s.D)), 0.f),
         pooled(static_cast<size_t>(kTile * r16(s.D)), 0.f),
-        min(static_cast<size_t>(kTile * 2 * s.D), 0.f),
+        min(static_cast<size_t>(kTile * s.D), 0.f),
         h1(static_cast<size_t>(kTile * r16(s.M)), 0.f),
-        h2(static_cast<size_t>(kTile * r16(s.D)), 0.f) {}
+        h2(static_cast<size_t>(kTile * r16(s.D)), 0.f),
+        mb(static_cast<size_t>(s.D * r16(s.M)), 0.f) {}
 };
 
 QGS_SIMD_CLONES
@@ -387,19 +417,17 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
         for (int64_t c = 2 * Dp; c < row; ++c) x[i * row + c] = 0.f;
   }
   // Per candidate: the context and item tokens, the group tokens' bias + type, and the match MLP's
-  // per-candidate input [item; ctx ⊙ item] (2D wide rows of sc.min; the ctx columns' share is per
-  // request, hp.c1).
+  // per-candidate input, the item (D wide rows of sc.min; the rest is per request, hp.c1 / hp.m1r).
   float* mi = sc.min.data();
   for (int64_t i = 0; i < nc; ++i) {
     float* xi = x + i * row;
-    float* r = mi + i * 2 * D;
+    float* r = mi + i * D;
     const float* ci = ctx + static_cast<int64_t>(req[n0 + i]) * D;
     const float* ii = item + (item_ids ? static_cast<int64_t>(item_ids[n0 + i]) : n0 + i) * D;
     for (int64_t c = 0; c < D; ++c) {
       xi[c] = ci[c] + w.type_emb[c];
       xi[Dp + c] = ii[c] + w.type_emb[D + c];
       r[c] = ii[c];
-      r[D + c] = ci[c] * ii[c];
     }
     for (int64_t g = 0; g < G; ++g) {
       float* xg = xi + (2 + g) * Dp;
@@ -411,11 +439,19 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
   float* pooled = sc.pooled.data();
   const SharedToken0 shared{hp.y0.data(), hp.u.data(), req + n0};
   tile_forward(nc, pooled, Dp, x, ldx, nullptr, w.layer, hp.layer, sc.layer, T, D, s.H, s.FF, &shared);
-  // match = relu(Wm2 relu(Wm1 [ctx; item; ctx ⊙ item] + bm1) + bm2), the ctx columns' share (with
-  // bm1) precomputed per request: h1 = Wm1[:, D:] [item; ctx ⊙ item] + c1[req].
+  // match = relu(Wm2 relu(Wm1 [ctx; item; ctx ⊙ item] + bm1) + bm2) with h1 = B_r item + c1_r (see
+  // HeadPrepared): one product per run of candidates of the same request (a batch lists a request's
+  // candidates together, so a tile usually holds one or two runs).
   float* h1 = sc.h1.data();
   float* h2 = sc.h2.data();
-  tile::mm(h1, Mp, mi, 2 * D, hp.m1.data() + D * Mp, Mp, nc, 2 * D, Mp, false);
+  for (int64_t i0 = 0; i0 < nc;) {
+    const int32_t r = req[n0 + i0];
+    int64_t i1 = i0 + 1;
+    while (i1 < nc && req[n0 + i1] == r) ++i1;
+    match_item_matrix(sc.mb.data(), hp, ctx + static_cast<int64_t>(r) * D, D, Mp);
+    tile::mm(h1 + i0 * Mp, Mp, mi + i0 * D, D, sc.mb.data(), Mp, i1 - i0, D, Mp, false);
+    i0 = i1;
+  }
   for (int64_t i = 0; i < nc; ++i) {
     const float* c1 = hp.c1.data() + static_cast<int64_t>(req[n0 + i]) * Mp;
     for (int64_t c = 0; c < M; ++c) {
