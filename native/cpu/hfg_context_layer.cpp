@@ -258,6 +258,30 @@ struct SharedToken0 {
   const int32_t* row = nullptr;
 };
 
+// The layer after attention, for token 0: sc.x1 holds Wo · (attention output) [nc, Dp]; then
+// x1 += x_0 + bo (x_0 rows ldx0 apart), LN2, FFN with its residual, LN_out into out (rows ldo apart).
+QGS_SIMD_CLONES
+void layer_tail(int64_t nc, float* out, int64_t ldo, const float* x0rows, int64_t ldx0, const HfgContextLayerWeights& w,
+                const Prepared& pw, Scratch& sc, int64_t D, int64_t F) {
+  const int64_t Dp = r16(D), Fp = r16(F);
+  for (int64_t i = 0; i < nc; ++i) {
+    float* x1 = sc.x1.data() + i * Dp;
+    const float* x0 = x0rows + i * ldx0;
+    for (int64_t c = 0; c < D; ++c) x1[c] += x0[c] + (w.bo ? w.bo[c] : 0.f);
+    layer_norm_row(sc.ln.data() + i * Dp, x1, w.ln2_w, w.ln2_b, D, w.eps2);
+  }
+  // FFN: f = act(W1 LN2(x1) + b1) [nc, Fp]; x1 += W2 f + b2 (accumulated into x1 by the GEMM).
+  tile::mm(sc.f.data(), Fp, sc.ln.data(), Dp, pw.w1.data(), Fp, nc, D, Fp, false);
+  for (int64_t i = 0; i < nc; ++i) activate(sc.f.data() + i * Fp, w.b1, F, w.activation, sc.e.data());
+  tile::mm(sc.x1.data(), Dp, sc.f.data(), Fp, pw.w2.data(), Dp, nc, F, Dp, true);
+  for (int64_t i = 0; i < nc; ++i) {
+    float* x1 = sc.x1.data() + i * Dp;
+    if (w.b2)
+      for (int64_t c = 0; c < D; ++c) x1[c] += w.b2[c];
+    layer_norm_row(out + i * ldo, x1, w.lno_w, w.lno_b, D, w.eps_out);
+  }
+}
+
 // One tile of nc candidates: tokens at x (candidate i's token t at x + (i·T + t)·ldx), key mask rows
 // at key_mask (T apart, or null), results at out (rows ldo apart). With `shared`, token 0's x rows
 // are not read (their LN1 and query side come from shared.y0 / shared.u).
@@ -265,7 +289,7 @@ QGS_SIMD_CLONES
 void tile_forward(int64_t nc, float* out, int64_t ldo, const float* x, int64_t ldx, const float* key_mask,
                   const HfgContextLayerWeights& w, const Prepared& pw, Scratch& sc, int64_t T, int64_t D, int64_t H,
                   int64_t F, const SharedToken0* shared = nullptr) {
-  const int64_t Dp = r16(D), Fp = r16(F), dh = D / H, KP = padded_keys(T);
+  const int64_t Dp = r16(D), dh = D / H, KP = padded_keys(T);
   const int64_t rows = nc * T, HDp = H * Dp;
   const float scale = 1.f / __builtin_sqrtf(static_cast<float>(dh));
   float* y = sc.y.data();
@@ -322,22 +346,7 @@ void tile_forward(int64_t nc, float* out, int64_t ldo, const float* x, int64_t l
       for (int64_t h = 0; h < H; ++h)
         if (sc.present[i * H + h])
           for (int64_t c = 0; c < D; ++c) sc.x1[i * Dp + c] += pw.bvo[h * Dp + c];
-  for (int64_t i = 0; i < nc; ++i) {
-    float* x1 = sc.x1.data() + i * Dp;
-    const float* x0 = x + i * T * ldx;
-    for (int64_t c = 0; c < D; ++c) x1[c] += x0[c] + (w.bo ? w.bo[c] : 0.f);
-    layer_norm_row(sc.ln.data() + i * Dp, x1, w.ln2_w, w.ln2_b, D, w.eps2);
-  }
-  // FFN: f = act(W1 LN2(x1) + b1) [nc, Fp]; x1 += W2 f + b2 (accumulated into x1 by the GEMM).
-  tile::mm(sc.f.data(), Fp, sc.ln.data(), Dp, pw.w1.data(), Fp, nc, D, Fp, false);
-  for (int64_t i = 0; i < nc; ++i) activate(sc.f.data() + i * Fp, w.b1, F, w.activation, sc.e.data());
-  tile::mm(sc.x1.data(), Dp, sc.f.data(), Fp, pw.w2.data(), Dp, nc, F, Dp, true);
-  for (int64_t i = 0; i < nc; ++i) {
-    float* x1 = sc.x1.data() + i * Dp;
-    if (w.b2)
-      for (int64_t c = 0; c < D; ++c) x1[c] += w.b2[c];
-    layer_norm_row(out + i * ldo, x1, w.lno_w, w.lno_b, D, w.eps_out);
-  }
+  layer_tail(nc, out, ldo, x, T * ldx, w, pw, sc, D, F);
 }
 
 }  // namespace
@@ -363,6 +372,38 @@ namespace {
 
 // ---- the whole ranking head ----
 
+// ---- group tokens folded into feature space ----
+//
+// A group token is affine in the candidate's features, x_g = A_g f + β_g (A_g: rows g·D .. of
+// group_w, β_g = group_b_g + type_{2+g}), and every use of it in the layer is linear in its LN1
+// output y_g = rs_g γ ⊙ (Ã_g f + β̃_g) + δ (Ã_g, β̃_g: A_g and β_g with their mean over the D
+// outputs removed; γ, δ: LN1's weight and bias; rs_g = 1/√(var_g + ε)). So, per candidate:
+//   var_g      = (fᵀ Q_g f + 2 q_gᵀ f + k_g) / D    Q_g = Ã_gᵀ Ã_g, q_g = Ã_gᵀ β̃_g, k_g = |β̃_g|²
+//   score_g,h  = rs_g (e_hᵀ f + d_g,h) + c_h          e_h = Ãᵀ (γ ⊙ u_h), d_g,h = (γ ⊙ u_h)·β̃_g,
+//                                                     c_h = u_h·δ (u_h: the request's query side)
+//   Wo Σ_g p_g,h Wv_h y_g = Σ_g ρ_g,h P_h,g f + Σ_g ρ_g,h m_g,h + (Σ_g p_g,h) n_h
+// with ρ_g,h = p_g,h rs_g, P_h,g = Wo Wv_h diag(γ) Ã_g, m_g,h = Wo Wv_h (γ ⊙ β̃_g), n_h = Wo Wv_h δ.
+// When every feature column feeds at most one group (what RankingPlan's block-diagonal projection
+// is), Σ_g ρ_g,h P_h,g f = P_h φ_h with φ_h[j] = ρ_{g(j),h} f_j: one product of H·(F + G + 1)
+// coefficients per candidate replaces the group projection, G LayerNorm rows, G·H width-D scores and
+// the value sums over G tokens. Only the item token is normalised and scored at width D.
+struct GroupFold {
+  bool on = false;
+  int64_t K = 0;                  // H·(F + G + 1) coefficients per candidate
+  std::vector<int32_t> group_of;  // [F]: the group a feature column feeds, or -1 (none)
+  std::vector<int32_t> group_or0;  // [F]: group_of, with 0 for none (its B row is zero)
+  std::vector<int64_t> start, count;  // per group: its columns, as positions in cols
+  std::vector<int32_t> cols;      // feature columns grouped by group
+  std::vector<double> Q, q, k;    // per group: Q_g [count², at start²-free offsets qoff], q_g [count], k_g
+  std::vector<int64_t> qoff;      // per group: offset of Q_g in Q
+  std::vector<float> at;          // Ãᵀ [F, Dp]: row j = column j of Ã_{g(j)} (0 for ungrouped j)
+  std::vector<float> bt;          // β̃ [G, Dp]
+  std::vector<float> b;           // [K, Dp]: rows of P_h, m_h, n_h per head (the product's B)
+  // Per request r: e [R, H, F], d [R, H, G], c [R, H], token 0's score s0 [R, H] and value
+  // w0 [R, H, Dp] = Wo Wv_h y0_r.
+  std::vector<float> e, d, c, s0, w0;
+};
+
 struct HeadPrepared {
   Prepared layer;
   std::vector<float> gw;  // [F, G·Dp]: group g's projection in columns g·Dp .. g·Dp + D
@@ -372,6 +413,7 @@ struct HeadPrepared {
   // c1_r = Wm1[:, :D] ctx_r + bm1 [R, Mp].
   std::vector<float> y0, u, c1;
   std::vector<float> m1;  // Wm1ᵀ [3D, Mp]
+  GroupFold fold;         // fold.on: group tokens handled in feature space (see GroupFold)
 };
 
 // The match MLP's first layer as a function of the item alone: Wm1 [ctx; item; ctx ⊙ item] + bm1 =
@@ -388,18 +430,255 @@ void match_item_matrix(float* b, const HeadPrepared& hp, const float* ctx_r, int
   }
 }
 
+// The model part of the fold (see GroupFold); leaves fold.on false when a feature column feeds two
+// groups, or when the per-candidate quadratic forms would cost more than the projection they replace.
+void prepare_fold(GroupFold& fo, const RankHeadWeights& w, const Prepared& pl, const RankHeadSizes& s) {
+  const int64_t D = s.D, G = s.G, F = s.F, H = s.H, Dp = r16(D);
+  if (G == 0) return;
+  fo.group_of.assign(static_cast<size_t>(F), -1);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t j = 0; j < F; ++j) {
+      bool used = false;
+      for (int64_t o = 0; o < D && !used; ++o) used = w.group_w[(g * D + o) * F + j] != 0.f;
+      if (!used) continue;
+      if (fo.group_of[j] >= 0) return;  // shared column: the generic path
+      fo.group_of[j] = static_cast<int32_t>(g);
+    }
+  fo.group_or0.resize(static_cast<size_t>(F));
+  for (int64_t j = 0; j < F; ++j) fo.group_or0[j] = std::max(fo.group_of[j], 0);
+  fo.start.assign(static_cast<size_t>(G), 0);
+  fo.count.assign(static_cast<size_t>(G), 0);
+  fo.qoff.assign(static_cast<size_t>(G), 0);
+  int64_t quad = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    fo.start[g] = static_cast<int64_t>(fo.cols.size());
+    for (int64_t j = 0; j < F; ++j)
+      if (fo.group_of[j] == g) fo.cols.push_back(static_cast<int32_t>(j));
+    fo.count[g] = static_cast<int64_t>(fo.cols.size()) - fo.start[g];
+    fo.qoff[g] = quad;
+    quad += fo.count[g] * fo.count[g];
+  }
+  if (quad > D * static_cast<int64_t>(fo.cols.size())) return;
+  // Centred columns Ãᵀ and biases β̃, and the quadratic forms in float64.
+  fo.at.assign(static_cast<size_t>(F * Dp), 0.f);
+  fo.bt.assign(static_cast<size_t>(G * Dp), 0.f);
+  fo.Q.assign(static_cast<size_t>(quad), 0.0);
+  fo.q.assign(static_cast<size_t>(fo.cols.size()), 0.0);
+  fo.k.assign(static_cast<size_t>(G), 0.0);
+  std::vector<double> a(static_cast<size_t>(D)), bb(static_cast<size_t>(D));
+  std::vector<double> ac(static_cast<size_t>(F * D), 0.0);  // centred columns in float64
+  for (int64_t g = 0; g < G; ++g) {
+    double mean = 0.0;
+    for (int64_t o = 0; o < D; ++o) {
+      bb[o] = (w.group_b ? double(w.group_b[g * D + o]) : 0.0) + w.type_emb[(2 + g) * D + o];
+      mean += bb[o];
+    }
+    mean /= double(D);
+    for (int64_t o = 0; o < D; ++o) {
+      bb[o] -= mean;
+      fo.bt[g * Dp + o] = static_cast<float>(bb[o]);
+      fo.k[g] += bb[o] * bb[o];
+    }
+    for (int64_t a_i = 0; a_i < fo.count[g]; ++a_i) {
+      const int64_t j = fo.cols[fo.start[g] + a_i];
+      double cm = 0.0;
+      for (int64_t o = 0; o < D; ++o) cm += w.group_w[(g * D + o) * F + j];
+      cm /= double(D);
+      double qa = 0.0;
+      for (int64_t o = 0; o < D; ++o) {
+        const double v = double(w.group_w[(g * D + o) * F + j]) - cm;
+        ac[j * D + o] = v;
+        fo.at[j * Dp + o] = static_cast<float>(v);
+        qa += v * bb[o];
+      }
+      fo.q[fo.start[g] + a_i] = qa;
+    }
+    for (int64_t a_i = 0; a_i < fo.count[g]; ++a_i)
+      for (int64_t b_i = 0; b_i < fo.count[g]; ++b_i) {
+        const int64_t ja = fo.cols[fo.start[g] + a_i], jb = fo.cols[fo.start[g] + b_i];
+        double acc = 0.0;
+        for (int64_t o = 0; o < D; ++o) acc += ac[ja * D + o] * ac[jb * D + o];
+        fo.Q[fo.qoff[g] + a_i * fo.count[g] + b_i] = acc;
+      }
+  }
+  // B rows per head h (K = H·(F + G + 1)): P_h columns, m_h,g, n_h — all through Wo Wv_h (pl.wov).
+  const int64_t per = F + G + 1;
+  fo.K = H * per;
+  fo.b.assign(static_cast<size_t>(fo.K * Dp), 0.f);
+  const float* gam = w.layer.ln1_w;
+  const float* del = w.layer.ln1_b;
+  auto through_wov = [&](float* dst, int64_t h, const double* v) {  // dst[o] = Σ_i wov_h[o, i] v[i]
+    for (int64_t i = 0; i < D; ++i) {
+      if (v[i] == 0.0) continue;
+      const float* row = pl.wov.data() + (h * Dp + i) * Dp;
+      for (int64_t o = 0; o < D; ++o) dst[o] += static_cast<float>(v[i]) * row[o];
+    }
+  };
+  std::vector<double> v(static_cast<size_t>(D));
+  for (int64_t h = 0; h < H; ++h) {
+    float* bh = fo.b.data() + h * per * Dp;
+    for (int64_t j = 0; j < F; ++j) {
+      if (fo.group_of[j] < 0) continue;
+      for (int64_t o = 0; o < D; ++o) v[o] = (gam ? double(gam[o]) : 1.0) * ac[j * D + o];
+      through_wov(bh + j * Dp, h, v.data());
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      for (int64_t o = 0; o < D; ++o) v[o] = (gam ? double(gam[o]) : 1.0) * fo.bt[g * Dp + o];
+      through_wov(bh + (F + g) * Dp, h, v.data());
+    }
+    if (del) {
+      for (int64_t o = 0; o < D; ++o) v[o] = del[o];
+      through_wov(bh + (F + G) * Dp, h, v.data());
+    }
+  }
+  fo.on = true;
+}
+
+// The per-request part of the fold: e, d, c, s0 and w0 for every context row (R is small).
+void prepare_fold_requests(GroupFold& fo, const RankHeadWeights& w, const HeadPrepared& hp, const RankHeadSizes& s) {
+  const int64_t D = s.D, G = s.G, F = s.F, H = s.H, R = s.R, Dp = r16(D), HDp = H * Dp;
+  const float* gam = w.layer.ln1_w;
+  const float* del = w.layer.ln1_b;
+  fo.e.assign(static_cast<size_t>(R * H * F), 0.f);
+  fo.d.assign(static_cast<size_t>(R * H * G), 0.f);
+  fo.c.assign(static_cast<size_t>(R * H), 0.f);
+  fo.s0.assign(static_cast<size_t>(R * H), 0.f);
+  fo.w0.assign(static_cast<size_t>(R * H * Dp), 0.f);
+  std::vector<float> gu(static_cast<size_t>(D));
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t h = 0; h < H; ++h) {
+      const float* u = hp.u.data() + r * HDp + h * Dp;
+      const float* y0 = hp.y0.data() + r * Dp;
+      float c = 0.f, s0 = 0.f;
+      for (int64_t o = 0; o < D; ++o) {
+        gu[o] = (gam ? gam[o] : 1.f) * u[o];
+        c += del ? u[o] * del[o] : 0.f;
+        s0 += u[o] * y0[o];
+      }
+      fo.c[r * H + h] = c;
+      fo.s0[r * H + h] = s0;
+      for (int64_t j = 0; j < F; ++j) {
+        if (fo.group_of[j] < 0) continue;
+        float acc = 0.f;
+        for (int64_t o = 0; o < D; ++o) acc += fo.at[j * Dp + o] * gu[o];
+        fo.e[(r * H + h) * F + j] = acc;
+      }
+      for (int64_t g = 0; g < G; ++g) {
+        float acc = 0.f;
+        for (int64_t o = 0; o < D; ++o) acc += fo.bt[g * Dp + o] * gu[o];
+        fo.d[(r * H + h) * G + g] = acc;
+      }
+      float* w0 = fo.w0.data() + (r * H + h) * Dp;
+      for (int64_t i = 0; i < D; ++i) {
+        const float* row = hp.layer.wov.data() + (h * Dp + i) * Dp;
+        for (int64_t o = 0; o < D; ++o) w0[o] += y0[i] * row[o];
+      }
+    }
+}
+
 struct HeadScratch {
   Scratch layer;
-  std::vector<float> x, pooled, min, h1, h2, mb;
-  HeadScratch(const RankHeadSizes& s)
+  std::vector<float> x, pooled, min, h1, h2, mb, coef, rs, pk;
+  HeadScratch(const RankHeadSizes& s, int64_t fold_k)
       : layer(s.G + 2, s.D, s.H, s.FF),
         x(static_cast<size_t>(kTile * (s.G + 2) * r16(s.D)), 0.f),
         pooled(static_cast<size_t>(kTile * r16(s.D)), 0.f),
         min(static_cast<size_t>(kTile * s.D), 0.f),
         h1(static_cast<size_t>(kTile * r16(s.M)), 0.f),
         h2(static_cast<size_t>(kTile * r16(s.D)), 0.f),
-        mb(static_cast<size_t>(s.D * r16(s.M)), 0.f) {}
+        mb(static_cast<size_t>(s.D * r16(s.M)), 0.f),
+        coef(static_cast<size_t>(kTile * std::max<int64_t>(fold_k, 1)), 0.f),
+        rs(static_cast<size_t>(std::max<int64_t>(s.G, 1)), 0.f),
+        pk(static_cast<size_t>(kTile * s.H), 0.f) {}
 };
+
+// The layer for one tile with the group tokens folded (GroupFold): token 0's score and value from
+// the request, the item token normalised and scored at width D, the group tokens from the features;
+// then layer_tail. x holds each candidate's token-0 and item rows (rows `row` apart), fe its features.
+QGS_SIMD_CLONES
+void fold_tile(int64_t n0, int64_t nc, float* pooled, const float* x, int64_t row, const int32_t* req, const float* fe,
+               const RankHeadWeights& w, const HeadPrepared& hp, HeadScratch& hs, const RankHeadSizes& s) {
+  const GroupFold& fo = hp.fold;
+  const int64_t D = s.D, G = s.G, F = s.F, H = s.H, T = G + 2, Dp = r16(D), HDp = H * Dp, KP = padded_keys(T);
+  const int64_t per = F + G + 1;
+  const float scale = 1.f / __builtin_sqrtf(static_cast<float>(D / H));
+  const HfgContextLayerWeights& lw = w.layer;
+  Scratch& sc = hs.layer;
+  float* sv = sc.s.data();
+  float* p = sc.p.data();
+  float* bias = sc.bias.data();
+  float* rs = hs.rs.data();
+  row_bias(bias, nullptr, T, KP);
+  for (int64_t i = 0; i < nc; ++i) {
+    const int64_t r = req[n0 + i];
+    const float* f = fe + i * F;
+    float* y1 = sc.y.data() + i * Dp;
+    layer_norm_row(y1, x + i * row + Dp, lw.ln1_w, lw.ln1_b, D, lw.eps1);
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t n = fo.count[g];
+      const int32_t* cols = fo.cols.data() + fo.start[g];
+      const double* Q = fo.Q.data() + fo.qoff[g];
+      const double* q = fo.q.data() + fo.start[g];
+      double quad = fo.k[g];
+      for (int64_t a = 0; a < n; ++a) {
+        const double va = f[cols[a]];
+        double qa = 2.0 * q[a];
+        for (int64_t b = 0; b < n; ++b) qa += Q[a * n + b] * f[cols[b]];
+        quad += va * qa;
+      }
+      const double var = quad > 0.0 ? quad / static_cast<double>(D) : 0.0;  // rounding can dip below 0
+      rs[g] = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(lw.eps1)));
+    }
+    float* z = sc.z.data() + i * HDp;
+    float* cf = hs.coef.data() + i * fo.K;
+    for (int64_t h = 0; h < H; ++h) {
+      const float* u = hp.u.data() + r * HDp + h * Dp;
+      const float* e = fo.e.data() + (r * H + h) * F;
+      const float* d = fo.d.data() + (r * H + h) * G;
+      const float c = fo.c[r * H + h];
+      sv[0] = fo.s0[r * H + h];
+      v8f acc = load8(u) * load8(y1);
+      for (int64_t k = 8; k < Dp; k += 8) acc += load8(u + k) * load8(y1 + k);
+      sv[1] = hsum8(acc);
+      for (int64_t g = 0; g < G; ++g) {
+        const int32_t* cols = fo.cols.data() + fo.start[g];
+        float t = d[g];
+        for (int64_t a = 0; a < fo.count[g]; ++a) t += e[cols[a]] * f[cols[a]];
+        sv[2 + g] = rs[g] * t + c;
+      }
+      for (int64_t t = T; t < KP; ++t) sv[t] = 0.f;
+      masked_softmax(p, sv, bias, KP, scale);  // no mask: tokens 0 and 1 are always keys
+      hs.pk[i * H + h] = p[0];
+      for (int64_t k = 0; k < Dp; k += 8) store8(z + h * Dp + k, load8(y1 + k) * p[1]);
+      // ρ_g = p_g rs_g at ch[F + g]; φ_j = ρ_{g(j)} f_j (ungrouped columns have a zero row in B).
+      float* ch = cf + h * per;
+      float P = 0.f;
+      for (int64_t g = 0; g < G; ++g) {
+        ch[F + g] = p[2 + g] * rs[g];
+        P += p[2 + g];
+      }
+      ch[F + G] = P;
+      for (int64_t j = 0; j < F; ++j) ch[j] = ch[F + fo.group_or0[j]] * f[j];
+    }
+  }
+  // Wo Σ_h Wv_h z_h: the item token's share through wov, the groups' through the fold's B.
+  tile::mm(sc.x1.data(), Dp, sc.z.data(), HDp, hp.layer.wov.data(), Dp, nc, HDp, Dp, false);
+  tile::mm(sc.x1.data(), Dp, hs.coef.data(), fo.K, fo.b.data(), Dp, nc, fo.K, Dp, true);
+  for (int64_t i = 0; i < nc; ++i) {
+    const int64_t r = req[n0 + i];
+    float* x1 = sc.x1.data() + i * Dp;  // Dp wide: the padding columns of w0 and bvo are 0
+    for (int64_t h = 0; h < H; ++h) {
+      const float p0 = hs.pk[i * H + h];
+      const float* w0 = fo.w0.data() + (r * H + h) * Dp;
+      if (hp.layer.bvo.empty())
+        for (int64_t k = 0; k < Dp; k += 8) store8(x1 + k, load8(x1 + k) + load8(w0 + k) * p0);
+      else
+        for (int64_t k = 0; k < Dp; k += 8)
+          store8(x1 + k, load8(x1 + k) + load8(w0 + k) * p0 + load8(hp.layer.bvo.data() + h * Dp + k));
+    }
+  }
+  layer_tail(nc, pooled, Dp, x, row, lw, hp.layer, sc, D, s.FF);
+}
 
 QGS_SIMD_CLONES
 void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const int32_t* req, const float* item,
@@ -409,8 +688,10 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
   const int64_t Dp = r16(D), Mp = r16(M), ldx = Dp, row = T * Dp;
   float* x = sc.x.data();
   const float* fe = feats + n0 * F;
-  // Group tokens straight into their slots of the token rows (columns 2·Dp ..), then + bias + type.
-  if (G > 0) {
+  const bool fold = hp.fold.on;
+  // Group tokens straight into their slots of the token rows (columns 2·Dp ..), then + bias + type
+  // (not needed when they are folded into feature space).
+  if (G > 0 && !fold) {
     if (F > 0) tile::mm(x + 2 * Dp, row, fe, F, hp.gw.data(), G * Dp, nc, F, G * Dp, false);
     else
       for (int64_t i = 0; i < nc; ++i)
@@ -429,7 +710,7 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
       xi[Dp + c] = ii[c] + w.type_emb[D + c];
       r[c] = ii[c];
     }
-    for (int64_t g = 0; g < G; ++g) {
+    for (int64_t g = 0; g < G && !fold; ++g) {
       float* xg = xi + (2 + g) * Dp;
       const float* tg = w.type_emb + (2 + g) * D;
       const float* bg = w.group_b ? w.group_b + g * D : nullptr;
@@ -437,8 +718,12 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
     }
   }
   float* pooled = sc.pooled.data();
-  const SharedToken0 shared{hp.y0.data(), hp.u.data(), req + n0};
-  tile_forward(nc, pooled, Dp, x, ldx, nullptr, w.layer, hp.layer, sc.layer, T, D, s.H, s.FF, &shared);
+  if (fold) {
+    fold_tile(n0, nc, pooled, x, row, req, fe, w, hp, sc, s);
+  } else {
+    const SharedToken0 shared{hp.y0.data(), hp.u.data(), req + n0};
+    tile_forward(nc, pooled, Dp, x, ldx, nullptr, w.layer, hp.layer, sc.layer, T, D, s.H, s.FF, &shared);
+  }
   // match = relu(Wm2 relu(Wm1 [ctx; item; ctx ⊙ item] + bm1) + bm2) with h1 = B_r item + c1_r (see
   // HeadPrepared): one product per run of candidates of the same request (a batch lists a request's
   // candidates together, so a tile usually holds one or two runs).
@@ -495,6 +780,7 @@ void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, 
   for (int64_t g = 0; g < G; ++g)
     for (int64_t o = 0; o < D; ++o)
       for (int64_t f = 0; f < F; ++f) hp.gw[f * G * Dp + g * Dp + o] = w.group_w[(g * D + o) * F + f];
+  prepare_fold(hp.fold, w, hp.layer, s);
   hp.m1 = transposed_padded(w.match_w1, M, 3 * D);
   hp.m2 = transposed_padded(w.match_w2, D, M);
   // The per-request context parts (R is small: the requests of one batch).
@@ -509,6 +795,7 @@ void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, 
       layer_norm_row(hp.y0.data() + r * Dp, x0.data(), w.layer.ln1_w, w.layer.ln1_b, D, w.layer.eps1);
     }
     query_side(R, hp.y0.data(), Dp, q.data(), hp.u.data(), w.layer, hp.layer, D, s.H);
+    if (hp.fold.on) prepare_fold_requests(hp.fold, w, hp, s);
     tile::mm(hp.c1.data(), Mp, ctx, D, hp.m1.data(), Mp, R, D, Mp, false);
     if (w.match_b1)
       for (int64_t r = 0; r < R; ++r)
@@ -516,7 +803,7 @@ void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, 
   }
   const int64_t tiles = (s.N + kTile - 1) / kTile;
   parallel_for(tiles, tiles_per_piece(tiles), [&](int64_t b, int64_t e) {
-    HeadScratch sc(s);
+    HeadScratch sc(s, hp.fold.K);
     for (int64_t t = b; t < e; ++t) {
       const int64_t n0 = t * kTile;
       head_tile(n0, std::min(kTile, s.N - n0), logits, ctx, req, item, item_ids, feats, w, hp, sc, s);

@@ -157,20 +157,27 @@ void run_case(Rng& rng, int64_t N, int64_t T, int64_t D, int64_t H, int64_t F, H
 // The whole ranking head: tokens from context rows (shared by a request's candidates), items and a
 // feature projection, the layer, the ReLU match MLP and the logit — against float64.
 // With table_rows > 0 the item rows come from a [table_rows, D] table through random item_ids.
+// block: every feature column feeds one group (column j → group j mod (G + 1); G + 1 means none), as
+// RankingPlan's block-diagonal projection does — the kernel's folded path when the groups are narrow.
 void run_head_case(Rng& rng, int64_t N, int64_t R, int64_t D, int64_t G, int64_t H, int64_t FF, int64_t F, int64_t M,
-                   bool nulls, int64_t table_rows = 0) {
+                   bool nulls, int64_t table_rows = 0, bool block = false, float feat_scale = 1.f) {
   Params p;
   qgs::RankHeadWeights w;
   w.layer = random_layer(rng, p, D, FF, HfgActivation::Gelu, nulls);
   const int64_t T = G + 2;
   auto type = vec(rng, T * D, 0.3f), gw = vec(rng, G * D * F, 0.5f), gb = vec(rng, G * D, 0.1f);
+  if (block)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t o = 0; o < D; ++o)
+        for (int64_t f = 0; f < F; ++f)
+          if (f % (G + 1) != g) gw[(g * D + o) * F + f] = 0.f;
   auto m1 = vec(rng, M * 3 * D, 1.f / std::sqrt(float(3 * D))), mb1 = vec(rng, M, 0.1f);
   auto m2 = vec(rng, D * M, 1.f / std::sqrt(float(M))), mb2 = vec(rng, D, 0.1f);
   auto lw = vec(rng, 2 * D + F, 0.3f);
   w.type_emb = type.data(), w.group_w = gw.data(), w.group_b = nulls ? nullptr : gb.data();
   w.match_w1 = m1.data(), w.match_b1 = nulls ? nullptr : mb1.data(), w.match_w2 = m2.data();
   w.match_b2 = nulls ? nullptr : mb2.data(), w.logit_w = lw.data(), w.logit_b = 0.25f;
-  auto ctx = vec(rng, R * D, 1.f), feats = vec(rng, N * F, 1.f);
+  auto ctx = vec(rng, R * D, 1.f), feats = vec(rng, N * F, feat_scale);
   std::vector<int32_t> req(static_cast<size_t>(N)), ids(static_cast<size_t>(N));
   for (auto& r : req) r = static_cast<int32_t>(rng.integer(0, R - 1));
   for (auto& i : ids) i = static_cast<int32_t>(rng.integer(0, std::max<int64_t>(table_rows, 1) - 1));
@@ -217,7 +224,7 @@ void run_head_case(Rng& rng, int64_t N, int64_t R, int64_t D, int64_t G, int64_t
   check_close("rank_head N=" + std::to_string(N) + " R=" + std::to_string(R) + " D=" + std::to_string(D) + " G=" +
                   std::to_string(G) + " H=" + std::to_string(H) + " FF=" + std::to_string(FF) + " F=" + std::to_string(F) +
                   " M=" + std::to_string(M) + (nulls ? " null-params" : "") +
-                  (table_rows > 0 ? " table=" + std::to_string(table_rows) : ""),
+                  (table_rows > 0 ? " table=" + std::to_string(table_rows) : "") + (block ? " block" : ""),
               out, ref, 2e-5);
 }
 
@@ -251,6 +258,17 @@ int main() {
   run_head_case(rng, 33, 2, 6, 3, 3, 5, 4, 9, false);
   run_head_case(rng, 5, 1, 12, 0, 2, 8, 3, 7, false);
   run_head_case(rng, 40, 4, 16, 4, 4, 20, 0, 17, false);
+  // Block-diagonal group projections (the serving models'): folded into feature space when narrow —
+  // the QGS shape, interleaved requests, null parameters, odd widths, an ungrouped column, one- and
+  // no-feature groups, large features — and the generic path when the quadratic forms would cost more
+  // (D = 6, ~13 features a group).
+  run_head_case(rng, 1000, 1, 32, 5, 2, 64, 7, 64, false, 2001, true);
+  run_head_case(rng, 97, 3, 32, 5, 2, 64, 7, 64, true, 0, true);
+  run_head_case(rng, 65, 5, 6, 3, 3, 5, 5, 9, false, 0, true);
+  run_head_case(rng, 33, 2, 20, 6, 4, 12, 3, 8, true, 7, true);
+  run_head_case(rng, 40, 4, 16, 4, 4, 20, 0, 17, false, 0, true);
+  run_head_case(rng, 31, 2, 6, 3, 2, 8, 40, 5, false, 0, true);
+  run_head_case(rng, 97, 2, 32, 5, 2, 64, 7, 64, false, 0, true, 30.f);  // features far outside standardised
 
   // Bad arguments throw KernelError (never abort).
   std::vector<float> buf(4096, 0.f);
