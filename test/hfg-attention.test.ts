@@ -257,6 +257,66 @@ describe('the fused HFG context layer (CPU inference path of HFGAttention)', () 
     expectClose(byId, gathered, 1e-6, 'item rows by id vs gathered', seed);
     expect(Array.from(byId).every(Number.isFinite)).toBe(true);
   });
+
+  test('ops.HfgRankHeadPlan: prepared once, it scores exactly as hfgRankHead (block-diagonal and dense groups) and keeps its own copy of the weights', () => {
+    const seed = freshSeed();
+    const rng = new Random(seed);
+    const R = 3, N = 70, V = 13, D = 16, G = 4, F = 6, M = 10, FF = 12;
+    const r = (shape: number[], sd = 0.5): Tensor => tensorFrom(randomArray(rng, shape.reduce((a, b) => a * b, 1), sd), shape);
+    const live = memoryStats().count;
+    const layer = { heads: 2, wqkv: r([3 * D, D]), wo: r([D, D]), w1: r([FF, D]), w2: r([D, FF]), bqkv: r([3 * D]), ln1Weight: r([D]), ln1Bias: r([D]) };
+    // Block-diagonal groups (feature j feeds group j mod G, as RankingPlan builds them: the kernel's
+    // folded path) and dense ones (the generic path).
+    const block = randomArray(rng, G * D * F, 0.5).map((v, i) => ((i % F) % G === Math.floor(Math.floor(i / F) / D) ? v : 0));
+    for (const groupWeight of [tensorFrom(block, [G * D, F]), r([G * D, F])]) {
+      const p = { layer, typeEmbedding: r([G + 2, D]), groupWeight, groupBias: r([G * D]), matchW1: r([M, 3 * D]), matchB1: r([M]), matchW2: r([D, M]), logitWeight: r([1, 2 * D + F]), logitBias: -0.2 };
+      const ctx = r([R, D], 1), table = r([V, D], 1), feats = r([N, F], 1);
+      const req = Int32Array.from({ length: N }, () => Math.floor(rng.uniform() * R));
+      const ids = Int32Array.from({ length: N }, () => Math.floor(rng.uniform() * V));
+      const plan = noGrad(() => new ops.HfgRankHeadPlan(p));
+      expect([plan.dim, plan.features]).toEqual([D, F]);
+      const once = noGrad(() => scope(() => ops.hfgRankHead(ctx, req, table, feats, { ...p, itemIds: ids }).toFloat32Array()));
+      const planned = noGrad(() => scope(() => plan.run(ctx, req, table, feats, ids).toFloat32Array()));
+      expect(Array.from(planned)).toEqual(Array.from(once));
+      expect(Array.from(planned).every(Number.isFinite)).toBe(true);
+      // Changing a weight afterwards reaches hfgRankHead but not the plan (a copy); a new plan sees it.
+      p.matchW2.storage.copyFromHost(new Float32Array(D * M).fill(0.25));
+      expect(Array.from(noGrad(() => scope(() => plan.run(ctx, req, table, feats, ids).toFloat32Array())))).toEqual(Array.from(planned));
+      const changed = noGrad(() => scope(() => ops.hfgRankHead(ctx, req, table, feats, { ...p, itemIds: ids }).toFloat32Array()));
+      expect(Array.from(changed)).not.toEqual(Array.from(once));
+      const plan2 = noGrad(() => new ops.HfgRankHeadPlan(p));
+      expect(Array.from(noGrad(() => scope(() => plan2.run(ctx, req, table, feats, ids).toFloat32Array())))).toEqual(Array.from(changed));
+      plan.dispose();
+      plan2.dispose();
+      for (const t of [ctx, table, feats, groupWeight, p.typeEmbedding, p.groupBias, p.matchW1, p.matchB1, p.matchW2, p.logitWeight]) t.dispose();
+    }
+    for (const t of Object.values(layer)) if (typeof t !== 'number') t.dispose();
+    expect(memoryStats().count).toBe(live);
+  });
+
+  test('ops.HfgRankHeadPlan rejects bad parameters, calls, gradients and use after dispose with clear errors', () => {
+    const R = 2, N = 5, D = 8, G = 3, F = 4, M = 6;
+    const layer = { heads: 2, wqkv: zeros([3 * D, D]), wo: zeros([D, D]), w1: zeros([7, D]), w2: zeros([D, 7]) };
+    const p = { layer, typeEmbedding: zeros([G + 2, D]), groupWeight: zeros([G * D, F]), matchW1: zeros([M, 3 * D]), matchW2: zeros([D, M]), logitWeight: zeros([1, 2 * D + F]), logitBias: 0.5 };
+    const plan = noGrad(() => new ops.HfgRankHeadPlan(p));
+    const req = Int32Array.of(0, 1, 1, 0, 1);
+    expect(Array.from(noGrad(() => plan.run(zeros([R, D]), req, zeros([N, D]), zeros([N, F]))).toFloat32Array())).toEqual([0.5, 0.5, 0.5, 0.5, 0.5]);
+    expect(errorOf(() => noGrad(() => new ops.HfgRankHeadPlan({ ...p, groupWeight: zeros([G * D, F + 1]) })))).toMatch(/HfgRankHeadPlan: groupWeight: expected shape \[24, 4\]/);
+    expect(errorOf(() => noGrad(() => new ops.HfgRankHeadPlan({ ...p, logitWeight: zeros([1, D]) })))).toMatch(/HfgRankHeadPlan: logitWeight: expected \[1, 2·8 \+ F\]/);
+    expect(errorOf(() => noGrad(() => new ops.HfgRankHeadPlan({ ...p, matchW2: zeros([D, M + 1]) })))).toMatch(/HfgRankHeadPlan: matchW2/);
+    expect(errorOf(() => noGrad(() => plan.run(zeros([R, D]), req, zeros([N, D]), zeros([N, F + 1]))))).toMatch(/HfgRankHeadPlan.run: features: expected 4 columns \(the plan's\), got shape \[5, 5\]/);
+    expect(errorOf(() => noGrad(() => plan.run(zeros([R, D + 1]), req, zeros([N, D]), zeros([N, F]))))).toMatch(/HfgRankHeadPlan.run: ctx: expected shape \[-1, 8\]|HfgRankHeadPlan.run: ctx/);
+    expect(errorOf(() => noGrad(() => plan.run(zeros([R, D]), Int32Array.of(0, 1, 2, 0, 1), zeros([N, D]), zeros([N, F]))))).toMatch(/rankHead: req\[2\] must be in \[0, 2\), got 2/);
+    const x = zeros([R, D]);
+    x.requiresGrad = true;
+    expect(errorOf(() => plan.run(x, req, zeros([N, D]), zeros([N, F])))).toMatch(/HfgRankHeadPlan.run: inference only/);
+    const w = zeros([M, 3 * D]);
+    w.requiresGrad = true;
+    expect(errorOf(() => new ops.HfgRankHeadPlan({ ...p, matchW1: w }))).toMatch(/HfgRankHeadPlan: inference only/);
+    plan.dispose();
+    plan.dispose();
+    expect(errorOf(() => noGrad(() => plan.run(zeros([R, D]), req, zeros([N, D]), zeros([N, F]))))).toMatch(/HfgRankHeadPlan.run: the plan was disposed/);
+  });
 });
 
 describe('nn.ConcatFeatureMLP (ablation baseline)', () => {

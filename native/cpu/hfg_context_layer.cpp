@@ -10,6 +10,7 @@
 // projection and the FFN; its keys and values fold into the query side (see tile_forward), so only
 // the LayerNorm and the scores touch all T tokens.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -66,10 +67,20 @@ using tile::r16;
 
 constexpr int64_t kTile = 32;  // candidates per tile: kTile·T token rows of scratch, L2-resident
 
-// Each pool piece allocates and zeroes its own scratch (~60 KB at the QGS shape): about four pieces
-// per thread keep the load balanced without a scratch per tile (at one tile a piece, zeroing 16
-// scratches was ~3% of a 1,000-candidate head).
-int64_t tiles_per_piece(int64_t tiles) { return std::max<int64_t>(1, tiles / (4 * static_cast<int64_t>(num_threads()))); }
+// Runs fn(tile, scratch) for every tile: one pool piece per thread, each with one scratch (zeroed at
+// allocation, ~60 KB at the QGS shape), claiming tiles from a shared counter so the load balances.
+// (Four pieces per thread, each with its own scratch, zeroed ~0.5 MB per 1,000-candidate head.)
+template <class Scr, class Make, class Fn>
+void for_each_tile(int64_t tiles, Make make, Fn fn) {
+  std::atomic<int64_t> next{0};
+  parallel_for(std::min<int64_t>(tiles, num_threads()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      if (next.load(std::memory_order_relaxed) >= tiles) return;  // the other pieces took them all
+      Scr sc = make();
+      for (int64_t t = next.fetch_add(1); t < tiles; t = next.fetch_add(1)) fn(t, sc);
+    }
+  });
+}
 
 // y = LN(x) over n values (two passes in float: n is a token width, not a long reduction).
 QGS_HFG_INLINE void layer_norm_row(float* QGS_RESTRICT y, const float* QGS_RESTRICT x, const float* w, const float* b,
@@ -358,13 +369,10 @@ void hfg_context_layer_forward(float* out, const float* x, const float* key_mask
   QGS_REQUIRE(out && x, "hfgContextLayer: out and x must be non-null");
   const Prepared pw = prepare(w, D, H, F);
   const int64_t tiles = (N + kTile - 1) / kTile;
-  parallel_for(tiles, tiles_per_piece(tiles), [&](int64_t b, int64_t e) {
-    Scratch sc(T, D, H, F);
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t n0 = t * kTile;
-      tile_forward(std::min(kTile, N - n0), out + n0 * D, D, x + n0 * T * D, D, key_mask ? key_mask + n0 * T : nullptr, w,
-                   pw, sc, T, D, H, F);
-    }
+  for_each_tile<Scratch>(tiles, [&] { return Scratch(T, D, H, F); }, [&](int64_t t, Scratch& sc) {
+    const int64_t n0 = t * kTile;
+    tile_forward(std::min(kTile, N - n0), out + n0 * D, D, x + n0 * T * D, D, key_mask ? key_mask + n0 * T : nullptr, w, pw,
+                 sc, T, D, H, F);
   });
 }
 
@@ -399,21 +407,24 @@ struct GroupFold {
   std::vector<float> at;          // Ãᵀ [F, Dp]: row j = column j of Ã_{g(j)} (0 for ungrouped j)
   std::vector<float> bt;          // β̃ [G, Dp]
   std::vector<float> b;           // [K, Dp]: rows of P_h, m_h, n_h per head (the product's B)
-  // Per request r: e [R, H, F], d [R, H, G], c [R, H], token 0's score s0 [R, H] and value
-  // w0 [R, H, Dp] = Wo Wv_h y0_r.
-  std::vector<float> e, d, c, s0, w0;
 };
 
+// The model side of the head: weights transposed, padded and folded (RankHeadPlan keeps one).
 struct HeadPrepared {
   Prepared layer;
   std::vector<float> gw;  // [F, G·Dp]: group g's projection in columns g·Dp .. g·Dp + D
-  std::vector<float> m2;  // Wm2ᵀ [M, Dp]
-  // Per request r (the context token every candidate of r shares): LN1(ctx_r + type_0) [R, Dp], its
-  // query side u [R, H·Dp], and the context's share of the match MLP's first layer,
-  // c1_r = Wm1[:, :D] ctx_r + bm1 [R, Mp].
-  std::vector<float> y0, u, c1;
   std::vector<float> m1;  // Wm1ᵀ [3D, Mp]
+  std::vector<float> m2;  // Wm2ᵀ [M, Dp]
   GroupFold fold;         // fold.on: group tokens handled in feature space (see GroupFold)
+};
+
+// The per-request side, for each request r (the context token every candidate of r shares):
+// LN1(ctx_r + type_0) y0 [R, Dp], its query side u [R, H·Dp], and the context's share of the match
+// MLP's first layer, c1_r = Wm1[:, :D] ctx_r + bm1 [R, Mp]; with the fold also e [R, H, F],
+// d [R, H, G], c [R, H], token 0's score s0 [R, H] and value w0 [R, H, Dp] = Wo Wv_h y0_r.
+struct HeadRequests {
+  std::vector<float> y0, u, c1;
+  std::vector<float> e, d, c, s0, w0;
 };
 
 // The match MLP's first layer as a function of the item alone: Wm1 [ctx; item; ctx ⊙ item] + bm1 =
@@ -535,7 +546,8 @@ void prepare_fold(GroupFold& fo, const RankHeadWeights& w, const Prepared& pl, c
 }
 
 // The per-request part of the fold: e, d, c, s0 and w0 for every context row (R is small).
-void prepare_fold_requests(GroupFold& fo, const RankHeadWeights& w, const HeadPrepared& hp, const RankHeadSizes& s) {
+void prepare_fold_requests(HeadRequests& fo, const RankHeadWeights& w, const HeadPrepared& hp, const RankHeadSizes& s) {
+  const GroupFold& fm = hp.fold;
   const int64_t D = s.D, G = s.G, F = s.F, H = s.H, R = s.R, Dp = r16(D), HDp = H * Dp;
   const float* gam = w.layer.ln1_w;
   const float* del = w.layer.ln1_b;
@@ -547,8 +559,8 @@ void prepare_fold_requests(GroupFold& fo, const RankHeadWeights& w, const HeadPr
   std::vector<float> gu(static_cast<size_t>(D));
   for (int64_t r = 0; r < R; ++r)
     for (int64_t h = 0; h < H; ++h) {
-      const float* u = hp.u.data() + r * HDp + h * Dp;
-      const float* y0 = hp.y0.data() + r * Dp;
+      const float* u = fo.u.data() + r * HDp + h * Dp;
+      const float* y0 = fo.y0.data() + r * Dp;
       float c = 0.f, s0 = 0.f;
       for (int64_t o = 0; o < D; ++o) {
         gu[o] = (gam ? gam[o] : 1.f) * u[o];
@@ -558,14 +570,14 @@ void prepare_fold_requests(GroupFold& fo, const RankHeadWeights& w, const HeadPr
       fo.c[r * H + h] = c;
       fo.s0[r * H + h] = s0;
       for (int64_t j = 0; j < F; ++j) {
-        if (fo.group_of[j] < 0) continue;
+        if (fm.group_of[j] < 0) continue;
         float acc = 0.f;
-        for (int64_t o = 0; o < D; ++o) acc += fo.at[j * Dp + o] * gu[o];
+        for (int64_t o = 0; o < D; ++o) acc += fm.at[j * Dp + o] * gu[o];
         fo.e[(r * H + h) * F + j] = acc;
       }
       for (int64_t g = 0; g < G; ++g) {
         float acc = 0.f;
-        for (int64_t o = 0; o < D; ++o) acc += fo.bt[g * Dp + o] * gu[o];
+        for (int64_t o = 0; o < D; ++o) acc += fm.bt[g * Dp + o] * gu[o];
         fo.d[(r * H + h) * G + g] = acc;
       }
       float* w0 = fo.w0.data() + (r * H + h) * Dp;
@@ -597,7 +609,8 @@ struct HeadScratch {
 // then layer_tail. x holds each candidate's token-0 and item rows (rows `row` apart), fe its features.
 QGS_SIMD_CLONES
 void fold_tile(int64_t n0, int64_t nc, float* pooled, const float* x, int64_t row, const int32_t* req, const float* fe,
-               const RankHeadWeights& w, const HeadPrepared& hp, HeadScratch& hs, const RankHeadSizes& s) {
+               const RankHeadWeights& w, const HeadPrepared& hp, const HeadRequests& rq, HeadScratch& hs,
+               const RankHeadSizes& s) {
   const GroupFold& fo = hp.fold;
   const int64_t D = s.D, G = s.G, F = s.F, H = s.H, T = G + 2, Dp = r16(D), HDp = H * Dp, KP = padded_keys(T);
   const int64_t per = F + G + 1;
@@ -632,11 +645,11 @@ void fold_tile(int64_t n0, int64_t nc, float* pooled, const float* x, int64_t ro
     float* z = sc.z.data() + i * HDp;
     float* cf = hs.coef.data() + i * fo.K;
     for (int64_t h = 0; h < H; ++h) {
-      const float* u = hp.u.data() + r * HDp + h * Dp;
-      const float* e = fo.e.data() + (r * H + h) * F;
-      const float* d = fo.d.data() + (r * H + h) * G;
-      const float c = fo.c[r * H + h];
-      sv[0] = fo.s0[r * H + h];
+      const float* u = rq.u.data() + r * HDp + h * Dp;
+      const float* e = rq.e.data() + (r * H + h) * F;
+      const float* d = rq.d.data() + (r * H + h) * G;
+      const float c = rq.c[r * H + h];
+      sv[0] = rq.s0[r * H + h];
       v8f acc = load8(u) * load8(y1);
       for (int64_t k = 8; k < Dp; k += 8) acc += load8(u + k) * load8(y1 + k);
       sv[1] = hsum8(acc);
@@ -669,7 +682,7 @@ void fold_tile(int64_t n0, int64_t nc, float* pooled, const float* x, int64_t ro
     float* x1 = sc.x1.data() + i * Dp;  // Dp wide: the padding columns of w0 and bvo are 0
     for (int64_t h = 0; h < H; ++h) {
       const float p0 = hs.pk[i * H + h];
-      const float* w0 = fo.w0.data() + (r * H + h) * Dp;
+      const float* w0 = rq.w0.data() + (r * H + h) * Dp;
       if (hp.layer.bvo.empty())
         for (int64_t k = 0; k < Dp; k += 8) store8(x1 + k, load8(x1 + k) + load8(w0 + k) * p0);
       else
@@ -682,8 +695,8 @@ void fold_tile(int64_t n0, int64_t nc, float* pooled, const float* x, int64_t ro
 
 QGS_SIMD_CLONES
 void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const int32_t* req, const float* item,
-               const int32_t* item_ids, const float* feats, const RankHeadWeights& w, const HeadPrepared& hp, HeadScratch& sc,
-               const RankHeadSizes& s) {
+               const int32_t* item_ids, const float* feats, const RankHeadWeights& w, const HeadPrepared& hp,
+               const HeadRequests& rq, HeadScratch& sc, const RankHeadSizes& s) {
   const int64_t D = s.D, G = s.G, T = G + 2, F = s.F, M = s.M;
   const int64_t Dp = r16(D), Mp = r16(M), ldx = Dp, row = T * Dp;
   float* x = sc.x.data();
@@ -698,7 +711,7 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
         for (int64_t c = 2 * Dp; c < row; ++c) x[i * row + c] = 0.f;
   }
   // Per candidate: the context and item tokens, the group tokens' bias + type, and the match MLP's
-  // per-candidate input, the item (D wide rows of sc.min; the rest is per request, hp.c1 / hp.m1r).
+  // per-candidate input, the item (D wide rows of sc.min; the rest is per request, rq.c1 / B_r).
   float* mi = sc.min.data();
   for (int64_t i = 0; i < nc; ++i) {
     float* xi = x + i * row;
@@ -719,9 +732,9 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
   }
   float* pooled = sc.pooled.data();
   if (fold) {
-    fold_tile(n0, nc, pooled, x, row, req, fe, w, hp, sc, s);
+    fold_tile(n0, nc, pooled, x, row, req, fe, w, hp, rq, sc, s);
   } else {
-    const SharedToken0 shared{hp.y0.data(), hp.u.data(), req + n0};
+    const SharedToken0 shared{rq.y0.data(), rq.u.data(), req + n0};
     tile_forward(nc, pooled, Dp, x, ldx, nullptr, w.layer, hp.layer, sc.layer, T, D, s.H, s.FF, &shared);
   }
   // match = relu(Wm2 relu(Wm1 [ctx; item; ctx ⊙ item] + bm1) + bm2) with h1 = B_r item + c1_r (see
@@ -738,7 +751,7 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
     i0 = i1;
   }
   for (int64_t i = 0; i < nc; ++i) {
-    const float* c1 = hp.c1.data() + static_cast<int64_t>(req[n0 + i]) * Mp;
+    const float* c1 = rq.c1.data() + static_cast<int64_t>(req[n0 + i]) * Mp;
     for (int64_t c = 0; c < M; ++c) {
       const float v = h1[i * Mp + c] + c1[c];
       h1[i * Mp + c] = v > 0.f ? v : 0.f;
@@ -761,54 +774,117 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
 
 }  // namespace
 
-void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, const float* item,
-                           const int32_t* item_ids, const float* feats, const RankHeadWeights& w, const RankHeadSizes& s) {
-  hfg_rank_head_check(w, s);
-  if (s.N == 0) return;
-  QGS_REQUIRE(logits && ctx && req && item && (feats || s.F == 0), "rankHead: logits, ctx, req, item and feats must be non-null");
-  for (int64_t n = 0; n < s.N; ++n)
-    QGS_REQUIRE(req[n] >= 0 && req[n] < s.R, "rankHead: req[" + std::to_string(n) + "] must be in [0, " + std::to_string(s.R) +
-                                                 "), got " + std::to_string(req[n]));
-  if (item_ids)
-    for (int64_t n = 0; n < s.N; ++n)
-      QGS_REQUIRE(item_ids[n] >= 0 && item_ids[n] < s.V, "rankHead: item_ids[" + std::to_string(n) + "] must be in [0, " +
-                                                             std::to_string(s.V) + "), got " + std::to_string(item_ids[n]));
-  const int64_t D = s.D, G = s.G, F = s.F, M = s.M, Dp = r16(D);
+namespace {
+
+// A copy of n floats kept by the plan (null stays null).
+const float* keep(std::vector<std::vector<float>>& owned, const float* p, int64_t n) {
+  if (p == nullptr) return nullptr;
+  owned.emplace_back(p, p + n);
+  return owned.back().data();
+}
+
+}  // namespace
+
+// The model side of the head, prepared once: the weights copied (the plan does not depend on the
+// caller's buffers staying alive or unchanged), transposed, padded and folded.
+struct RankHeadPlan {
+  RankHeadSizes s;  // N, R, V unused
+  RankHeadWeights w;  // points into owned
+  std::vector<std::vector<float>> owned;
   HeadPrepared hp;
-  hp.layer = prepare(w.layer, D, s.H, s.FF);
+};
+
+void RankHeadPlanDeleter::operator()(RankHeadPlan* p) const { delete p; }
+
+RankHeadPlanPtr make_rank_head_plan(const RankHeadWeights& w, const RankHeadSizes& sizes) {
+  RankHeadSizes s = sizes;
+  s.N = 0, s.R = 1, s.V = 0;
+  hfg_rank_head_check(w, s);
+  RankHeadPlanPtr plan(new RankHeadPlan);
+  plan->s = s;
+  const int64_t D = s.D, G = s.G, F = s.F, M = s.M, FF = s.FF, Dp = r16(D);
+  auto& o = plan->owned;
+  RankHeadWeights& c = plan->w;
+  c = w;
+  c.type_emb = keep(o, w.type_emb, (G + 2) * D);
+  c.group_w = keep(o, w.group_w, G * D * F);
+  c.group_b = keep(o, w.group_b, G * D);
+  c.match_w1 = keep(o, w.match_w1, M * 3 * D);
+  c.match_b1 = keep(o, w.match_b1, M);
+  c.match_w2 = keep(o, w.match_w2, D * M);
+  c.match_b2 = keep(o, w.match_b2, D);
+  c.logit_w = keep(o, w.logit_w, 2 * D + F);
+  HfgContextLayerWeights& l = c.layer;
+  l.ln1_w = keep(o, w.layer.ln1_w, D), l.ln1_b = keep(o, w.layer.ln1_b, D);
+  l.wqkv = keep(o, w.layer.wqkv, 3 * D * D), l.bqkv = keep(o, w.layer.bqkv, 3 * D);
+  l.wo = keep(o, w.layer.wo, D * D), l.bo = keep(o, w.layer.bo, D);
+  l.ln2_w = keep(o, w.layer.ln2_w, D), l.ln2_b = keep(o, w.layer.ln2_b, D);
+  l.w1 = keep(o, w.layer.w1, FF * D), l.b1 = keep(o, w.layer.b1, FF);
+  l.w2 = keep(o, w.layer.w2, D * FF), l.b2 = keep(o, w.layer.b2, D);
+  l.lno_w = keep(o, w.layer.lno_w, D), l.lno_b = keep(o, w.layer.lno_b, D);
+  HeadPrepared& hp = plan->hp;
+  hp.layer = prepare(c.layer, D, s.H, FF);
   hp.gw.assign(static_cast<size_t>(F * G * Dp), 0.f);
   for (int64_t g = 0; g < G; ++g)
-    for (int64_t o = 0; o < D; ++o)
-      for (int64_t f = 0; f < F; ++f) hp.gw[f * G * Dp + g * Dp + o] = w.group_w[(g * D + o) * F + f];
-  prepare_fold(hp.fold, w, hp.layer, s);
-  hp.m1 = transposed_padded(w.match_w1, M, 3 * D);
-  hp.m2 = transposed_padded(w.match_w2, D, M);
+    for (int64_t r = 0; r < D; ++r)
+      for (int64_t f = 0; f < F; ++f) hp.gw[f * G * Dp + g * Dp + r] = c.group_w[(g * D + r) * F + f];
+  prepare_fold(hp.fold, c, hp.layer, s);
+  hp.m1 = transposed_padded(c.match_w1, M, 3 * D);
+  hp.m2 = transposed_padded(c.match_w2, D, M);
+  return plan;
+}
+
+RankHeadSizes rank_head_plan_sizes(const RankHeadPlan& plan) { return plan.s; }
+
+void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, const float* item, const int32_t* item_ids,
+                           const float* feats, const RankHeadPlan& plan, int64_t N, int64_t R, int64_t V) {
+  RankHeadSizes s = plan.s;
+  s.N = N, s.R = R, s.V = V;
+  QGS_REQUIRE(N >= 0, "rankHead: N (candidates) must be >= 0, got " + std::to_string(N));
+  QGS_REQUIRE(R >= 1 || N == 0, "rankHead: R (requests) must be >= 1, got " + std::to_string(R));
+  if (N == 0) return;
+  QGS_REQUIRE(logits && ctx && req && item && (feats || s.F == 0), "rankHead: logits, ctx, req, item and feats must be non-null");
+  for (int64_t n = 0; n < N; ++n)
+    QGS_REQUIRE(req[n] >= 0 && req[n] < R, "rankHead: req[" + std::to_string(n) + "] must be in [0, " + std::to_string(R) +
+                                               "), got " + std::to_string(req[n]));
+  if (item_ids)
+    for (int64_t n = 0; n < N; ++n)
+      QGS_REQUIRE(item_ids[n] >= 0 && item_ids[n] < V, "rankHead: item_ids[" + std::to_string(n) + "] must be in [0, " +
+                                                           std::to_string(V) + "), got " + std::to_string(item_ids[n]));
+  const RankHeadWeights& w = plan.w;
+  const HeadPrepared& hp = plan.hp;
+  const int64_t D = s.D, M = s.M, Dp = r16(D), Mp = r16(M), HDp = s.H * Dp;
   // The per-request context parts (R is small: the requests of one batch).
-  const int64_t Mp = r16(M), HDp = s.H * Dp, R = s.R;
-  hp.y0.assign(static_cast<size_t>(R * Dp), 0.f);
-  hp.u.assign(static_cast<size_t>(R * HDp), 0.f);
-  hp.c1.assign(static_cast<size_t>(R * Mp), 0.f);
+  HeadRequests rq;
+  rq.y0.assign(static_cast<size_t>(R * Dp), 0.f);
+  rq.u.assign(static_cast<size_t>(R * HDp), 0.f);
+  rq.c1.assign(static_cast<size_t>(R * Mp), 0.f);
   {
     std::vector<float> x0(static_cast<size_t>(D)), q(static_cast<size_t>(R * Dp), 0.f);
     for (int64_t r = 0; r < R; ++r) {
       for (int64_t c = 0; c < D; ++c) x0[c] = ctx[r * D + c] + w.type_emb[c];
-      layer_norm_row(hp.y0.data() + r * Dp, x0.data(), w.layer.ln1_w, w.layer.ln1_b, D, w.layer.eps1);
+      layer_norm_row(rq.y0.data() + r * Dp, x0.data(), w.layer.ln1_w, w.layer.ln1_b, D, w.layer.eps1);
     }
-    query_side(R, hp.y0.data(), Dp, q.data(), hp.u.data(), w.layer, hp.layer, D, s.H);
-    if (hp.fold.on) prepare_fold_requests(hp.fold, w, hp, s);
-    tile::mm(hp.c1.data(), Mp, ctx, D, hp.m1.data(), Mp, R, D, Mp, false);
+    query_side(R, rq.y0.data(), Dp, q.data(), rq.u.data(), w.layer, hp.layer, D, s.H);
+    if (hp.fold.on) prepare_fold_requests(rq, w, hp, s);
+    tile::mm(rq.c1.data(), Mp, ctx, D, hp.m1.data(), Mp, R, D, Mp, false);
     if (w.match_b1)
       for (int64_t r = 0; r < R; ++r)
-        for (int64_t c = 0; c < M; ++c) hp.c1[r * Mp + c] += w.match_b1[c];
+        for (int64_t c = 0; c < M; ++c) rq.c1[r * Mp + c] += w.match_b1[c];
   }
-  const int64_t tiles = (s.N + kTile - 1) / kTile;
-  parallel_for(tiles, tiles_per_piece(tiles), [&](int64_t b, int64_t e) {
-    HeadScratch sc(s, hp.fold.K);
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t n0 = t * kTile;
-      head_tile(n0, std::min(kTile, s.N - n0), logits, ctx, req, item, item_ids, feats, w, hp, sc, s);
-    }
+  const int64_t tiles = (N + kTile - 1) / kTile;
+  for_each_tile<HeadScratch>(tiles, [&] { return HeadScratch(s, hp.fold.K); }, [&](int64_t t, HeadScratch& sc) {
+    const int64_t n0 = t * kTile;
+    head_tile(n0, std::min(kTile, N - n0), logits, ctx, req, item, item_ids, feats, w, hp, rq, sc, s);
   });
+}
+
+void hfg_rank_head_forward(float* logits, const float* ctx, const int32_t* req, const float* item,
+                           const int32_t* item_ids, const float* feats, const RankHeadWeights& w, const RankHeadSizes& s) {
+  hfg_rank_head_check(w, s);
+  if (s.N == 0) return;
+  const RankHeadPlanPtr plan = make_rank_head_plan(w, s);
+  hfg_rank_head_forward(logits, ctx, req, item, item_ids, feats, *plan, s.N, s.R, s.V);
 }
 
 }  // namespace cpu

@@ -173,7 +173,101 @@ QGS_BINDING(rankHeadForward) {
   return info.Env().Undefined();
 }
 
+// ---- the head's model side prepared once (cpu::RankHeadPlan), held by JS as a tagged External ----
+
+namespace {
+// Tells our plan handles from any other External passed in (napi_type_tag_object).
+const napi_type_tag kRankHeadPlanTag = {0x51a5f0c2e3b94d17ULL, 0x8e6d2b4f1c0a7395ULL};
+
+struct PlanHolder {
+  cpu::RankHeadPlanPtr plan;  // null once released
+};
+
+PlanHolder& plan_arg(const Napi::CallbackInfo& info, size_t i) {
+  const Napi::Value v = info[i];
+  if (!v.IsExternal() || !v.As<Napi::External<PlanHolder>>().CheckTypeTag(&kRankHeadPlanTag))
+    throw_error(info.Env(), "rankHeadPlan: plan: expected a rank head plan handle");
+  return *v.As<Napi::External<PlanHolder>>().Data();
+}
+}  // namespace
+
+// rankHeadPlanCreate(typeEmb, groupW | null, groupB | null, matchW1, matchB1 | null, matchW2, matchB2 | null,
+//                    logitW, <14 layer weights>, [D, G, H, FF, F, M], eps1, eps2, epsOut, logitB, activation)
+// → a handle holding copies of the weights, prepared (transposed, padded, folded).
+QGS_BINDING(rankHeadPlanCreate) {
+  const std::vector<int64_t> z = ints_arg(info, 22, "sizes");
+  if (z.size() != 6) throw_error(info.Env(), "rankHeadPlan: sizes: expected [D, G, H, FF, F, M]");
+  RankHeadSizes s;
+  s.D = z[0], s.G = z[1], s.H = z[2], s.FF = z[3], s.F = z[4], s.M = z[5];
+  const auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
+  if (!in(s.D, 1, 4096) || !in(s.G, 0, kHfgMaxKeys - 2) || !in(s.H, 1, 4096) || !in(s.FF, 1, 65536) || !in(s.F, 0, 65536) ||
+      !in(s.M, 1, 65536))
+    throw_error(info.Env(), "rankHeadPlan: sizes [D, G, H, FF, F, M] out of range (D, H <= 4096; G <= " +
+                                std::to_string(kHfgMaxKeys - 2) + "; FF, M in [1, 65536]; F <= 65536)");
+  RankHeadWeights w;
+  w.layer.eps1 = static_cast<float>(num_arg(info, 23, "eps1"));
+  w.layer.eps2 = static_cast<float>(num_arg(info, 24, "eps2"));
+  w.layer.eps_out = static_cast<float>(num_arg(info, 25, "epsOut"));
+  w.logit_b = static_cast<float>(num_arg(info, 26, "logitB"));
+  w.layer.activation = static_cast<HfgActivation>(int_arg(info, 27, "activation", 0, 3));
+  const size_t fD = size_t(s.D) * 4, GD = size_t(s.G * s.D);
+  std::vector<View> all;
+  all.push_back(storage_arg(info, 0, "typeEmb", size_t(s.G + 2) * fD));
+  all.push_back(optional_storage_arg(info, 1, "groupW", GD * size_t(s.F) * 4));
+  all.push_back(optional_storage_arg(info, 2, "groupB", GD * 4));
+  all.push_back(storage_arg(info, 3, "matchW1", size_t(s.M) * 3 * fD));
+  all.push_back(optional_storage_arg(info, 4, "matchB1", size_t(s.M) * 4));
+  all.push_back(storage_arg(info, 5, "matchW2", size_t(s.M) * fD));
+  all.push_back(optional_storage_arg(info, 6, "matchB2", fD));
+  all.push_back(storage_arg(info, 7, "logitW", size_t(2 * s.D + s.F) * 4));
+  layer_weights(info, 8, s.D, s.FF, w.layer, all);
+  require_cpu(info, "rankHeadPlan", all);
+  w.type_emb = all[0].as<float>(), w.group_w = all[1].as<float>(), w.group_b = all[2].as<float>();
+  w.match_w1 = all[3].as<float>(), w.match_b1 = all[4].as<float>(), w.match_w2 = all[5].as<float>();
+  w.match_b2 = all[6].as<float>(), w.logit_w = all[7].as<float>();
+  auto* holder = new PlanHolder{cpu::make_rank_head_plan(w, s)};
+  auto ext = Napi::External<PlanHolder>::New(info.Env(), holder, [](Napi::Env, PlanHolder* h) { delete h; });
+  ext.TypeTag(&kRankHeadPlanTag);
+  return ext;
+}
+
+// rankHeadPlanForward(plan, logits, ctx, req (i32), item, feats | null, [N, R, V], itemIds (i32) | null)
+QGS_BINDING(rankHeadPlanForward) {
+  PlanHolder& h = plan_arg(info, 0);
+  if (!h.plan) throw_error(info.Env(), "rankHeadPlan: the plan was released");
+  const RankHeadSizes ps = cpu::rank_head_plan_sizes(*h.plan);
+  const std::vector<int64_t> z = ints_arg(info, 6, "sizes");
+  if (z.size() != 3) throw_error(info.Env(), "rankHeadPlan: sizes: expected [N, R, V]");
+  const int64_t N = z[0], R = z[1], V = z[2];
+  const int64_t big = int64_t(1) << 40;
+  if (N < 0 || N > big || R < 0 || R > big || V < 0 || V > big)
+    throw_error(info.Env(), "rankHeadPlan: sizes [N, R, V] out of range (each in [0, 2^40])");
+  const size_t fD = size_t(ps.D) * 4;
+  const bool by_id = !(info[7].IsNull() || info[7].IsUndefined());
+  std::vector<View> all;
+  all.push_back(storage_arg(info, 1, "logits", size_t(N) * 4));
+  all.push_back(storage_arg(info, 2, "ctx", size_t(R) * fD));
+  all.push_back(storage_arg(info, 3, "req", size_t(N) * 4));
+  all.push_back(storage_arg(info, 4, "item", size_t(by_id ? V : N) * fD));
+  all.push_back(optional_storage_arg(info, 5, "feats", size_t(N * ps.F) * 4));
+  const View ids = by_id ? storage_arg(info, 7, "itemIds", size_t(N) * 4) : View{nullptr, 0, Device::CPU};
+  all.push_back(ids);
+  require_cpu(info, "rankHeadPlan", all);
+  cpu::hfg_rank_head_forward(all[0].as<float>(), all[1].as<float>(), all[2].as<int32_t>(), all[3].as<float>(),
+                             ids.as<int32_t>(), all[4].as<float>(), *h.plan, N, R, V);
+  return info.Env().Undefined();
+}
+
+// rankHeadPlanRelease(plan): frees the prepared weights now (a later forward throws); idempotent.
+QGS_BINDING(rankHeadPlanRelease) {
+  plan_arg(info, 0).plan.reset();
+  return info.Env().Undefined();
+}
+
 void register_hfg(Napi::Env env, Napi::Object exports) {
+  QGS_EXPORT(exports, env, rankHeadPlanCreate);
+  QGS_EXPORT(exports, env, rankHeadPlanForward);
+  QGS_EXPORT(exports, env, rankHeadPlanRelease);
   QGS_EXPORT(exports, env, groupedAttentionForward);
   QGS_EXPORT(exports, env, groupedAttentionBackward);
   QGS_EXPORT(exports, env, hfgContextLayerForward);

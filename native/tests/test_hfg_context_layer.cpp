@@ -3,6 +3,7 @@
 // and N around the 32-candidate tile), masks with fully masked rows, null biases / LayerNorm affine
 // parameters, all four activations, poisoned outputs, large logits and bad arguments.
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <limits>
 #include <string>
@@ -192,6 +193,24 @@ void run_head_case(Rng& rng, int64_t N, int64_t R, int64_t D, int64_t G, int64_t
   auto out = poisoned(static_cast<size_t>(N));
   if (table_rows > 0) qgs::cpu::hfg_rank_head_forward(out.data(), ctx.data(), req.data(), table.data(), ids.data(), feats.data(), w, s);
   else qgs::cpu::hfg_rank_head_forward(out.data(), ctx.data(), req.data(), item.data(), nullptr, feats.data(), w, s);
+  // A plan made once gives the same logits bit for bit, also after the caller's weight buffers are
+  // overwritten (it keeps copies), and twice in a row.
+  {
+    const qgs::cpu::RankHeadPlanPtr plan = qgs::cpu::make_rank_head_plan(w, s);
+    const std::vector<float> saved_gw = gw, saved_m1 = m1, saved_type = type;
+    std::fill(gw.begin(), gw.end(), std::nanf(""));
+    std::fill(m1.begin(), m1.end(), std::nanf(""));
+    std::fill(type.begin(), type.end(), std::nanf(""));
+    for (int rep = 0; rep < 2; ++rep) {
+      auto planned = poisoned(static_cast<size_t>(N));
+      const float* it = table_rows > 0 ? table.data() : item.data();
+      qgs::cpu::hfg_rank_head_forward(planned.data(), ctx.data(), req.data(), it, table_rows > 0 ? ids.data() : nullptr,
+                                      feats.data(), *plan, N, R, table_rows);
+      check(N == 0 || std::memcmp(planned.data(), out.data(), sizeof(float) * size_t(N)) == 0,
+            "rank head plan = stateless call (bit for bit), call " + std::to_string(rep));
+    }
+    gw = saved_gw, m1 = saved_m1, type = saved_type;
+  }
   // Reference tokens in float64, then the layer reference, the match MLP and the logit.
   std::vector<double> x(static_cast<size_t>(N * T * D));
   for (int64_t n = 0; n < N; ++n)
@@ -323,6 +342,19 @@ int main() {
   ids[1] = 2;
   qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, ids.data(), b, hw, hs3);  // valid: no throw
   qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, nullptr, b, hw, hs);  // valid: no throw
+  {
+    const auto plan = qgs::cpu::make_rank_head_plan(hw, hs);
+    req[1] = 1;
+    check_throws("plan: req out of range", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, nullptr, b, *plan, 2, 1, 0); });
+    req[1] = 0;
+    std::vector<int32_t> bad_ids = {0, 3};
+    check_throws("plan: item id out of the table", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, bad_ids.data(), b, *plan, 2, 1, 3); });
+    check_throws("plan: R = 0", [&] { qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, nullptr, b, *plan, 2, 0, 0); });
+    qgs::cpu::hfg_rank_head_forward(b, b, req.data(), b, nullptr, b, *plan, 0, 0, 0);  // N = 0: nothing to do
+    auto hs4 = hs;
+    hs4.M = 0;
+    check_throws("plan: M = 0", [&] { qgs::cpu::make_rank_head_plan(hw, hs4); });
+  }
   check(true, "rank head: valid call");
   return finish("test_hfg_context_layer", seed);
 }

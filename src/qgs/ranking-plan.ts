@@ -9,7 +9,6 @@ import { Tensor, tensor, keep, scope } from '../tensor';
 import { noGrad, needsGrad } from '../autograd';
 import * as ops from '../ops';
 import { checkTensor } from '../ops/validate';
-import type { HfgContextLayerParams } from '../ops/hfg';
 import { HFGAttention } from '../nn/hfg-attention';
 import type { QgsModel } from './model';
 import { PAD_TERM } from './dataset';
@@ -28,8 +27,8 @@ export class RankingPlan {
   /** [G·D, F] block-diagonal group projections and their biases [G·D]. */
   private readonly groupWeight: Tensor;
   private readonly groupBias: Tensor;
-  /** The HFG layer's parameters and the logit bias when the whole head can run as one native call. */
-  private readonly fused: { layer: HfgContextLayerParams; logitBias: number } | null;
+  /** The whole head as one native call, its weights prepared once (null: the composed head serves). */
+  private readonly fused: ops.HfgRankHeadPlan | null;
 
   constructor(readonly model: QgsModel, opts: RankingPlanOptions = {}) {
     const { dim: D, itemVocab: V, layout } = model.cfg;
@@ -51,13 +50,27 @@ export class RankingPlan {
   }
 
   // The fused kernel implements exactly: HFG fusion with one layer and context pooling, a two-layer
-  // ReLU match MLP, and the linear logit over [pooled, match, features] (RankingHead for 'hfg').
-  private fusedHead(): { layer: HfgContextLayerParams; logitBias: number } | null {
+  // ReLU match MLP, and the linear logit over [pooled, match, features] (RankingHead for 'hfg'). The
+  // plan copies the weights as they are now: like the item table, it serves a frozen model.
+  private fusedHead(): ops.HfgRankHeadPlan | null {
     const head = this.model.head;
-    if (!(head.fusion instanceof HFGAttention) || head.match.layers.length !== 2 || head.match.activation !== 'relu') return null;
-    const layer = head.fusion.singleLayerContextParams();
-    if (layer === null || this.model.device !== 'cpu') return null;
-    return { layer, logitBias: head.logit.bias === null ? 0 : head.logit.bias.toFloat32Array()[0] };
+    const fusion = head.fusion;
+    if (!(fusion instanceof HFGAttention) || head.match.layers.length !== 2 || head.match.activation !== 'relu') return null;
+    const layer = fusion.singleLayerContextParams();
+    if (layer === null || this.model.device !== 'cpu' || this.itemTable === null) return null;
+    const [m1, m2] = head.match.layers;
+    return noGrad(() => new ops.HfgRankHeadPlan({
+      layer,
+      typeEmbedding: fusion.typeEmbedding,
+      groupWeight: this.groupWeight,
+      groupBias: this.groupBias,
+      matchW1: m1.weight,
+      matchB1: m1.bias,
+      matchW2: m2.weight,
+      matchB2: m2.bias,
+      logitWeight: head.logit.weight,
+      logitBias: head.logit.bias === null ? 0 : head.logit.bias.toFloat32Array()[0],
+    }));
   }
 
   private buildItemTable(V: number, D: number): Tensor {
@@ -102,26 +115,11 @@ export class RankingPlan {
     // Checked here so the fused and the composed head refuse a bad index with the same message.
     const R = ctx.shape[0];
     for (let i = 0; i < N; i++) if (!(req[i] >= 0 && req[i] < R)) throw new RangeError(`${OP}: req[${i}] must be in [0, ${R}), got ${req[i]}`);
-    const head = this.model.head;
-    if (this.fused === null || this.itemTable === null || needsGrad([ctx, features, ...head.parameters()])) {
+    if (this.fused === null || this.itemTable === null || needsGrad([ctx, features])) {
       return this.rankLogits(ops.gather(ctx, tensor(req, [N], { dtype: 'i32' }), 0), items, features);
     }
-    const fusion = head.fusion as HFGAttention;
-    const [m1, m2] = head.match.layers;
     // Items are read from the catalogue table inside the kernel (no gathered [N, D] copy: ~0.1 ms).
-    return ops.hfgRankHead(ctx, req, this.itemTable, features, {
-      itemIds: items,
-      layer: this.fused.layer,
-      typeEmbedding: fusion.typeEmbedding,
-      groupWeight: this.groupWeight,
-      groupBias: this.groupBias,
-      matchW1: m1.weight,
-      matchB1: m1.bias,
-      matchW2: m2.weight,
-      matchB2: m2.bias,
-      logitWeight: head.logit.weight,
-      logitBias: this.fused.logitBias,
-    });
+    return this.fused.run(ctx, req, this.itemTable, features, items);
   }
 
   /** Click logits [N] — the same function as QgsModel.rankLogits (call under noGrad). */
@@ -133,6 +131,7 @@ export class RankingPlan {
   }
 
   dispose(): void {
+    this.fused?.dispose();
     this.itemTable?.dispose();
     this.groupWeight.dispose();
     this.groupBias.dispose();
