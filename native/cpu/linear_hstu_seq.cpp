@@ -176,6 +176,43 @@ QGS_SIMD_CLONES void scan_v8(float* o, float* S_final, const float* S0, const fl
   constexpr int DV = 8 * NV;
   const int64_t per = dk * DV;
   start_state(S, S0, per);
+  if (o == nullptr) {
+    // State only: two tokens per pass over S, S ← a₁a₂ S + a₂ k₁ v₁ᵀ + k₂ v₂ᵀ (v scaled by its write
+    // weight), which halves the loads and stores of S that bound this loop.
+    int64_t t = t0;
+    for (; t + 2 <= t1; t += 2) {
+      const float w1 = write ? write[t] : 1.f, w2 = write ? write[t + 1] : 1.f;
+      const float a1 = w1 * gamma + (1.f - w1), a2 = w2 * gamma + (1.f - w2), a12 = a1 * a2;
+      const float* k1 = c.k + t * c.sk + h * dk;
+      const float* k2 = k1 + c.sk;
+      const float* v1 = c.v + t * c.sv + h * DV;
+      const float* v2 = v1 + c.sv;
+      v8f x1[NV], x2[NV];
+      for (int n = 0; n < NV; ++n) {
+        x1[n] = load8(v1 + 8 * n) * w1;
+        x2[n] = load8(v2 + 8 * n) * w2;
+      }
+      for (int64_t i = 0; i < dk; ++i) {
+        float* r = S + i * DV;
+        const float c1 = a2 * k1[i], c2 = k2[i];
+        for (int n = 0; n < NV; ++n) store8(r + 8 * n, load8(r + 8 * n) * a12 + x1[n] * c1 + x2[n] * c2);
+      }
+    }
+    if (t < t1) {
+      const float wt = write ? write[t] : 1.f;
+      const float a = wt * gamma + (1.f - wt);
+      const float* k = c.k + t * c.sk + h * dk;
+      const float* v = c.v + t * c.sv + h * DV;
+      v8f x[NV];
+      for (int n = 0; n < NV; ++n) x[n] = load8(v + 8 * n) * wt;
+      for (int64_t i = 0; i < dk; ++i) {
+        float* r = S + i * DV;
+        for (int n = 0; n < NV; ++n) store8(r + 8 * n, load8(r + 8 * n) * a + x[n] * k[i]);
+      }
+    }
+    if (S_final) std::memcpy(S_final, S, static_cast<size_t>(per) * sizeof(float));
+    return;
+  }
   for (int64_t t = t0; t < t1; ++t) {
     const float wt = write ? write[t] : 1.f;
     const float a = wt * gamma + (1.f - wt);
@@ -183,7 +220,7 @@ QGS_SIMD_CLONES void scan_v8(float* o, float* S_final, const float* S0, const fl
     const float* v = c.v + t * c.sv + h * DV;
     v8f vw[NV];
     for (int n = 0; n < NV; ++n) vw[n] = load8(v + 8 * n) * wt;
-    if (o) {
+    {  // o is non-null here (the state-only case returned above)
       const float* q = c.q + t * c.sq + h * dk;
       // R accumulator chains over the dk rows: with two at dv = 16, the chained FMAs (dk / 2 deep,
       // 4–5 cycles each) bounded a token, not the state's loads and stores. R · NV ≤ 8 of the 16
@@ -214,12 +251,6 @@ QGS_SIMD_CLONES void scan_v8(float* o, float* S_final, const float* S0, const fl
       }
       float* oh = o + t * Hv + h * DV;
       for (int n = 0; n < NV; ++n) store8(oh + 8 * n, (acc[0][n] + acc[1][n]) + (acc[2][n] + acc[3][n]));
-    } else if (wt != 0.f) {
-      for (int64_t i = 0; i < dk; ++i) {
-        float* r = S + i * DV;
-        const float ki = k[i];
-        for (int n = 0; n < NV; ++n) store8(r + 8 * n, load8(r + 8 * n) * a + vw[n] * ki);
-      }
     }
   }
   if (S_final) std::memcpy(S_final, S, static_cast<size_t>(per) * sizeof(float));
