@@ -715,14 +715,21 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
   // Per candidate: the context and item tokens, the group tokens' bias + type, and the match MLP's
   // per-candidate input, the item (D wide rows of sc.min; the rest is per request, rq.c1 / B_r).
   float* mi = sc.min.data();
+  const auto item_row = [&](int64_t i) { return item + (item_ids ? static_cast<int64_t>(item_ids[n0 + i]) : n0 + i) * D; };
+  constexpr int64_t kAhead = 4;  // candidates: the item rows are random reads from the catalogue table
+  for (int64_t i = 0; i < std::min(kAhead, nc); ++i)
+    for (int64_t c = 0; c < D; c += 16) __builtin_prefetch(item_row(i) + c);
   for (int64_t i = 0; i < nc; ++i) {
-    float* xi = x + i * row;
-    float* r = mi + i * D;
-    const float* ci = ctx + static_cast<int64_t>(req[n0 + i]) * D;
-    const float* ii = item + (item_ids ? static_cast<int64_t>(item_ids[n0 + i]) : n0 + i) * D;
+    if (i + kAhead < nc)
+      for (int64_t c = 0; c < D; c += 16) __builtin_prefetch(item_row(i + kAhead) + c);
+    float* QGS_RESTRICT xi = x + i * row;
+    float* QGS_RESTRICT r = mi + i * D;
+    const float* QGS_RESTRICT ci = ctx + static_cast<int64_t>(req[n0 + i]) * D;
+    const float* QGS_RESTRICT ii = item_row(i);
+    const float* QGS_RESTRICT te = w.type_emb;
     for (int64_t c = 0; c < D; ++c) {
-      xi[c] = ci[c] + w.type_emb[c];
-      xi[Dp + c] = ii[c] + w.type_emb[D + c];
+      xi[c] = ci[c] + te[c];
+      xi[Dp + c] = ii[c] + te[D + c];
       r[c] = ii[c];
     }
     for (int64_t g = 0; g < G && !fold; ++g) {
