@@ -191,6 +191,12 @@ describe('qgs train / eval --data', () => {
     const io3 = capture();
     expect(await runCli(['eval', '--model', out], io3)).not.toBe(0);
     expect(io3.stderr.join('')).toMatch(/trained on a log file; pass --data/);
+    // --users / --items size the synthetic data: refused with --data, by eval as by train.
+    for (const cmd of [['eval', '--model', out], ['train', '--epochs', '1', '--out', path.join(dir, 'm3')]]) {
+      const io4 = capture();
+      expect(await runCli([...cmd, '--data', data, '--users', '10'], io4)).not.toBe(0);
+      expect(io4.stderr.join('')).toMatch(/--users and --items size the synthetic data; they do not apply with --data/);
+    }
   });
 
   test('bad --data arguments fail with the option named', async () => {

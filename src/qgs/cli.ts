@@ -174,6 +174,7 @@ registerCommand('eval', (program, io) => {
       try {
         let data: PreparedData;
         if (o.data !== undefined) {
+          if (o.users !== undefined || o.items !== undefined) throw new Error('--users and --items size the synthetic data; they do not apply with --data');
           if (config.vocab === undefined) throw new Error(`--data: ${o.model} was trained on the synthetic data (no log vocabulary in the checkpoint); evaluate it without --data`);
           data = (await loadLogFile(o.data, o.format, o.strict === true, io, o.json === true, { vocab: config.vocab, maxTerms: model.cfg.maxTerms })).data;
         } else {
