@@ -276,6 +276,9 @@ describe('serving a log-trained model', () => {
       expect(Array.from(await ranker.score({ history: historyKeyed, query, candidates: keyed }))).toEqual(Array.from(viaCold));
       await ranker.observe('k', historyKeyed);
       expect(Array.from(await ranker.score({ user: 'k', query, candidates: keyed }))).toEqual(Array.from(viaCached));
+      // The columnar form takes the same ids as an array.
+      const keyedColumns = { items: keyed.map((c) => c.item), columns, values };
+      expect(Array.from(await ranker.score({ user: 'k', query, candidates: keyedColumns }))).toEqual(Array.from(viaCached));
     } finally {
       await ranker.close();
     }

@@ -238,6 +238,27 @@ describe('packed requests (what crosses to the worker)', () => {
     expect(bad({ items, columns, values, extra: 1 })).toMatch(/candidates.extra: unknown field \(expected items, columns, values\)/);
     const limits = resolveLimits({ maxCandidates: 2 });
     expect(errorOf(() => packScoreRequest({ query: { id: 1 }, candidates: { items, columns, values } }, limits))).toMatch(/candidates.items: at most 2 candidates allowed \(limit\), got 3/);
+    // Item ids as an array: int32 ids pack as they are; strings and integers past 2^31 - 1 travel in
+    // rawItems (-1 in items), as in the object form — and an all-int32 array carries no rawItems.
+    const mixed = packScoreRequest({ query: { id: 1 }, candidates: { items: [5, 'sku-6', 2 ** 40], columns, values } }).candidates;
+    expect(Array.from(mixed.items)).toEqual([5, -1, -1]);
+    expect(mixed.rawItems).toEqual([5, 'sku-6', 2 ** 40]);
+    expect(new CandidateBatch(mixed).featureMatrix(objects.columns)).toEqual(new CandidateBatch(objects).featureMatrix(objects.columns));
+    expect(new CandidateBatch(mixed).item(1)).toBe('sku-6');
+    const plain = packScoreRequest({ query: { id: 1 }, candidates: { items: [5, 6, 7], columns, values } }).candidates;
+    expect(Array.from(plain.items)).toEqual([5, 6, 7]);
+    expect(plain.rawItems).toBeUndefined();
+    const objectsMixed = packScoreRequest({ query: { id: 1 }, candidates: [
+      { item: 5, features: {} }, { item: 'sku-6', features: {} }, { item: 2 ** 40, features: {} },
+    ] }).candidates;
+    expect(objectsMixed.rawItems).toEqual(mixed.rawItems);
+    expect(validateScoreRequest({ query: { id: 1 }, candidates: { items: [5, 'sku-6', 2 ** 40], columns, values } }).candidates).toEqual({ items: [5, 'sku-6', 2 ** 40], columns, values });
+    expect(bad({ items: [5, '', 7], columns, values })).toMatch(/candidates.items\[1\]: expected an item id \(a non-negative integer or a non-empty string\), got ""/);
+    expect(bad({ items: [5, -1, 7], columns, values })).toMatch(/candidates.items\[1\]: expected an item id \(a non-negative integer or a non-empty string\), got -1/);
+    expect(bad({ items: [5, 2 ** 53, 7], columns, values })).toMatch(/candidates.items\[1\]: expected an item id .*integers up to 2\^53 - 1/);
+    expect(bad({ items: [5, null, 7], columns, values })).toMatch(/candidates.items\[1\]: expected an item id/);
+    expect(bad({ items: 'abc', columns, values })).toMatch(/candidates.items: expected an Int32Array of item ids, or an array of item ids \(non-negative integers or non-empty strings\), got "abc"/);
+    expect(bad({ items: Float32Array.of(5, 6, 7), columns, values })).toMatch(/candidates.items: expected an Int32Array of item ids, or an array of item ids/);
   });
 
   test('candidates: dense NaN-padded numeric matrix, extras, toArray() round trip', () => {

@@ -213,29 +213,42 @@ export function validateCandidate(v: unknown, path: string, limits: ServingLimit
  * Candidates already in columnar form (what a high-rate caller can build without one object per
  * candidate): item ids, the numeric feature columns, and one row-major [items.length, columns.length]
  * matrix of their values (NaN = missing). Ranker.score copies the arrays: the caller's stay usable.
+ * Item ids are an Int32Array, or an array of ids as the object form takes them (non-negative safe
+ * integers or non-empty strings: a log-trained model's raw ids).
  */
 export interface CandidateColumns {
-  items: Int32Array;
+  items: Int32Array | readonly ItemId[];
   columns: readonly { group: string; feature: string }[];
   values: Float32Array;
 }
 
 const isTyped = (v: unknown, tag: string): boolean => Object.prototype.toString.call(v) === `[object ${tag}]`;
 
-/** True for the columnar form (an object with an Int32Array `items`), false for a candidate list. */
+/**
+ * True for the columnar form (an object with `items`; a list is an array), false for a candidate
+ * list. A wrong `items` is then reported as the columnar field it is.
+ */
 export function isCandidateColumns(v: unknown): boolean {
-  return isPlainObject(v) && isTyped(v.items, 'Int32Array');
+  return isPlainObject(v) && 'items' in v;
 }
 
 /** Validates columnar candidates (same limits as the object form) and packs a copy. */
 export function packCandidateColumns(v: unknown, path: string, limits: ServingLimits): PackedCandidates {
   const o = checkObject(v, path);
   for (const k in o) if (k !== 'items' && k !== 'columns' && k !== 'values') throw new ValidationError(`${path}.${k}`, 'unknown field (expected items, columns, values)');
-  if (!isTyped(o.items, 'Int32Array')) fail(`${path}.items`, 'an Int32Array of item ids', o.items);
-  const items = o.items as Int32Array;
-  const n = items.length;
+  const typed = isTyped(o.items, 'Int32Array');
+  if (!typed && !Array.isArray(o.items)) fail(`${path}.items`, 'an Int32Array of item ids, or an array of item ids (non-negative integers or non-empty strings)', o.items);
+  const given = o.items as Int32Array | readonly unknown[];
+  const n = given.length;
   if (n > limits.maxCandidates) throw new ValidationError(`${path}.items`, `at most ${limits.maxCandidates} candidates allowed (limit), got ${n}`);
-  for (let i = 0; i < n; i++) if (items[i] < 0) fail(`${path}.items[${i}]`, 'a non-negative integer', items[i]);
+  const ids = new ItemIdColumn(new Int32Array(n));
+  if (typed) {
+    const items = given as Int32Array;
+    for (let i = 0; i < n; i++) if (items[i] < 0) fail(`${path}.items[${i}]`, 'a non-negative integer', items[i]);
+    ids.items.set(items);
+  } else {
+    for (let i = 0; i < n; i++) if (!ids.put(i, given[i], limits)) invalid(() => checkItemId(given[i], `${path}.items[${i}]`, limits), `${path}.items[${i}]`);
+  }
   const cols = checkArray(o.columns, `${path}.columns`, limits.maxFeatureGroups * limits.maxFeaturesPerGroup, 'feature columns');
   const columns: FeatureColumn[] = [];
   const perGroup = new Map<string, Set<string>>();
@@ -262,7 +275,9 @@ export function packCandidateColumns(v: unknown, path: string, limits: ServingLi
     const x = values[k];
     if (x === Infinity || x === -Infinity) fail(`${path}.values[${k}] (candidate ${Math.floor(k / columns.length)}, ${columns[k % columns.length].group}.${columns[k % columns.length].feature})`, 'a finite number or NaN (missing)', x);
   }
-  return { items: items.slice(), columns, values: values.slice(), extras: [] };
+  const packed: PackedCandidates = { items: ids.items, columns, values: values.slice(), extras: [] };
+  if (ids.raw !== null) packed.rawItems = ids.raw;
+  return packed;
 }
 
 export function validateCandidates(v: unknown, path: string, limits: ServingLimits): Candidate[] {
@@ -295,7 +310,7 @@ export function validateScoreRequest(v: unknown, limits: ServingLimits = DEFAULT
   const r: ScoreRequest = {
     query: validateQuery(o.query, 'query', limits),
     candidates: isCandidateColumns(o.candidates)
-      ? (({ items, columns, values }) => ({ items, columns, values }))(packCandidateColumns(o.candidates, 'candidates', limits))
+      ? (({ items, rawItems, columns, values }) => ({ items: rawItems ?? items, columns, values }))(packCandidateColumns(o.candidates, 'candidates', limits))
       : validateCandidates(o.candidates, 'candidates', limits),
   };
   if (o.user !== undefined) r.user = validateUser(o.user, 'user', limits);
