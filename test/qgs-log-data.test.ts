@@ -283,4 +283,43 @@ describe('serving a log-trained model', () => {
       await ranker.close();
     }
   });
+
+  test('raw categorical values set their indicator columns as in training: qgs rank scoring, the backend and Ranker agree', async () => {
+    const { data, vocab } = prepareLogData(records(), { termBuckets: 1000, maxCategories: 1 });
+    expect(vocab.categorical).toEqual([{ group: 'brand', feature: 'brand_0', values: ['acme'] }]);
+    const { result } = runVariant(data, VARIANTS[0], { epochs: 1, seed: 3, batchTokens: 400 });
+    const { model, scaler } = result;
+    const slots = new LogMapper(vocab).categoricalSlots(model.cfg.layout);
+    expect(slots.map(({ group, feature, offset, width }) => ({ group, feature, offset, width }))).toEqual([{ group: 'brand', feature: 'brand_0', offset: 1, width: 2 }]);
+    const base = (i: number): Record<string, Record<string, number>> => ({ price: { price_0: 10 + i }, ctx: { ctx_0: i, ctx_1: Math.log1p(i) } });
+    const ids = ['sku-1', 'sku-2', 'sku-3', 'sku-2', 'sku-1'];
+    // Raw values (a kept one, one training never kept, a number, a null, none) and the same as indicator columns.
+    const brands: (string | number | null | undefined)[] = ['acme', 'zed', 7, null, undefined];
+    const indicator = (b: string | number | null | undefined): Record<string, number> | undefined =>
+      b === null || b === undefined ? undefined : b === 'acme' ? { 'brand_0=acme': 1, 'brand_0=<other>': 0 } : { 'brand_0=acme': 0, 'brand_0=<other>': 1 };
+    const rawCands = ids.map((item, i) => ({ item, features: { ...base(i), ...(brands[i] === undefined ? {} : { brand: { brand_0: brands[i] } }) } }));
+    const colCands = ids.map((item, i) => ({ item, features: { ...base(i), ...(indicator(brands[i]) === undefined ? {} : { brand: indicator(brands[i])! }) } }));
+    const history: Interaction[] = [{ query: { text: 'red shoes' }, item: 'sku-1' }];
+    const query = { text: 'blue hat' };
+    const viaColumns = scoreRequest(model, scaler, { history, query, candidates: colCands }, vocab);
+    const viaRaw = scoreRequest(model, scaler, { history, query, candidates: rawCands }, vocab);
+    expect(Array.from(viaRaw)).toEqual(Array.from(viaColumns));
+    // The brand matters (else the comparison above could not fail): acme vs other moves the score.
+    const flipped = scoreRequest(model, scaler, { history, query, candidates: rawCands.map((c) => ({ ...c, features: { ...c.features, brand: { brand_0: 'acme' } } })) }, vocab);
+    expect(flipped[1]).not.toBe(viaRaw[1]);
+    expect(errorOf(() => scoreRequest(model, scaler, { history, query, candidates: [{ item: 'sku-1', features: { brand: { brand_0: [1] as unknown as string } } }] }, vocab))).toMatch(/candidates\[0\]\.features\.brand\.brand_0: expected a category \(a string or a finite number\) or null, got \[1\]/);
+    const out = path.join(dir, 'served-categorical');
+    saveCheckpoint(out, model, scaler, {}, vocab);
+    model.dispose();
+    const ranker = await Ranker.load(out);
+    try {
+      const rankedRaw = await ranker.score({ history, query, candidates: rawCands });
+      const rankedColumns = await ranker.score({ history, query, candidates: colCands });
+      expect(Array.from(rankedRaw)).toEqual(Array.from(rankedColumns));
+      expect(relError(rankedRaw, viaRaw)).toBeLessThan(1e-4);
+      await expect(ranker.score({ history, query, candidates: [{ item: 'sku-1', features: { brand: { brand_0: ['a'] } } }] })).rejects.toThrow(/candidates\[0\]\.features\.brand\.brand_0: expected a category/);
+    } finally {
+      await ranker.close();
+    }
+  });
 });

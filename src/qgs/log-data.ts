@@ -220,6 +220,29 @@ function expandCategorical(col: readonly Cell[], n: number, { index, widths, row
   return out;
 }
 
+/**
+ * Where one categorical feature's indicator columns sit in the model's feature layout: columns
+ * `offset .. offset + width - 1` (the last one is "other"), `index` the value → column position.
+ */
+export interface CategoricalSlot {
+  group: string;
+  feature: string;
+  offset: number;
+  width: number;
+  index: ReadonlyMap<string, number>;
+}
+
+/**
+ * Sets a candidate's indicator columns of one categorical feature in a feature row (`row` at `at`):
+ * 1 at the raw value's column (values are keyed as strings, as in training: 7 and "7" are one
+ * value), or at "other" for a value training never kept; 0 in the feature's other columns.
+ */
+export function setIndicator(row: Float32Array, at: number, slot: CategoricalSlot, value: string | number): void {
+  const base = at + slot.offset;
+  row.fill(0, base, base + slot.width);
+  row[base + (slot.index.get(String(value)) ?? slot.width - 1)] = 1;
+}
+
 /** Maps raw requests to model inputs the way a LogVocab says (training, evaluation and serving share it). */
 export class LogMapper {
   private readonly items: Vocab;
@@ -236,6 +259,24 @@ export class LogMapper {
       e.widths.push(width);
       e.rowWidth += width;
     }
+  }
+
+  /**
+   * The categorical features' indicator columns in a model layout (group offsets from `layout`),
+   * for serving raw categorical values (`features: { ad: { brand: "acme" } }`).
+   */
+  categoricalSlots(layout: { groups: readonly { name: string; offset: number }[] }): CategoricalSlot[] {
+    const slots: CategoricalSlot[] = [];
+    const within = new Map<string, number>();
+    for (const c of this.vocab.categorical) {
+      const g = layout.groups.find((x) => x.name === c.group);
+      if (g === undefined) continue;
+      const at = within.get(c.group) ?? 0;
+      const width = indicatorColumns(c).length;
+      slots.push({ group: c.group, feature: c.feature, offset: g.offset + at, width, index: new Map(c.values.map((v, k) => [v, k])) });
+      within.set(c.group, at + width);
+    }
+    return slots;
   }
 
   /** Model item id of a raw item id (0 for one the training split never showed). */

@@ -7,7 +7,7 @@ import * as ops from '../ops';
 import { buildTokens, ITEM_OFFSET, NO_QUERY, TERM_OFFSET, type PreparedRequest, type UserTimeline } from './dataset';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
-import { LogMapper, type LogVocab } from './log-data';
+import { LogMapper, setIndicator, type CategoricalSlot, type LogVocab } from './log-data';
 import { isId } from '../data/schema';
 
 export interface RankQuery {
@@ -25,7 +25,7 @@ export interface RankHistoryEvent {
   item: RankItemId;
 }
 
-export type FeatureValues = Readonly<Record<string, Readonly<Record<string, number | null>>>>;
+export type FeatureValues = Readonly<Record<string, Readonly<Record<string, number | string | null>>>>;
 
 export interface RankCandidate {
   item: RankItemId;
@@ -123,8 +123,12 @@ function logMapper(vocab: LogVocab, maxTerms: number): LogMapper {
   return m;
 }
 
-/** Dense feature rows [candidates × F] in the model's layout (NaN = missing). */
-export function featureRows(model: QgsModel, candidates: readonly RankCandidate[]): Float32Array {
+/**
+ * Dense feature rows [candidates × F] in the model's layout (NaN = missing). With `slots` (a
+ * log-trained model's categorical features), a raw value (`brand: "acme"`) sets its indicator
+ * columns as in training, overriding indicator columns given directly.
+ */
+export function featureRows(model: QgsModel, candidates: readonly RankCandidate[], slots: readonly CategoricalSlot[] = []): Float32Array {
   const layout = model.cfg.layout;
   const rows = new Float32Array(candidates.length * layout.dim).fill(Number.NaN);
   candidates.forEach((c, i) => {
@@ -138,6 +142,14 @@ export function featureRows(model: QgsModel, candidates: readonly RankCandidate[
         if (typeof v !== 'number') throw new Error(`candidates[${i}].features.${g.name}.${f}: expected a number or null, got ${JSON.stringify(v)}`);
         rows[i * layout.dim + g.offset + j] = v;
       });
+    }
+    for (const slot of slots) {
+      const v = (c.features[slot.group] as Record<string, unknown> | undefined)?.[slot.feature];
+      if (v === undefined || v === null) continue;
+      if (typeof v !== 'string' && !(typeof v === 'number' && Number.isFinite(v))) {
+        throw new Error(`candidates[${i}].features.${slot.group}.${slot.feature}: expected a category (a string or a finite number) or null, got ${JSON.stringify(v)}`);
+      }
+      setIndicator(rows, i * layout.dim, slot, v);
     }
   });
   return rows;
@@ -168,7 +180,7 @@ export function scoreRequest(model: QgsModel, scaler: ScalerState, req: RankRequ
     items,
     clicks: new Float32Array(items.length),
     rel: null,
-    features: featureRows(model, req.candidates),
+    features: featureRows(model, req.candidates, vocab === undefined ? [] : logMapper(vocab, model.cfg.maxTerms).categoricalSlots(model.cfg.layout)),
   };
   if (items.length === 0) return new Float32Array(0);
   const timeline: UserTimeline = { user: 0, requests: [...requests, target] };
