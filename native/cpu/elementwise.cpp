@@ -279,13 +279,11 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 
 __attribute__((always_inline)) inline v8f splat(float v) { return v8f{v, v, v, v, v, v, v, v}; }
 
-__attribute__((always_inline)) inline v8f exp8(v8f x0) {
-  // Clamp so 2^n stays a normal float; the true overflow / underflow results are restored below.
-  v8f x = x0 < splat(-104.f) ? splat(-104.f) : x0;
-  x = x > splat(88.72283935546875f) ? splat(88.72283935546875f) : x;
-  // n = round(x / ln 2); r = x - n ln 2 in two parts (Cody-Waite) for accuracy.
+// e^x = 2^n · p(r) for x already clamped to the range the caller's scaling handles: n = round(x / ln 2)
+// (returned in ni), r = x - n ln 2 in two parts (Cody-Waite) for accuracy, p a degree-6 polynomial.
+__attribute__((always_inline)) inline v8f exp8_poly(v8f x, v8i& ni) {
   v8f t = x * splat(1.44269504088896341f) + (x < splat(0.f) ? splat(-0.5f) : splat(0.5f));
-  v8i ni = __builtin_convertvector(t, v8i);
+  ni = __builtin_convertvector(t, v8i);
   v8f n = __builtin_convertvector(ni, v8f);
   v8f r = x - n * splat(0.693359375f);
   r = r - n * splat(-2.12194440e-4f);
@@ -295,17 +293,28 @@ __attribute__((always_inline)) inline v8f exp8(v8f x0) {
   p = p * r + splat(4.1665795894e-2f);
   p = p * r + splat(1.6666665459e-1f);
   p = p * r + splat(5.0000001201e-1f);
-  p = p * r * r + r + splat(1.f);
+  return p * r * r + r + splat(1.f);
+}
+
+// 2^n for n in [-126, 127] (a normal float), from its exponent bits.
+__attribute__((always_inline)) inline v8f pow2_normal(v8i n) {
+  v8i b = (n + 127) << 23;
+  v8f s;
+  std::memcpy(&s, &b, sizeof s);
+  return s;
+}
+
+__attribute__((always_inline)) inline v8f exp8(v8f x0) {
+  // Clamp so 2^n stays a normal float; the true overflow / underflow results are restored below.
+  v8f x = x0 < splat(-104.f) ? splat(-104.f) : x0;
+  x = x > splat(88.72283935546875f) ? splat(88.72283935546875f) : x;
+  v8i ni;
+  const v8f p = exp8_poly(x, ni);
   // 2^n as 2^n1 * 2^n2 with both halves normal floats: n spans [-150, 128] after the clamp, where
   // 2^n alone would be denormal or infinite, but the products round correctly (denormal results
   // included).
   v8i n1 = ni >> 1;
-  v8i n2 = ni - n1;
-  v8i b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
-  v8f s1, s2;
-  std::memcpy(&s1, &b1, sizeof s1);
-  std::memcpy(&s2, &b2, sizeof s2);
-  v8f r2 = (p * s1) * s2;
+  v8f r2 = (p * pow2_normal(n1)) * pow2_normal(ni - n1);
   // exp overflows past ln(FLT_MAX); below -104 it is 0 in float.
   r2 = x0 > splat(88.72283935546875f) ? splat(__builtin_inff()) : r2;
   return x0 < splat(-104.f) ? splat(0.f) : r2;
@@ -317,22 +326,9 @@ __attribute__((always_inline)) inline v8f exp8(v8f x0) {
 __attribute__((always_inline)) inline v8f exp8_clamped(v8f x) {
   x = x < splat(-87.f) ? splat(-87.f) : x;
   x = x > splat(88.f) ? splat(88.f) : x;
-  v8f t = x * splat(1.44269504088896341f) + (x < splat(0.f) ? splat(-0.5f) : splat(0.5f));
-  v8i ni = __builtin_convertvector(t, v8i);
-  v8f n = __builtin_convertvector(ni, v8f);
-  v8f r = x - n * splat(0.693359375f);
-  r = r - n * splat(-2.12194440e-4f);
-  v8f p = splat(1.9875691500e-4f);
-  p = p * r + splat(1.3981999507e-3f);
-  p = p * r + splat(8.3334519073e-3f);
-  p = p * r + splat(4.1665795894e-2f);
-  p = p * r + splat(1.6666665459e-1f);
-  p = p * r + splat(5.0000001201e-1f);
-  p = p * r * r + r + splat(1.f);
-  v8i b = (ni + 127) << 23;
-  v8f s;
-  std::memcpy(&s, &b, sizeof s);
-  return p * s;
+  v8i ni;
+  const v8f p = exp8_poly(x, ni);
+  return p * pow2_normal(ni);
 }
 
 enum class ExpKind { Exp, Sigmoid, Silu, SiluGrad };

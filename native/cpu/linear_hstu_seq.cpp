@@ -166,6 +166,27 @@ QGS_SIMD_CLONES void scan(float* o, float* S_final, const float* S0, const float
   if (S_final) std::memcpy(S_final, S, static_cast<size_t>(per) * sizeof(float));
 }
 
+// Token t's step for head h: its decay a (γ where it writes, 1 where it does not), its key row, and
+// its value row scaled by its write weight (dv = 8·NV).
+template <int NV>
+struct TokenStep {
+  float a;
+  const float* k;
+  v8f vw[NV];
+};
+
+template <int NV>
+__attribute__((always_inline)) inline TokenStep<NV> token_step(const Columns& c, const float* write, float gamma, int64_t t,
+                                                               int64_t h, int64_t dk) {
+  TokenStep<NV> s;
+  const float wt = write ? write[t] : 1.f;
+  s.a = wt * gamma + (1.f - wt);
+  s.k = c.k + t * c.sk + h * dk;
+  const float* v = c.v + t * c.sv + h * 8 * NV;
+  for (int n = 0; n < NV; ++n) s.vw[n] = load8(v + 8 * n) * wt;
+  return s;
+}
+
 // scan() for dv = 8·NV (the common head widths) in explicit 8-float vectors: the output
 // accumulators stay in registers, split over four interleaved quarters of the dk rows so consecutive
 // FMAs do not wait on each other (the generic loop's o[] load-add-store chain was ~1/3 of a
@@ -181,45 +202,29 @@ QGS_SIMD_CLONES void scan_v8(float* o, float* S_final, const float* S0, const fl
     // weight), which halves the loads and stores of S that bound this loop.
     int64_t t = t0;
     for (; t + 2 <= t1; t += 2) {
-      const float w1 = write ? write[t] : 1.f, w2 = write ? write[t + 1] : 1.f;
-      const float a1 = w1 * gamma + (1.f - w1), a2 = w2 * gamma + (1.f - w2), a12 = a1 * a2;
-      const float* k1 = c.k + t * c.sk + h * dk;
-      const float* k2 = k1 + c.sk;
-      const float* v1 = c.v + t * c.sv + h * DV;
-      const float* v2 = v1 + c.sv;
-      v8f x1[NV], x2[NV];
-      for (int n = 0; n < NV; ++n) {
-        x1[n] = load8(v1 + 8 * n) * w1;
-        x2[n] = load8(v2 + 8 * n) * w2;
-      }
+      const TokenStep<NV> s1 = token_step<NV>(c, write, gamma, t, h, dk), s2 = token_step<NV>(c, write, gamma, t + 1, h, dk);
+      const float a12 = s1.a * s2.a;
       for (int64_t i = 0; i < dk; ++i) {
         float* r = S + i * DV;
-        const float c1 = a2 * k1[i], c2 = k2[i];
-        for (int n = 0; n < NV; ++n) store8(r + 8 * n, load8(r + 8 * n) * a12 + x1[n] * c1 + x2[n] * c2);
+        const float c1 = s2.a * s1.k[i], c2 = s2.k[i];
+        for (int n = 0; n < NV; ++n) store8(r + 8 * n, load8(r + 8 * n) * a12 + s1.vw[n] * c1 + s2.vw[n] * c2);
       }
     }
     if (t < t1) {
-      const float wt = write ? write[t] : 1.f;
-      const float a = wt * gamma + (1.f - wt);
-      const float* k = c.k + t * c.sk + h * dk;
-      const float* v = c.v + t * c.sv + h * DV;
-      v8f x[NV];
-      for (int n = 0; n < NV; ++n) x[n] = load8(v + 8 * n) * wt;
+      const TokenStep<NV> st = token_step<NV>(c, write, gamma, t, h, dk);
       for (int64_t i = 0; i < dk; ++i) {
         float* r = S + i * DV;
-        for (int n = 0; n < NV; ++n) store8(r + 8 * n, load8(r + 8 * n) * a + x[n] * k[i]);
+        for (int n = 0; n < NV; ++n) store8(r + 8 * n, load8(r + 8 * n) * st.a + st.vw[n] * st.k[i]);
       }
     }
     if (S_final) std::memcpy(S_final, S, static_cast<size_t>(per) * sizeof(float));
     return;
   }
   for (int64_t t = t0; t < t1; ++t) {
-    const float wt = write ? write[t] : 1.f;
-    const float a = wt * gamma + (1.f - wt);
-    const float* k = c.k + t * c.sk + h * dk;
-    const float* v = c.v + t * c.sv + h * DV;
-    v8f vw[NV];
-    for (int n = 0; n < NV; ++n) vw[n] = load8(v + 8 * n) * wt;
+    const TokenStep<NV> st = token_step<NV>(c, write, gamma, t, h, dk);
+    const float a = st.a;
+    const float* k = st.k;
+    const v8f* vw = st.vw;
     {  // o is non-null here (the state-only case returned above)
       const float* q = c.q + t * c.sq + h * dk;
       // R accumulator chains over the dk rows: with two at dv = 16, the chained FMAs (dk / 2 deep,

@@ -125,54 +125,6 @@ QGS_BINDING(hfgContextLayerForward) {
   return info.Env().Undefined();
 }
 
-// rankHeadForward(logits, ctx, req (i32), item, feats | null, typeEmb, groupW | null, groupB | null, matchW1,
-//                 matchB1 | null, matchW2, matchB2 | null, logitW, <14 layer weights>,
-//                 [N, R, D, G, H, FF, F, M, V], eps1, eps2, epsOut, logitB, activation, itemIds (i32) | null)
-// With itemIds, item is a [V, D] table and candidate n's row is item[itemIds[n]].
-QGS_BINDING(rankHeadForward) {
-  const std::vector<int64_t> z = ints_arg(info, 27, "sizes");
-  if (z.size() != 9) throw_error(info.Env(), "rankHead: sizes: expected [N, R, D, G, H, FF, F, M, V]");
-  RankHeadSizes s;
-  s.N = z[0], s.R = z[1], s.D = z[2], s.G = z[3], s.H = z[4], s.FF = z[5], s.F = z[6], s.M = z[7], s.V = z[8];
-  const auto in = [](int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; };
-  if (!in(s.N, 0, int64_t(1) << 40) || !in(s.R, 0, int64_t(1) << 40) || !in(s.D, 1, 4096) || !in(s.G, 0, kHfgMaxKeys - 2) ||
-      !in(s.H, 1, 4096) || !in(s.FF, 1, 65536) || !in(s.F, 0, 65536) || !in(s.M, 1, 65536) || !in(s.V, 0, int64_t(1) << 40))
-    throw_error(info.Env(), "rankHead: sizes [N, R, D, G, H, FF, F, M, V] out of range (N, R, V <= 2^40; D, H <= 4096; G <= " +
-                                std::to_string(kHfgMaxKeys - 2) + "; FF, M in [1, 65536]; F <= 65536)");
-  RankHeadWeights w;
-  w.layer.eps1 = static_cast<float>(num_arg(info, 28, "eps1"));
-  w.layer.eps2 = static_cast<float>(num_arg(info, 29, "eps2"));
-  w.layer.eps_out = static_cast<float>(num_arg(info, 30, "epsOut"));
-  w.logit_b = static_cast<float>(num_arg(info, 31, "logitB"));
-  w.layer.activation = static_cast<HfgActivation>(int_arg(info, 32, "activation", 0, 3));
-  const size_t fD = size_t(s.D) * 4, GD = size_t(s.G * s.D);
-  std::vector<View> all;
-  all.push_back(storage_arg(info, 0, "logits", size_t(s.N) * 4));
-  all.push_back(storage_arg(info, 1, "ctx", size_t(s.R) * fD));
-  all.push_back(storage_arg(info, 2, "req", size_t(s.N) * 4));
-  const bool by_id = !(info[33].IsNull() || info[33].IsUndefined());
-  all.push_back(storage_arg(info, 3, "item", size_t(by_id ? s.V : s.N) * fD));
-  all.push_back(optional_storage_arg(info, 4, "feats", size_t(s.N * s.F) * 4));
-  all.push_back(storage_arg(info, 5, "typeEmb", size_t(s.G + 2) * fD));
-  all.push_back(optional_storage_arg(info, 6, "groupW", GD * size_t(s.F) * 4));
-  all.push_back(optional_storage_arg(info, 7, "groupB", GD * 4));
-  all.push_back(storage_arg(info, 8, "matchW1", size_t(s.M) * 3 * fD));
-  all.push_back(optional_storage_arg(info, 9, "matchB1", size_t(s.M) * 4));
-  all.push_back(storage_arg(info, 10, "matchW2", size_t(s.M) * fD));
-  all.push_back(optional_storage_arg(info, 11, "matchB2", fD));
-  all.push_back(storage_arg(info, 12, "logitW", size_t(2 * s.D + s.F) * 4));
-  layer_weights(info, 13, s.D, s.FF, w.layer, all);
-  const View ids = by_id ? storage_arg(info, 33, "itemIds", size_t(s.N) * 4) : View{nullptr, 0, Device::CPU};
-  all.push_back(ids);
-  require_cpu(info, "rankHead", all);
-  w.type_emb = all[5].as<float>(), w.group_w = all[6].as<float>(), w.group_b = all[7].as<float>();
-  w.match_w1 = all[8].as<float>(), w.match_b1 = all[9].as<float>(), w.match_w2 = all[10].as<float>();
-  w.match_b2 = all[11].as<float>(), w.logit_w = all[12].as<float>();
-  cpu::hfg_rank_head_forward(all[0].as<float>(), all[1].as<float>(), all[2].as<int32_t>(), all[3].as<float>(),
-                             ids.as<int32_t>(), all[4].as<float>(), w, s);
-  return info.Env().Undefined();
-}
-
 // ---- the head's model side prepared once (cpu::RankHeadPlan), held by JS as a tagged External ----
 
 namespace {
@@ -271,7 +223,6 @@ void register_hfg(Napi::Env env, Napi::Object exports) {
   QGS_EXPORT(exports, env, groupedAttentionForward);
   QGS_EXPORT(exports, env, groupedAttentionBackward);
   QGS_EXPORT(exports, env, hfgContextLayerForward);
-  QGS_EXPORT(exports, env, rankHeadForward);
 }
 
 }  // namespace qgs::napi

@@ -87,17 +87,6 @@ export function groupedAttention(q: Tensor, k: Tensor, v: Tensor, opts: GroupedA
 
 declare module '../native' {
   interface NativeBinding {
-    rankHeadForward(
-      logits: NativeStorage, ctx: NativeStorage, req: NativeStorage, item: NativeStorage, feats: NativeStorage | null,
-      typeEmb: NativeStorage, groupW: NativeStorage | null, groupB: NativeStorage | null, matchW1: NativeStorage,
-      matchB1: NativeStorage | null, matchW2: NativeStorage, matchB2: NativeStorage | null, logitW: NativeStorage,
-      ln1W: NativeStorage | null, ln1B: NativeStorage | null, wqkv: NativeStorage, bqkv: NativeStorage | null,
-      wo: NativeStorage, bo: NativeStorage | null, ln2W: NativeStorage | null, ln2B: NativeStorage | null,
-      w1: NativeStorage, b1: NativeStorage | null, w2: NativeStorage, b2: NativeStorage | null,
-      lnOutW: NativeStorage | null, lnOutB: NativeStorage | null,
-      sizes: number[], eps1: number, eps2: number, epsOut: number, logitB: number, activation: number,
-      itemIds: NativeStorage | null,
-    ): void;
     hfgContextLayerForward(
       out: NativeStorage, x: NativeStorage, keyMask: NativeStorage | null,
       ln1W: NativeStorage | null, ln1B: NativeStorage | null, wqkv: NativeStorage, bqkv: NativeStorage | null,
@@ -249,14 +238,15 @@ export function hfgRankHead(ctx: Tensor, req: Int32Array, item: Tensor, features
   const D = ctx.shape[1];
   if (typeof p !== 'object' || p === null) throw new TypeError(`${OP_HEAD}: params: expected an object, got ${p === null ? 'null' : typeof p}`);
   const call = checkHeadCall(OP_HEAD, ctx, req, item, features, p.itemIds, D);
-  const h = checkHeadParams(OP_HEAD, p, D, call.F);
-  requireCpuInference(OP_HEAD, { ctx, item, features, ...h.named }, ctx.device);
-  return runHead(call, (out, reqS, idsS) => {
-    native().rankHeadForward(
-      out, ctx.storage, reqS, item.storage, storageOf(features), ...h.storages,
-      [call.N, call.R, D, h.G, h.H, h.FF, call.F, h.M, call.V], ...h.scalars, idsS,
-    );
-  });
+  // A plan made and released within the call (HfgRankHeadPlan keeps one across calls).
+  const handle = createPlan(OP_HEAD, p, D, call.F, { ctx, item, features }, ctx.device);
+  try {
+    return runHead(call, (out, reqS, idsS) => {
+      native().rankHeadPlanForward(handle, out, ctx.storage, reqS, item.storage, storageOf(features), [call.N, call.R, call.V], idsS);
+    });
+  } finally {
+    native().rankHeadPlanRelease(handle);
+  }
 }
 
 /** The per-call arguments of the head, checked: candidate count N, requests R, table rows V (0 without ids), features F. */
@@ -359,6 +349,13 @@ declare module '../native' {
   }
 }
 
+/** Checks the head's weights (and the call's tensors in `inputs`) and prepares them natively. */
+function createPlan(op: string, p: Omit<HfgRankHeadParams, 'itemIds'>, D: number, F: number, inputs: Record<string, Tensor>, device: string): RankHeadPlanHandle {
+  const h = checkHeadParams(op, p, D, F);
+  requireCpuInference(op, { ...inputs, ...h.named }, device);
+  return native().rankHeadPlanCreate(...h.storages, [D, h.G, h.H, h.FF, F, h.M], ...h.scalars);
+}
+
 /** The native plan: an opaque handle (a tagged External). */
 declare const rankHeadPlanBrand: unique symbol;
 type RankHeadPlanHandle = { readonly [rankHeadPlanBrand]: true };
@@ -387,9 +384,7 @@ export class HfgRankHeadPlan {
     checkTensor(OP_PLAN, 'logitWeight', p.logitWeight, { dtype: 'f32', rank: 2 });
     const F = (this.features = p.logitWeight.shape[1] - 2 * D);
     if (F < 0) throw new RangeError(`${OP_PLAN}: logitWeight: expected [1, 2·${D} + F] (F >= 0 feature columns), got shape ${formatShape(p.logitWeight.shape)}`);
-    const h = checkHeadParams(OP_PLAN, p, D, F);
-    requireCpuInference(OP_PLAN, h.named, p.typeEmbedding.device);
-    this.handle = native().rankHeadPlanCreate(...h.storages, [D, h.G, h.H, h.FF, F, h.M], ...h.scalars);
+    this.handle = createPlan(OP_PLAN, p, D, F, {}, p.typeEmbedding.device);
   }
 
   /** Logits [N] for ctx [R, D], req [N], item [N, D] (or a [V, D] table with itemIds) and features [N, F]. */
