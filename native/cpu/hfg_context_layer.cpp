@@ -9,6 +9,10 @@
 // are transposed and zero-padded to 16 columns once per call. Only token 0 needs a query, an output
 // projection and the FFN; its keys and values fold into the query side (see tile_forward), so only
 // the LayerNorm and the scores touch all T tokens.
+//
+// The ranking head (hfg_rank_head_forward) adds the token construction, the match MLP and the logit;
+// its weight preparation is kept in a RankHeadPlan (serving makes one per model), and when the group
+// projection is block-diagonal its group tokens are handled in feature space (see GroupFold).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -200,8 +204,8 @@ Prepared prepare(const HfgContextLayerWeights& w, int64_t D, int64_t H, int64_t 
   for (int64_t o = 0; o < D; ++o)
     for (int64_t i = 0; i < D; ++i) pw.wk[o * Dp + i] = wk[o * D + i];
   // The output projection folds into the value projection (Wo Σ_h Wv_h z_h = Σ_h (Wo Wv_h) z_h), which
-  // saves the D² multiply-adds of a separate Wo product per candidate. Built per call (weights are
-  // not cached across calls): D·D·dh multiply-adds as row updates of Woᵀ, which vectorise.
+  // saves the D² multiply-adds of a separate Wo product per candidate. Built once per RankHeadPlan
+  // (per call for hfgContextLayer): D·D·dh multiply-adds as row updates of Woᵀ, which vectorise.
   const std::vector<float> wot = transposed_padded(w.wo, D, D);  // Woᵀ [D, Dp]
   pw.wov.assign(static_cast<size_t>(H * Dp * Dp), 0.f);
   for (int64_t h = 0; h < H; ++h)
@@ -402,7 +406,7 @@ struct GroupFold {
   std::vector<int32_t> group_or0;  // [F]: group_of, with 0 for none (its B row is zero)
   std::vector<int64_t> start, count;  // per group: its columns, as positions in cols
   std::vector<int32_t> cols;      // feature columns grouped by group
-  std::vector<double> Q, q, k;    // per group: Q_g [count², at start²-free offsets qoff], q_g [count], k_g
+  std::vector<double> Q, q, k;    // per group: Q_g [count × count] at offset qoff[g], q_g [count] at start[g], k_g
   std::vector<int64_t> qoff;      // per group: offset of Q_g in Q
   std::vector<float> at;          // Ãᵀ [F, Dp]: row j = column j of Ã_{g(j)} (0 for ungrouped j)
   std::vector<float> bt;          // β̃ [G, Dp]
@@ -476,7 +480,7 @@ void prepare_fold(GroupFold& fo, const RankHeadWeights& w, const Prepared& pl, c
   fo.Q.assign(static_cast<size_t>(quad), 0.0);
   fo.q.assign(static_cast<size_t>(fo.cols.size()), 0.0);
   fo.k.assign(static_cast<size_t>(G), 0.0);
-  std::vector<double> a(static_cast<size_t>(D)), bb(static_cast<size_t>(D));
+  std::vector<double> bb(static_cast<size_t>(D));
   std::vector<double> ac(static_cast<size_t>(F * D), 0.0);  // centred columns in float64
   for (int64_t g = 0; g < G; ++g) {
     double mean = 0.0;
@@ -546,41 +550,41 @@ void prepare_fold(GroupFold& fo, const RankHeadWeights& w, const Prepared& pl, c
 }
 
 // The per-request part of the fold: e, d, c, s0 and w0 for every context row (R is small).
-void prepare_fold_requests(HeadRequests& fo, const RankHeadWeights& w, const HeadPrepared& hp, const RankHeadSizes& s) {
+void prepare_fold_requests(HeadRequests& rq, const RankHeadWeights& w, const HeadPrepared& hp, const RankHeadSizes& s) {
   const GroupFold& fm = hp.fold;
   const int64_t D = s.D, G = s.G, F = s.F, H = s.H, R = s.R, Dp = r16(D), HDp = H * Dp;
   const float* gam = w.layer.ln1_w;
   const float* del = w.layer.ln1_b;
-  fo.e.assign(static_cast<size_t>(R * H * F), 0.f);
-  fo.d.assign(static_cast<size_t>(R * H * G), 0.f);
-  fo.c.assign(static_cast<size_t>(R * H), 0.f);
-  fo.s0.assign(static_cast<size_t>(R * H), 0.f);
-  fo.w0.assign(static_cast<size_t>(R * H * Dp), 0.f);
+  rq.e.assign(static_cast<size_t>(R * H * F), 0.f);
+  rq.d.assign(static_cast<size_t>(R * H * G), 0.f);
+  rq.c.assign(static_cast<size_t>(R * H), 0.f);
+  rq.s0.assign(static_cast<size_t>(R * H), 0.f);
+  rq.w0.assign(static_cast<size_t>(R * H * Dp), 0.f);
   std::vector<float> gu(static_cast<size_t>(D));
   for (int64_t r = 0; r < R; ++r)
     for (int64_t h = 0; h < H; ++h) {
-      const float* u = fo.u.data() + r * HDp + h * Dp;
-      const float* y0 = fo.y0.data() + r * Dp;
+      const float* u = rq.u.data() + r * HDp + h * Dp;
+      const float* y0 = rq.y0.data() + r * Dp;
       float c = 0.f, s0 = 0.f;
       for (int64_t o = 0; o < D; ++o) {
         gu[o] = (gam ? gam[o] : 1.f) * u[o];
         c += del ? u[o] * del[o] : 0.f;
         s0 += u[o] * y0[o];
       }
-      fo.c[r * H + h] = c;
-      fo.s0[r * H + h] = s0;
+      rq.c[r * H + h] = c;
+      rq.s0[r * H + h] = s0;
       for (int64_t j = 0; j < F; ++j) {
         if (fm.group_of[j] < 0) continue;
         float acc = 0.f;
         for (int64_t o = 0; o < D; ++o) acc += fm.at[j * Dp + o] * gu[o];
-        fo.e[(r * H + h) * F + j] = acc;
+        rq.e[(r * H + h) * F + j] = acc;
       }
       for (int64_t g = 0; g < G; ++g) {
         float acc = 0.f;
         for (int64_t o = 0; o < D; ++o) acc += fm.bt[g * Dp + o] * gu[o];
-        fo.d[(r * H + h) * G + g] = acc;
+        rq.d[(r * H + h) * G + g] = acc;
       }
-      float* w0 = fo.w0.data() + (r * H + h) * Dp;
+      float* w0 = rq.w0.data() + (r * H + h) * Dp;
       for (int64_t i = 0; i < D; ++i) {
         const float* row = hp.layer.wov.data() + (h * Dp + i) * Dp;
         for (int64_t o = 0; o < D; ++o) w0[o] += y0[i] * row[o];
