@@ -264,6 +264,13 @@ describe('QGS model end to end (tiny synthetic data)', () => {
       // The whole head as one native call (with the table), or the composed fallback (without).
       const fused = scope(() => noGrad(() => plan.scoreCandidates(tensor(reqCtx, [R, D]), req, items, tensor(featHost, [N, layout.dim])).toFloat32Array()));
       expect(relError(fused, refReq)).toBeLessThan(1e-5);
+      // Recording gradients (the parameters require them): the composed head, whose logits carry a gradient.
+      const withGrad = scope(() => {
+        const l = plan.scoreCandidates(tensor(reqCtx, [R, D]), req, items, tensor(featHost, [N, layout.dim]));
+        return { requiresGrad: l.requiresGrad, values: l.toFloat32Array() };
+      });
+      expect(withGrad.requiresGrad).toBe(true);
+      expect(relError(withGrad.values, refReq)).toBeLessThan(1e-5);
       expect(errorOf(() => scope(() => noGrad(() => plan.scoreCandidates(tensor(reqCtx, [R, D]), req.subarray(1), items, tensor(featHost, [N, layout.dim])))))).toMatch(/req: expected one request index per candidate/);
       const bad = Int32Array.from(req);
       bad[4] = R;

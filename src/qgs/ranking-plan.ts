@@ -6,7 +6,7 @@
 // (ops.hfgRankHead) for every candidate of a batch. The table also serves the item half of the
 // history's pair tokens (encode, step).
 import { Tensor, tensor, keep, scope } from '../tensor';
-import { noGrad, needsGrad } from '../autograd';
+import { isGradEnabled, noGrad, needsGrad } from '../autograd';
 import * as ops from '../ops';
 import { checkTensor } from '../ops/validate';
 import { HFGAttention } from '../nn/hfg-attention';
@@ -115,7 +115,10 @@ export class RankingPlan {
     // Checked here so the fused and the composed head refuse a bad index with the same message.
     const R = ctx.shape[0];
     for (let i = 0; i < N; i++) if (!(req[i] >= 0 && req[i] < R)) throw new RangeError(`${OP}: req[${i}] must be in [0, ${R}), got ${req[i]}`);
-    if (this.fused === null || this.itemTable === null || needsGrad([ctx, features])) {
+    // With gradients recording, the head's own parameters count too (the plan computes none); the
+    // walk over them only happens then.
+    const grads = isGradEnabled() && needsGrad([ctx, features, ...this.model.head.parameters()]);
+    if (this.fused === null || this.itemTable === null || grads) {
       return this.rankLogits(ops.gather(ctx, tensor(req, [N], { dtype: 'i32' }), 0), items, features);
     }
     // Items are read from the catalogue table inside the kernel (no gathered [N, D] copy: ~0.1 ms).
