@@ -416,7 +416,7 @@ struct GroupFold {
 // The model side of the head: weights transposed, padded and folded (RankHeadPlan keeps one).
 struct HeadPrepared {
   Prepared layer;
-  std::vector<float> gw;  // [F, G·Dp]: group g's projection in columns g·Dp .. g·Dp + D
+  std::vector<float> gw;  // [F, G·Dp]: group g's projection in columns g·Dp .. g·Dp + D (generic path only)
   std::vector<float> m1;  // Wm1ᵀ [3D, Mp]
   std::vector<float> m2;  // Wm2ᵀ [M, Dp]
   GroupFold fold;         // fold.on: group tokens handled in feature space (see GroupFold)
@@ -837,11 +837,13 @@ RankHeadPlanPtr make_rank_head_plan(const RankHeadWeights& w, const RankHeadSize
   l.lno_w = keep(o, w.layer.lno_w, D), l.lno_b = keep(o, w.layer.lno_b, D);
   HeadPrepared& hp = plan->hp;
   hp.layer = prepare(c.layer, D, s.H, FF);
-  hp.gw.assign(static_cast<size_t>(F * G * Dp), 0.f);
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t r = 0; r < D; ++r)
-      for (int64_t f = 0; f < F; ++f) hp.gw[f * G * Dp + g * Dp + r] = c.group_w[(g * D + r) * F + f];
   prepare_fold(hp.fold, c, hp.layer, s);
+  if (!hp.fold.on) {  // the generic path's group projection (the fold reads the features directly)
+    hp.gw.assign(static_cast<size_t>(F * G * Dp), 0.f);
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t r = 0; r < D; ++r)
+        for (int64_t f = 0; f < F; ++f) hp.gw[f * G * Dp + g * Dp + r] = c.group_w[(g * D + r) * F + f];
+  }
   hp.m1 = transposed_padded(c.match_w1, M, 3 * D);
   hp.m2 = transposed_padded(c.match_w2, D, M);
   return plan;

@@ -7,7 +7,7 @@ import { noGrad } from '../autograd';
 import { loadCheckpoint } from './checkpoint';
 import { ITEM_OFFSET, NO_ITEM, NO_QUERY } from './dataset';
 import { inputMap, termToken, type InputMap } from './scoring';
-import { LogMapper, setIndicator, type CategoricalSlot, type LogVocab } from './log-data';
+import { checkCategory, setIndicator, type CategoricalSlot, type LogVocab } from './log-data';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
 import { RankingPlan } from './ranking-plan';
@@ -24,8 +24,7 @@ export class QgsBackend implements ScoringBackend {
   private readonly plan: RankingPlan;
   /** Item ids and queries → tokens: the model's integer ids, or a log-trained model's vocabulary. */
   private readonly map: InputMap;
-  /** A log-trained model's categorical features: raw values in requests set their indicator columns. */
-  private readonly slots: CategoricalSlot[];
+  /** The map's categorical features by group and feature (raw string values arrive as extras). */
   private readonly slotByKey: Map<string, CategoricalSlot>;
 
   constructor(readonly model: QgsModel, readonly scaler: ScalerState, vocab?: LogVocab) {
@@ -38,8 +37,7 @@ export class QgsBackend implements ScoringBackend {
     const mapping = vocab === undefined ? '' : `:${tagHash(JSON.stringify(vocab))}`;
     this.stateTag = `qgs:${c.variant}:${c.layers}x${c.heads}x${c.dk}x${c.dv}:${tagHash(JSON.stringify(scaler))}${mapping}`;
     this.columns = c.layout.groups.flatMap((g) => g.features.map((f) => ({ group: g.name, feature: f })));
-    this.slots = vocab === undefined ? [] : new LogMapper(vocab).categoricalSlots(c.layout);
-    this.slotByKey = new Map(this.slots.map((sl) => [`${sl.group}\u0000${sl.feature}`, sl]));
+    this.slotByKey = new Map(this.map.categorical.map((sl) => [`${sl.group}\u0000${sl.feature}`, sl]));
     this.plan = new RankingPlan(model);
   }
 
@@ -218,7 +216,7 @@ export class QgsBackend implements ScoringBackend {
             }
           }
           const raw = r.candidates.featureMatrix(this.columns, Number.NaN).values;
-          if (this.slots.length > 0) this.setCategorical(r.candidates, raw, F);
+          if (this.map.categorical.length > 0) this.setCategorical(r.candidates, raw, F);
           scaleFeatures(this.scaler, raw, true, feats, o * F);
           o += n;
         });
@@ -240,7 +238,7 @@ export class QgsBackend implements ScoringBackend {
    */
   private setCategorical(c: CandidateBatch, rows: Float32Array, F: number): void {
     const C = c.columns.length;
-    for (const slot of this.slots) {
+    for (const slot of this.map.categorical) {
       const col = c.column(slot.group, slot.feature);
       if (col < 0) continue;
       for (let i = 0; i < c.length; i++) {
@@ -251,8 +249,8 @@ export class QgsBackend implements ScoringBackend {
     for (const e of c.extras) {
       const slot = this.slotByKey.get(`${e.group}\u0000${e.feature}`);
       if (slot === undefined) continue;
-      if (typeof e.value !== 'string') throw new Error(`candidates[${e.row}].features.${e.group}.${e.feature}: expected a category (a string or a finite number) or null, got an array`);
-      setIndicator(rows, e.row * F, slot, e.value);
+      const v = checkCategory(e.value, `candidates[${e.row}].features.${e.group}.${e.feature}`);
+      if (v !== null) setIndicator(rows, e.row * F, slot, v);
     }
   }
 

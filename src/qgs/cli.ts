@@ -130,7 +130,7 @@ registerCommand('train', (program, io) => {
       let vocab: LogVocab | undefined;
       const info: Record<string, unknown> = { seed: o.seed };
       if (o.data !== undefined) {
-        if (o.users !== undefined || o.items !== undefined) throw new Error('--users and --items size the synthetic data; they do not apply with --data');
+        refuseSyntheticSizes(o);
         const log = await loadLogFile(o.data, o.format, o.strict === true, io, o.json === true, { spec: o.spec, positionFeature: o.positionFeature });
         data = log.data;
         vocab = log.vocab;
@@ -174,7 +174,7 @@ registerCommand('eval', (program, io) => {
       try {
         let data: PreparedData;
         if (o.data !== undefined) {
-          if (o.users !== undefined || o.items !== undefined) throw new Error('--users and --items size the synthetic data; they do not apply with --data');
+          refuseSyntheticSizes(o);
           if (config.vocab === undefined) throw new Error(`--data: ${o.model} was trained on the synthetic data (no log vocabulary in the checkpoint); evaluate it without --data`);
           data = (await loadLogFile(o.data, o.format, o.strict === true, io, o.json === true, { vocab: config.vocab, maxTerms: model.cfg.maxTerms })).data;
         } else {
@@ -189,6 +189,11 @@ registerCommand('eval', (program, io) => {
       }
     });
 });
+
+/** --users / --items size the synthetic data: with --data (train, eval) they are an error, not ignored. */
+function refuseSyntheticSizes(o: { users?: number; items?: number }): void {
+  if (o.users !== undefined || o.items !== undefined) throw new Error('--users and --items size the synthetic data; they do not apply with --data');
+}
 
 /**
  * Reads a log file and prepares it: with `vocab` (a checkpoint's mapping), else building one with the

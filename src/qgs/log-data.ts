@@ -194,35 +194,10 @@ function modelSpec(spec: FeatureSpec, cats: readonly CategoricalColumns[]): { sp
   return { spec: { groups }, dropped };
 }
 
-/** A categorical group's expansion: per feature, its value → column index and its column count. */
-interface GroupExpansion {
-  index: Map<string, number>[];
-  widths: number[];
-  rowWidth: number;
-}
-
-/**
- * One categorical group's cells [n × features] → indicator rows [n × rowWidth]: 1 at the value's
- * column (or "other"), 0 elsewhere; a null cell leaves its feature's columns missing (null).
- */
-function expandCategorical(col: readonly Cell[], n: number, { index, widths, rowWidth }: GroupExpansion): (number | null)[] {
-  const out = new Array<number | null>(n * rowWidth).fill(0);
-  const w = widths.length;
-  for (let i = 0; i < n; i++) {
-    let at = i * rowWidth;
-    for (let j = 0; j < w; j++) {
-      const c = col[i * w + j];
-      if (c === null || c === undefined) out.fill(null, at, at + widths[j]);
-      else out[at + (index[j].get(String(c)) ?? widths[j] - 1)] = 1;
-      at += widths[j];
-    }
-  }
-  return out;
-}
-
 /**
  * Where one categorical feature's indicator columns sit in the model's feature layout: columns
  * `offset .. offset + width - 1` (the last one is "other"), `index` the value → column position.
+ * (Within a group's own rows, as LogMapper.features writes them, the offset is from the group start.)
  */
 export interface CategoricalSlot {
   group: string;
@@ -232,15 +207,57 @@ export interface CategoricalSlot {
   index: ReadonlyMap<string, number>;
 }
 
+/** A categorical group's features (offsets within the group) and its row width. */
+interface GroupExpansion {
+  slots: CategoricalSlot[];
+  rowWidth: number;
+}
+
+/**
+ * The column of a raw categorical value among its feature's indicator columns: the value's own
+ * (values are keyed as strings, as in training: 7 and "7" are one value), or "other" (the last).
+ */
+function indicatorColumn(slot: CategoricalSlot, value: string | number): number {
+  return slot.index.get(String(value)) ?? slot.width - 1;
+}
+
+/**
+ * One categorical group's cells [n × features] → indicator rows [n × rowWidth]: 1 at the value's
+ * column (or "other"), 0 elsewhere; a null cell leaves its feature's columns missing (null).
+ */
+function expandCategorical(col: readonly Cell[], n: number, { slots, rowWidth }: GroupExpansion): (number | null)[] {
+  const out = new Array<number | null>(n * rowWidth).fill(0);
+  const w = slots.length;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < w; j++) {
+      const c = col[i * w + j];
+      const at = i * rowWidth + slots[j].offset;
+      if (c === null || c === undefined) out.fill(null, at, at + slots[j].width);
+      else out[at + indicatorColumn(slots[j], c as string | number)] = 1;
+    }
+  }
+  return out;
+}
+
+/**
+ * A raw categorical value as a request may send it: a string, a finite number, or null / absent;
+ * anything else is refused naming `where`.
+ */
+export function checkCategory(v: unknown, where: string): string | number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v))) return v;
+  throw new Error(`${where}: expected a category (a string or a finite number) or null, got ${JSON.stringify(v)}`);
+}
+
 /**
  * Sets a candidate's indicator columns of one categorical feature in a feature row (`row` at `at`):
- * 1 at the raw value's column (values are keyed as strings, as in training: 7 and "7" are one
- * value), or at "other" for a value training never kept; 0 in the feature's other columns.
+ * 1 at the raw value's column, or at "other" for a value training never kept; 0 in the feature's
+ * other columns.
  */
 export function setIndicator(row: Float32Array, at: number, slot: CategoricalSlot, value: string | number): void {
   const base = at + slot.offset;
   row.fill(0, base, base + slot.width);
-  row[base + (slot.index.get(String(value)) ?? slot.width - 1)] = 1;
+  row[base + indicatorColumn(slot, value)] = 1;
 }
 
 /** Maps raw requests to model inputs the way a LogVocab says (training, evaluation and serving share it). */
@@ -253,10 +270,9 @@ export class LogMapper {
     this.items = Vocab.fromJSON(vocab.items);
     for (const c of vocab.categorical) {
       let e = this.expansions.get(c.group);
-      if (e === undefined) this.expansions.set(c.group, (e = { index: [], widths: [], rowWidth: 0 }));
+      if (e === undefined) this.expansions.set(c.group, (e = { slots: [], rowWidth: 0 }));
       const width = indicatorColumns(c).length;
-      e.index.push(new Map(c.values.map((v, k) => [v, k])));
-      e.widths.push(width);
+      e.slots.push({ group: c.group, feature: c.feature, offset: e.rowWidth, width, index: new Map(c.values.map((v, k) => [v, k])) });
       e.rowWidth += width;
     }
   }
@@ -266,17 +282,7 @@ export class LogMapper {
    * for serving raw categorical values (`features: { ad: { brand: "acme" } }`).
    */
   categoricalSlots(layout: { groups: readonly { name: string; offset: number }[] }): CategoricalSlot[] {
-    const slots: CategoricalSlot[] = [];
-    const within = new Map<string, number>();
-    for (const c of this.vocab.categorical) {
-      const g = layout.groups.find((x) => x.name === c.group);
-      if (g === undefined) continue;
-      const at = within.get(c.group) ?? 0;
-      const width = indicatorColumns(c).length;
-      slots.push({ group: c.group, feature: c.feature, offset: g.offset + at, width, index: new Map(c.values.map((v, k) => [v, k])) });
-      within.set(c.group, at + width);
-    }
-    return slots;
+    return layout.groups.flatMap((g) => (this.expansions.get(g.name)?.slots ?? []).map((sl) => ({ ...sl, offset: g.offset + sl.offset })));
   }
 
   /** Model item id of a raw item id (0 for one the training split never showed). */

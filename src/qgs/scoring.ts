@@ -7,7 +7,7 @@ import * as ops from '../ops';
 import { buildTokens, ITEM_OFFSET, NO_QUERY, TERM_OFFSET, type PreparedRequest, type UserTimeline } from './dataset';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
-import { LogMapper, setIndicator, type CategoricalSlot, type LogVocab } from './log-data';
+import { LogMapper, checkCategory, setIndicator, type CategoricalSlot, type LogVocab } from './log-data';
 import { isId } from '../data/schema';
 
 export interface RankQuery {
@@ -85,16 +85,19 @@ export interface InputMap {
   item(id: unknown, where: string): number;
   /** Term tokens of a query (at most maxTerms; [NO_QUERY] when it has none). */
   terms(q: RankQuery | null | undefined, where: string): Int32Array;
+  /** A log-trained model's categorical features in its layout (raw values set their indicator columns); [] otherwise. */
+  readonly categorical: readonly CategoricalSlot[];
 }
 
 export function inputMap(model: QgsModel, vocab?: LogVocab): InputMap {
   const itemVocab = model.cfg.itemVocab;
   if (vocab === undefined) {
-    return { vocabulary: false, item: (id, where) => checkItem(id, where, itemVocab), terms: (q, where) => termIds(q, where, model) };
+    return { vocabulary: false, item: (id, where) => checkItem(id, where, itemVocab), terms: (q, where) => termIds(q, where, model), categorical: [] };
   }
   const mapper = logMapper(vocab, model.cfg.maxTerms);
   return {
     vocabulary: true,
+    categorical: mapper.categoricalSlots(model.cfg.layout),
     item(id, where) {
       if (!isId(id)) {
         throw new Error(`${where}: expected an item id (a non-empty string or a finite number), got ${JSON.stringify(id)}`);
@@ -144,12 +147,8 @@ export function featureRows(model: QgsModel, candidates: readonly RankCandidate[
       });
     }
     for (const slot of slots) {
-      const v = (c.features[slot.group] as Record<string, unknown> | undefined)?.[slot.feature];
-      if (v === undefined || v === null) continue;
-      if (typeof v !== 'string' && !(typeof v === 'number' && Number.isFinite(v))) {
-        throw new Error(`candidates[${i}].features.${slot.group}.${slot.feature}: expected a category (a string or a finite number) or null, got ${JSON.stringify(v)}`);
-      }
-      setIndicator(rows, i * layout.dim, slot, v);
+      const v = checkCategory((c.features[slot.group] as Record<string, unknown> | undefined)?.[slot.feature], `candidates[${i}].features.${slot.group}.${slot.feature}`);
+      if (v !== null) setIndicator(rows, i * layout.dim, slot, v);
     }
   });
   return rows;
@@ -180,7 +179,7 @@ export function scoreRequest(model: QgsModel, scaler: ScalerState, req: RankRequ
     items,
     clicks: new Float32Array(items.length),
     rel: null,
-    features: featureRows(model, req.candidates, vocab === undefined ? [] : logMapper(vocab, model.cfg.maxTerms).categoricalSlots(model.cfg.layout)),
+    features: featureRows(model, req.candidates, map.categorical),
   };
   if (items.length === 0) return new Float32Array(0);
   const timeline: UserTimeline = { user: 0, requests: [...requests, target] };

@@ -275,9 +275,7 @@ export function packCandidateColumns(v: unknown, path: string, limits: ServingLi
     const x = values[k];
     if (x === Infinity || x === -Infinity) fail(`${path}.values[${k}] (candidate ${Math.floor(k / columns.length)}, ${columns[k % columns.length].group}.${columns[k % columns.length].feature})`, 'a finite number or NaN (missing)', x);
   }
-  const packed: PackedCandidates = { items: ids.items, columns, values: values.slice(), extras: [] };
-  if (ids.raw !== null) packed.rawItems = ids.raw;
-  return packed;
+  return ids.attach<PackedCandidates>({ items: ids.items, columns, values: values.slice(), extras: [] });
 }
 
 export function validateCandidates(v: unknown, path: string, limits: ServingLimits): Candidate[] {
@@ -367,6 +365,12 @@ class ItemIdColumn {
     this.items[i] = -1;
     this.raw[i] = id as ItemId;
     return true;
+  }
+
+  /** `packed` with this column's ids: `rawItems` only when some id does not fit `items`. */
+  attach<T extends { items: Int32Array; rawItems?: ItemId[] }>(packed: T): T {
+    if (this.raw !== null) packed.rawItems = this.raw;
+    return packed;
   }
 }
 
@@ -493,7 +497,7 @@ export function packCandidateList(a: readonly unknown[], path: string, limits: S
   const values = new Float32Array(n * C);
   if (C > 0) values.fill(NaN);
   for (let e = 0; e < nnz; e++) values[eRow[e] * C + eCol[e]] = eVal[e];
-  return ids.raw === null ? { items, columns, values, extras } : { items, columns, values, extras, rawItems: ids.raw };
+  return ids.attach<PackedCandidates>({ items, columns, values, extras });
 }
 
 /** Validates a history and packs it into typed arrays. */
@@ -554,9 +558,7 @@ export function packHistory(v: unknown, path: string, limits: ServingLimits): Pa
     } else bad();
     if (!content) bad();
   }
-  const h: PackedHistory = { items, ts, actions, queryIds, termOffsets, terms: terms.slice(0, nt), hasTerms, texts };
-  if (ids.raw !== null) h.rawItems = ids.raw;
-  return h;
+  return ids.attach<PackedHistory>({ items, ts, actions, queryIds, termOffsets, terms: terms.slice(0, nt), hasTerms, texts });
 }
 
 /** A validated score request in the packed form the Ranker sends to its worker. */
