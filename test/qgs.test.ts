@@ -220,6 +220,24 @@ describe('QGS model end to end (tiny synthetic data)', () => {
       candidates: Array.from(items, (item, i) => ({ item, features: { text_match: { bm25: values[2 * i] }, item_stats: { log_impressions: values[2 * i + 1] } } })),
     });
     expect(relError(cached, cold)).toBeLessThan(1e-4);
+    // The encoder plan (steps and read-outs as one native call) against the composed step (a
+    // backend without the item table has no plan): one user's steps, and a batch of requests with
+    // different states and queries, which also equals each request scored alone.
+    const composed = new QgsBackend(result.model, result.scaler, undefined, { maxItemTableBytes: 0 });
+    let sc = composed.emptyState();
+    for (const e of history) sc = composed.step(sc, e);
+    expect(relError(st, sc)).toBeLessThan(1e-5);
+    const states = [st, be.emptyState(), be.step(be.emptyState(), history[1])];
+    const queries = [{ terms: [2] }, { terms: [1, 3] }, { terms: [4] }];
+    const reqs = states.map((state, i) => ({ state, query: queries[i], candidates: cands }));
+    const batch = be.scoreBatch(reqs);
+    const batchComposed = composed.scoreBatch(reqs);
+    reqs.forEach((r, i) => {
+      expect(relError(batch[i], be.scoreBatch([r])[0])).toBeLessThan(1e-6);
+      expect(relError(batch[i], batchComposed[i])).toBeLessThan(1e-4);
+    });
+    expect(relError(batch[0], batch[2])).toBeGreaterThan(1e-3); // the requests do differ
+    // (not disposed: it shares the model with be, which disposes it below)
     const live = memoryStats().count;
     be.warmup(2); // what Ranker.load runs: encodes, steps and a 1,000-candidate score, nothing left behind
     expect(memoryStats().count).toBe(live);

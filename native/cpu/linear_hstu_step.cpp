@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "layer_norm_row.h"
+#include "qgs/elementwise.h"
 #include "qgs/parallel.h"
 
 namespace qgs {
@@ -37,6 +38,62 @@ void linear_hstu_step_check(const LinearHstuStepWeights& w, const LinearHstuStep
   QGS_REQUIRE(s.R >= 0, op + "R (rows) must be >= 0, got " + std::to_string(s.R));
   linear_hstu_weights_check(op, w, s.D, s.H, s.dk, s.dv, write);
 }
+
+// The plan's own copies of the weights (views point into them; built once, never resized).
+struct LinearHstuEncoderPlan {
+  struct Layer {
+    std::vector<float> ln_in_w, ln_in_b, proj_w, proj_b, ln_out_w, ln_out_b, out_w, out_b, decay;
+    float eps_in = 1e-5f, eps_out = 1e-5f;
+  };
+  LinearHstuEncoderSizes s;
+  std::vector<Layer> layers;
+  std::vector<LinearHstuStepWeights> views;
+  std::vector<float> final_w, final_b;
+  float final_eps = 1e-5f;
+};
+
+void LinearHstuEncoderPlanDeleter::operator()(LinearHstuEncoderPlan* p) const { delete p; }
+
+namespace {
+std::vector<float> copy_of(const float* p, int64_t n) { return p ? std::vector<float>(p, p + n) : std::vector<float>(); }
+const float* or_null(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+}  // namespace
+
+LinearHstuEncoderPlanPtr make_linear_hstu_encoder_plan(const LinearHstuStepWeights* layers, const LinearHstuEncoderSizes& s,
+                                                       const float* final_w, const float* final_b, float final_eps) {
+  const std::string op = "linearHstuEncoderPlan: ";
+  QGS_REQUIRE(s.L >= 1 && s.L <= 1024, op + "L (layers) must be in [1, 1024], got " + std::to_string(s.L));
+  QGS_REQUIRE(layers, op + "layers must be non-null");
+  QGS_REQUIRE(final_eps > 0 && std::isfinite(final_eps), op + "the final LayerNorm eps must be positive and finite");
+  for (int64_t l = 0; l < s.L; ++l) linear_hstu_weights_check(op + "layer " + std::to_string(l) + ": ", layers[l], s.D, s.H, s.dk, s.dv, true);
+  LinearHstuEncoderPlanPtr plan(new LinearHstuEncoderPlan);
+  plan->s = s;
+  const int64_t D = s.D, Hv = s.H * s.dv, P = s.H * (2 * s.dv + 2 * s.dk);
+  plan->layers.resize(static_cast<size_t>(s.L));
+  for (int64_t l = 0; l < s.L; ++l) {
+    const LinearHstuStepWeights& w = layers[l];
+    auto& c = plan->layers[l];
+    c.ln_in_w = copy_of(w.ln_in_w, D), c.ln_in_b = copy_of(w.ln_in_b, D);
+    c.proj_w = copy_of(w.proj_w, P * D), c.proj_b = copy_of(w.proj_b, P);
+    c.ln_out_w = copy_of(w.ln_out_w, Hv), c.ln_out_b = copy_of(w.ln_out_b, Hv);
+    c.out_w = copy_of(w.out_w, D * Hv), c.out_b = copy_of(w.out_b, D);
+    c.decay = copy_of(w.decay, s.H);
+    c.eps_in = w.eps_in, c.eps_out = w.eps_out;
+  }
+  for (const auto& c : plan->layers) {
+    LinearHstuStepWeights v;
+    v.ln_in_w = or_null(c.ln_in_w), v.ln_in_b = or_null(c.ln_in_b), v.eps_in = c.eps_in;
+    v.proj_w = c.proj_w.data(), v.proj_b = or_null(c.proj_b);
+    v.ln_out_w = or_null(c.ln_out_w), v.ln_out_b = or_null(c.ln_out_b), v.eps_out = c.eps_out;
+    v.out_w = c.out_w.data(), v.out_b = or_null(c.out_b), v.decay = c.decay.data();
+    plan->views.push_back(v);
+  }
+  plan->final_w = copy_of(final_w, D), plan->final_b = copy_of(final_b, D);
+  plan->final_eps = final_eps;
+  return plan;
+}
+
+LinearHstuEncoderSizes linear_hstu_encoder_plan_sizes(const LinearHstuEncoderPlan& plan) { return plan.s; }
 
 namespace cpu {
 namespace {
@@ -135,6 +192,44 @@ void linear_hstu_step_forward(float* out, float* state_out, const float* x, cons
     RowScratch sc(s);
     for (int64_t r = r0; r < r1; ++r)
       step_row(out + r * s.D, write ? state_out + r * per_state : nullptr, x + r * s.D, state + r * per_state, w, s, write, sc);
+  });
+}
+
+void linear_hstu_encoder_plan_step(float* h_out, float* states_out, const float* states_in, const PairTokenInputs& in,
+                                   const LinearHstuEncoderPlan& plan, int64_t R, bool write) {
+  const std::string op = "linearHstuEncoderPlan: ";
+  const LinearHstuEncoderSizes& z = plan.s;
+  QGS_REQUIRE(R >= 0, op + "R (rows) must be >= 0, got " + std::to_string(R));
+  if (R == 0) return;
+  QGS_REQUIRE(states_in, op + "states_in must be non-null");
+  QGS_REQUIRE(!write || states_out, op + "states_out must be non-null when writing");
+  QGS_REQUIRE(write || h_out, op + "h_out must be non-null for a read-out (it is the only result)");
+  QGS_REQUIRE(in.terms && in.items && in.term_table && in.item_table, op + "terms, items and both tables must be non-null");
+  QGS_REQUIRE(in.m >= 1, op + "m (terms per token) must be >= 1, got " + std::to_string(in.m));
+  for (int64_t r = 0; r < R; ++r)
+    QGS_REQUIRE(in.items[r] >= 0 && in.items[r] < in.item_rows, op + "items[" + std::to_string(r) + "] = " + std::to_string(in.items[r]) +
+                                                                   " is out of range for an item table of " + std::to_string(in.item_rows) + " rows");
+  const int64_t D = z.D, per = z.H * z.dk * z.dv, S = z.L * per;
+  // The term bags of all rows first: embedding_bag_f32 checks every id before it writes anything.
+  std::vector<float> x0(static_cast<size_t>(R * D));
+  embedding_bag_f32(x0.data(), in.term_table, in.term_rows, D, in.terms, nullptr, R, in.m, true, in.pad_term);
+  LinearHstuStepSizes ls;
+  ls.R = 1, ls.D = D, ls.H = z.H, ls.dk = z.dk, ls.dv = z.dv;
+  // Rows are independent users: split across the pool only in batches of 16 (as the step).
+  parallel_for(R, 16, [&](int64_t r0, int64_t r1) {
+    RowScratch sc(ls);
+    std::vector<float> a(static_cast<size_t>(D)), b(static_cast<size_t>(D));
+    float mean, rstd;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* item = in.item_table + int64_t(in.items[r]) * D;
+      for (int64_t d = 0; d < D; ++d) a[d] = x0[r * D + d] + item[d];
+      for (int64_t l = 0; l < z.L; ++l) {
+        const float* st = states_in + r * S + l * per;
+        step_row(b.data(), write ? states_out + r * S + l * per : nullptr, a.data(), st, plan.views[l], ls, write, sc);
+        a.swap(b);
+      }
+      if (h_out) ln_row(h_out + r * D, &mean, &rstd, a.data(), or_null(plan.final_w), or_null(plan.final_b), D, plan.final_eps);
+    }
   });
 }
 

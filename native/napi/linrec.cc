@@ -325,7 +325,113 @@ QGS_BINDING(linearHstuBlock) {
   return info.Env().Undefined();
 }
 
+// ---- a whole encoder's serving steps, weights prepared once (LinearHstuEncoderPlan), as a tagged External ----
+
+namespace {
+const napi_type_tag kEncoderPlanTag = {0x7c3e9a1d52b84f60ULL, 0xa41f6d0e2b9c8357ULL};
+
+struct EncoderPlanHolder {
+  LinearHstuEncoderPlanPtr plan;  // null once released
+};
+
+EncoderPlanHolder& encoder_plan_arg(const Napi::CallbackInfo& info, size_t i) {
+  const Napi::Value v = info[i];
+  if (!v.IsExternal() || !v.As<Napi::External<EncoderPlanHolder>>().CheckTypeTag(&kEncoderPlanTag))
+    throw_error(info.Env(), "encoderPlan: plan: expected an encoder plan handle");
+  return *v.As<Napi::External<EncoderPlanHolder>>().Data();
+}
+
+// A JS typed array of element type K with at least min_len elements (null/undefined → nullptr when
+// optional). The call reads and writes it in place: the step's inputs and results are small host
+// arrays, and a Storage round trip would cost two copies and two allocations a step.
+template <typename T, napi_typedarray_type K>
+T* typed_arg(const Napi::CallbackInfo& info, size_t i, const char* name, const char* type, size_t min_len, bool optional) {
+  const Napi::Value v = info[i];
+  if (optional && (v.IsNull() || v.IsUndefined())) return nullptr;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != K)
+    throw_type_error(info.Env(), std::string("encoderPlanStep: ") + name + ": expected a " + type + (optional ? " or null" : ""));
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  if (a.ElementLength() < min_len)
+    throw_error(info.Env(), std::string("encoderPlanStep: ") + name + ": expected at least " + std::to_string(min_len) + " elements, got " +
+                                std::to_string(a.ElementLength()));
+  return a.Data();
+}
+}  // namespace
+
+// encoderPlanCreate([L, D, H, dk, dv], epsIn[L], epsOut[L], finalW | null, finalB | null, finalEps, <9 weight args> × L)
+// → a handle holding copies of every layer's weights (decays required).
+QGS_BINDING(encoderPlanCreate) {
+  const std::vector<int64_t> z = ints_arg(info, 0, "sizes");
+  if (z.size() != 5) throw_error(info.Env(), "encoderPlan: sizes: expected [L, D, H, dk, dv]");
+  LinearHstuEncoderSizes s;
+  s.L = z[0], s.D = z[1], s.H = z[2], s.dk = z[3], s.dv = z[4];
+  if (s.L < 1 || s.L > 1024 || !block_dims_ok(s.D, s.H, s.dk, s.dv))
+    throw_error(info.Env(), "encoderPlan: sizes [L, D, H, dk, dv] out of range (L <= 1024, D <= 65536, H, dk, dv <= 4096, all >= 1)");
+  if (info.Length() != size_t(6 + 9 * s.L))
+    throw_error(info.Env(), "encoderPlan: expected " + std::to_string(6 + 9 * s.L) + " arguments for " + std::to_string(s.L) +
+                                " layers, got " + std::to_string(info.Length()));
+  if (!info[1].IsArray() || !info[2].IsArray() || info[1].As<Napi::Array>().Length() != size_t(s.L) ||
+      info[2].As<Napi::Array>().Length() != size_t(s.L))
+    throw_type_error(info.Env(), "encoderPlan: epsIn, epsOut: expected arrays of " + std::to_string(s.L) + " numbers");
+  std::vector<View> all;
+  all.push_back(optional_storage_arg(info, 3, "finalW", size_t(s.D) * 4));
+  all.push_back(optional_storage_arg(info, 4, "finalB", size_t(s.D) * 4));
+  const float final_eps = static_cast<float>(num_arg(info, 5, "finalEps"));
+  std::vector<LinearHstuStepWeights> ws(static_cast<size_t>(s.L));
+  for (int64_t l = 0; l < s.L; ++l) {
+    const Napi::Value ei = info[1].As<Napi::Array>().Get(uint32_t(l)), eo = info[2].As<Napi::Array>().Get(uint32_t(l));
+    if (!ei.IsNumber() || !eo.IsNumber()) throw_type_error(info.Env(), "encoderPlan: epsIn, epsOut: expected numbers");
+    ws[l].eps_in = ei.As<Napi::Number>().FloatValue();
+    ws[l].eps_out = eo.As<Napi::Number>().FloatValue();
+    hstu_block_weight_args(info, 6 + 9 * size_t(l), s.D, s.H, s.dk, s.dv, true, all, ws[l]);
+  }
+  require_cpu(info, "encoderPlan", all);
+  auto* holder = new EncoderPlanHolder{make_linear_hstu_encoder_plan(ws.data(), s, all[0].as<float>(), all[1].as<float>(), final_eps)};
+  auto ext = Napi::External<EncoderPlanHolder>::New(info.Env(), holder, [](Napi::Env, EncoderPlanHolder* h) { delete h; });
+  ext.TypeTag(&kEncoderPlanTag);
+  return ext;
+}
+
+// encoderPlanStep(plan, hOut: Float32Array | null, statesOut: Float32Array | null, statesIn: Float32Array,
+//                 terms: Int32Array, items: Int32Array, termTable, itemTable, [R, m, termRows, itemRows, pad], write)
+QGS_BINDING(encoderPlanStep) {
+  EncoderPlanHolder& h = encoder_plan_arg(info, 0);
+  if (!h.plan) throw_error(info.Env(), "encoderPlan: the plan was released");
+  const LinearHstuEncoderSizes ps = linear_hstu_encoder_plan_sizes(*h.plan);
+  const std::vector<int64_t> z = ints_arg(info, 8, "sizes");
+  if (z.size() != 5) throw_error(info.Env(), "encoderPlanStep: sizes: expected [R, m, termRows, itemRows, pad]");
+  const int64_t R = z[0], m = z[1], VT = z[2], VI = z[3], pad = z[4];
+  const int64_t big = int64_t(1) << 31;
+  if (R < 0 || R > big || m < 1 || m > 65536 || VT < 0 || VT > big || VI < 0 || VI > big || pad < INT32_MIN || pad > INT32_MAX)
+    throw_error(info.Env(), "encoderPlanStep: sizes [R, m, termRows, itemRows, pad] out of range");
+  const bool write = bool_arg(info, 9, "write");
+  const size_t S = size_t(ps.L * ps.H * ps.dk * ps.dv), D = size_t(ps.D), r = size_t(R);
+  float* h_out = typed_arg<float, napi_float32_array>(info, 1, "hOut", "Float32Array", r * D, write);
+  float* st_out = typed_arg<float, napi_float32_array>(info, 2, "statesOut", "Float32Array", r * S, !write);
+  const float* st_in = typed_arg<float, napi_float32_array>(info, 3, "statesIn", "Float32Array", r * S, false);
+  PairTokenInputs in;
+  in.terms = typed_arg<int32_t, napi_int32_array>(info, 4, "terms", "Int32Array", r * size_t(m), false);
+  in.items = typed_arg<int32_t, napi_int32_array>(info, 5, "items", "Int32Array", r, false);
+  std::vector<View> all;
+  all.push_back(storage_arg(info, 6, "termTable", size_t(VT) * D * 4));
+  all.push_back(storage_arg(info, 7, "itemTable", size_t(VI) * D * 4));
+  require_cpu(info, "encoderPlanStep", all);
+  in.m = m, in.term_table = all[0].as<float>(), in.term_rows = VT, in.item_table = all[1].as<float>(), in.item_rows = VI;
+  in.pad_term = static_cast<int32_t>(pad);
+  cpu::linear_hstu_encoder_plan_step(h_out, write ? st_out : nullptr, st_in, in, *h.plan, R, write);
+  return info.Env().Undefined();
+}
+
+// encoderPlanRelease(plan): frees the prepared weights now (a later step throws); idempotent.
+QGS_BINDING(encoderPlanRelease) {
+  encoder_plan_arg(info, 0).plan.reset();
+  return info.Env().Undefined();
+}
+
 void register_linrec(Napi::Env env, Napi::Object exports) {
+  QGS_EXPORT(exports, env, encoderPlanCreate);
+  QGS_EXPORT(exports, env, encoderPlanStep);
+  QGS_EXPORT(exports, env, encoderPlanRelease);
   QGS_EXPORT(exports, env, linrecForward);
   QGS_EXPORT(exports, env, linrecBackward);
   QGS_EXPORT(exports, env, hstuForward);

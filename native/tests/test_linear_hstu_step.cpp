@@ -3,6 +3,7 @@
 // run, odd sizes, null biases / LayerNorm affine parameters, decays at 0 and 1, read-only and
 // writing steps, in-place state updates, poisoned outputs, R around the pool's 16-row grain, and bad
 // arguments.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -17,29 +18,40 @@ using namespace qgs_test;
 
 namespace {
 
+// One token through one block in double: x [D] and the row's state [H, dk, dv] → out [D] and, when
+// writing, the new state (a read-out copies it).
+void reference_row(std::vector<double>& out, double* st_out, const std::vector<double>& x, const float* state, const BlockParams& p,
+                   bool write) {
+  const int64_t D = p.D, H = p.H, dk = p.dk, dv = p.dv;
+  out.assign(size_t(D), 0.0);
+  const auto pr = p.project(x);
+  const double* v = pr.data() + H * dv;
+  const double* q = pr.data() + 2 * H * dv;
+  const double* k = pr.data() + 2 * H * dv + H * dk;
+  std::vector<double> o(H * dv, 0.0);
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t i = 0; i < dk; ++i)
+      for (int64_t c = 0; c < dv; ++c) {
+        const size_t at = size_t((h * dk + i) * dv + c);
+        double sn = state[at];
+        if (write) sn = double(p.decay[h]) * sn + k[h * dk + i] * v[h * dv + c];
+        st_out[at] = sn;
+        o[h * dv + c] += q[h * dk + i] * sn;
+      }
+  p.finish(out.data(), x, o, pr);
+}
+
 // out [R, D] and the new states [R, H, dk, dv] in double.
 void reference(std::vector<double>& out, std::vector<double>& st_out, const std::vector<float>& x,
                const std::vector<float>& state, const BlockParams& p, int64_t R, bool write) {
-  const int64_t D = p.D, H = p.H, dk = p.dk, dv = p.dv, per = H * dk * dv;
+  const int64_t D = p.D, per = p.H * p.dk * p.dv;
   out.assign(size_t(R * D), 0.0);
   st_out.assign(size_t(R * per), 0.0);
+  std::vector<double> row;
   for (int64_t r = 0; r < R; ++r) {
     std::vector<double> xr(x.begin() + r * D, x.begin() + (r + 1) * D);
-    const auto pr = p.project(xr);
-    const double* v = pr.data() + H * dv;
-    const double* q = pr.data() + 2 * H * dv;
-    const double* k = pr.data() + 2 * H * dv + H * dk;
-    std::vector<double> o(H * dv, 0.0);
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t i = 0; i < dk; ++i)
-        for (int64_t c = 0; c < dv; ++c) {
-          const size_t at = size_t(r * per + (h * dk + i) * dv + c);
-          double sn = state[at];
-          if (write) sn = double(p.decay[h]) * sn + k[h * dk + i] * v[h * dv + c];
-          st_out[at] = sn;
-          o[h * dv + c] += q[h * dk + i] * sn;
-        }
-    p.finish(out.data() + r * D, xr, o, pr);
+    reference_row(row, st_out.data() + r * per, xr, state.data() + r * per, p, write);
+    std::copy(row.begin(), row.end(), out.begin() + r * D);
   }
 }
 
@@ -69,6 +81,71 @@ void run_case(Rng& rng, int64_t R, int64_t D, int64_t H, int64_t dk, int64_t dv,
     check(state == state_copy, "read-only step leaves the state untouched " + tag);
   }
   if (write && !in_place) check(state == state_copy, "writing step leaves its input state untouched " + tag);
+}
+
+// The encoder plan: pair-token embedding (term mean without padding + item row), L blocks against
+// each row's layer-major state, final LayerNorm; against the float64 chain of the same parts.
+void run_plan_case(Rng& rng, int64_t R, int64_t L, int64_t D, int64_t H, int64_t dk, int64_t dv, int64_t m, bool write,
+                   bool nulls, bool in_place, bool want_h) {
+  const int64_t per = H * dk * dv, S = L * per, VT = 11, VI = 7;
+  const int32_t pad = 0;
+  std::vector<BlockParams> ps;
+  std::vector<qgs::LinearHstuStepWeights> ws;
+  for (int64_t l = 0; l < L; ++l) ps.push_back(random_block_params(rng, D, H, dk, dv, nulls, 0, 0.5f));
+  auto given = ps;  // what the plan is made from, poisoned afterwards: the plan must hold copies
+  for (const auto& p : given) ws.push_back(p.weights());
+  std::vector<float> fw, fb;
+  if (!nulls) fw = rng.normals(size_t(D), 0.3f), fb = rng.normals(size_t(D), 0.1f);
+  qgs::LinearHstuEncoderSizes z;
+  z.L = L, z.D = D, z.H = H, z.dk = dk, z.dv = dv;
+  auto plan = qgs::make_linear_hstu_encoder_plan(ws.data(), z, fw.empty() ? nullptr : fw.data(), fb.empty() ? nullptr : fb.data(), 1e-5f);
+  for (auto& p : given)
+    for (auto* v : {&p.lniw, &p.lnib, &p.pw, &p.pb, &p.lnow, &p.lnob, &p.ow, &p.ob, &p.decay}) std::fill(v->begin(), v->end(), std::nanf(""));
+  const auto tt = rng.normals(size_t(VT * D)), it = rng.normals(size_t(VI * D));
+  std::vector<int32_t> terms(static_cast<size_t>(R * m)), items(static_cast<size_t>(R));
+  for (int64_t r = 0; r < R; ++r) {
+    items[r] = int32_t(rng.integer(0, VI - 1));
+    // Row 0 is all padding (its bag is the zero vector); others mix real ids and padding.
+    for (int64_t j = 0; j < m; ++j) terms[r * m + j] = r == 0 || rng.integer(0, 2) == 0 ? pad : int32_t(rng.integer(1, VT - 1));
+  }
+  auto states = rng.normals(size_t(R * S), 0.3f);
+  const auto states0 = states;
+  // float64 reference
+  std::vector<double> ref_h(size_t(R * D)), ref_st(size_t(R * S));
+  for (int64_t r = 0; r < R; ++r) {
+    std::vector<double> x(size_t(D), 0.0);
+    int used = 0;
+    for (int64_t j = 0; j < m; ++j) {
+      const int32_t t = terms[r * m + j];
+      if (t == pad) continue;
+      ++used;
+      for (int64_t d = 0; d < D; ++d) x[d] += tt[t * D + d];
+    }
+    for (int64_t d = 0; d < D; ++d) x[d] = (used ? x[d] / used : 0.0) + it[items[r] * D + d];
+    std::vector<double> y;
+    for (int64_t l = 0; l < L; ++l) {
+      reference_row(y, ref_st.data() + r * S + l * per, x, states0.data() + r * S + l * per, ps[l], write);
+      x = y;
+    }
+    const auto h = layer_norm(x, fw.empty() ? nullptr : fw.data(), fb.empty() ? nullptr : fb.data(), 1e-5);
+    std::copy(h.begin(), h.end(), ref_h.begin() + r * D);
+  }
+  qgs::PairTokenInputs in;
+  in.terms = terms.data(), in.m = m, in.items = items.data(), in.term_table = tt.data(), in.term_rows = VT;
+  in.item_table = it.data(), in.item_rows = VI, in.pad_term = pad;
+  auto h = poisoned(size_t(R * D));
+  std::vector<float> st_out = in_place ? std::vector<float>() : poisoned(size_t(R * S));
+  float* so = write ? (in_place ? states.data() : st_out.data()) : nullptr;
+  qgs::cpu::linear_hstu_encoder_plan_step(want_h ? h.data() : nullptr, so, states.data(), in, *plan, R, write);
+  const std::string tag = "plan R=" + std::to_string(R) + " L=" + std::to_string(L) + " D=" + std::to_string(D) + " H=" +
+                          std::to_string(H) + " dk=" + std::to_string(dk) + " dv=" + std::to_string(dv) + " m=" + std::to_string(m) +
+                          (write ? " write" : " read") + (nulls ? " nulls" : "") + (in_place ? " in-place" : "");
+  if (want_h) check_close("h " + tag, h, ref_h, 5e-5);
+  else check(std::all_of(h.begin(), h.end(), [](float v) { return std::isnan(v); }), "no h written when not wanted " + tag);
+  if (write) check_close("states " + tag, in_place ? states : st_out, ref_st, 5e-5);
+  if (!write || !in_place) check(states == states0, "input states untouched " + tag);
+  const auto zs = qgs::linear_hstu_encoder_plan_sizes(*plan);
+  check(zs.L == L && zs.D == D && zs.H == H && zs.dk == dk && zs.dv == dv, "plan sizes " + tag);
 }
 
 }  // namespace
@@ -128,5 +205,44 @@ int main() {
   bw.eps_out = 0.f;
   check_throws("eps_out = 0", [&] { call(s, bw, false); });
   check_throws("null state_out when writing", [&] { qgs::cpu::linear_hstu_step_forward(b, nullptr, b, b, w, s, true); });
+  // The encoder plan: the serving shape, odd sizes, R around the 16-row grain, in place, null affine
+  // parameters, read-outs.
+  run_plan_case(rng, 1, 2, 32, 2, 64, 16, 4, true, false, false, false);
+  run_plan_case(rng, 1, 2, 32, 2, 64, 16, 4, false, false, false, true);
+  run_plan_case(rng, 17, 3, 5, 3, 7, 3, 3, true, true, true, true);
+  run_plan_case(rng, 33, 1, 9, 1, 1, 1, 1, true, false, false, true);
+  run_plan_case(rng, 16, 2, 13, 4, 5, 9, 2, false, true, false, true);
+  {
+    // Bad plan arguments and bad ids throw (nothing written for a bad id).
+    Rng r2(seed + 1);
+    const auto p = random_block_params(r2, 4, 1, 2, 2, false, 0, 0.5f);
+    auto w1 = p.weights();
+    qgs::LinearHstuEncoderSizes z;
+    z.L = 1, z.D = 4, z.H = 1, z.dk = 2, z.dv = 2;
+    auto zl = z;
+    zl.L = 0;
+    check_throws("plan L = 0", [&] { qgs::make_linear_hstu_encoder_plan(&w1, zl, nullptr, nullptr, 1e-5f); });
+    check_throws("plan eps 0", [&] { qgs::make_linear_hstu_encoder_plan(&w1, z, nullptr, nullptr, 0.f); });
+    auto wd = w1;
+    wd.decay = nullptr;
+    check_throws("plan without decays", [&] { qgs::make_linear_hstu_encoder_plan(&wd, z, nullptr, nullptr, 1e-5f); });
+    auto plan = qgs::make_linear_hstu_encoder_plan(&w1, z, nullptr, nullptr, 1e-5f);
+    std::vector<float> tab(5 * 4, 0.25f), st(8, 0.1f), hh(4, 7.f);
+    std::vector<int32_t> terms = {1, 0}, items = {2};
+    qgs::PairTokenInputs in;
+    in.terms = terms.data(), in.m = 2, in.items = items.data(), in.term_table = tab.data(), in.term_rows = 5;
+    in.item_table = tab.data(), in.item_rows = 5;
+    auto bad = in;
+    std::vector<int32_t> bad_terms = {5, 0}, bad_items = {-1};
+    bad.terms = bad_terms.data();
+    check_throws("term id = rows", [&] { qgs::cpu::linear_hstu_encoder_plan_step(hh.data(), nullptr, st.data(), bad, *plan, 1, false); });
+    bad = in;
+    bad.items = bad_items.data();
+    check_throws("item id -1", [&] { qgs::cpu::linear_hstu_encoder_plan_step(hh.data(), nullptr, st.data(), bad, *plan, 1, false); });
+    check(hh == std::vector<float>(4, 7.f), "a refused step writes nothing");
+    check_throws("read-out without h_out", [&] { qgs::cpu::linear_hstu_encoder_plan_step(nullptr, nullptr, st.data(), in, *plan, 1, false); });
+    check_throws("write without states_out", [&] { qgs::cpu::linear_hstu_encoder_plan_step(hh.data(), nullptr, st.data(), in, *plan, 1, true); });
+    check_throws("R < 0", [&] { qgs::cpu::linear_hstu_encoder_plan_step(hh.data(), nullptr, st.data(), in, *plan, -1, false); });
+  }
   return finish("test_linear_hstu_step", seed);
 }

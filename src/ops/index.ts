@@ -8,6 +8,7 @@ export * from './nn';
 export * from './losses';
 export * from './linrec';
 export * from './linear-hstu-step';
+export * from './linear-hstu-encoder-plan';
 export * from './linear-hstu-block';
 export * from './embedding-bag';
 export * from './hstu';

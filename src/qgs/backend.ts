@@ -2,7 +2,7 @@
 // the concatenation of every encoder layer's recurrent state [H, dk, dv]: a new interaction costs one
 // O(layers · H · dk · dv) step; scoring reads the state with a read-out token (no write, no decay),
 // exactly as in training, then runs the ranking head over the candidates.
-import { tensor, scope } from '../tensor';
+import { tensor, scope, type Tensor } from '../tensor';
 import { noGrad } from '../autograd';
 import { loadCheckpoint } from './checkpoint';
 import { ITEM_OFFSET, NO_ITEM, NO_QUERY } from './dataset';
@@ -10,7 +10,7 @@ import { inputMap, termToken, type InputMap } from './scoring';
 import { checkCategory, setIndicator, type CategoricalSlot, type LogVocab } from './log-data';
 import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
-import { RankingPlan } from './ranking-plan';
+import { RankingPlan, type RankingPlanOptions } from './ranking-plan';
 import type { BackendScoreRequest, Interaction, ItemId, Query, ScoringBackend } from './serving/backend';
 import { CandidateBatch, unpackHistory, type PackedHistory } from './serving/packed';
 import { tagHash } from './serving/state-codec';
@@ -27,7 +27,8 @@ export class QgsBackend implements ScoringBackend {
   /** The map's categorical features by group and feature (raw string values arrive as extras). */
   private readonly slotByKey: Map<string, CategoricalSlot>;
 
-  constructor(readonly model: QgsModel, readonly scaler: ScalerState, vocab?: LogVocab) {
+  /** `planOptions`: the serving plan's limits (a catalogue over maxItemTableBytes serves composed, without plans). */
+  constructor(readonly model: QgsModel, readonly scaler: ScalerState, vocab?: LogVocab, planOptions?: RankingPlanOptions) {
     const c = model.cfg;
     if (c.encoder !== 'linear') throw new Error(`QgsBackend: the ${c.encoder} encoder keeps no recurrent state; serve a linear (Linear HSTU) model`);
     this.perLayer = c.heads * c.dk * c.dv;
@@ -38,7 +39,7 @@ export class QgsBackend implements ScoringBackend {
     this.stateTag = `qgs:${c.variant}:${c.layers}x${c.heads}x${c.dk}x${c.dv}:${tagHash(JSON.stringify(scaler))}${mapping}`;
     this.columns = c.layout.groups.flatMap((g) => g.features.map((f) => ({ group: g.name, feature: f })));
     this.slotByKey = new Map(this.map.categorical.map((sl) => [`${sl.group}\u0000${sl.feature}`, sl]));
-    this.plan = new RankingPlan(model);
+    this.plan = new RankingPlan(model, planOptions);
   }
 
   emptyState(): Float32Array {
@@ -169,6 +170,15 @@ export class QgsBackend implements ScoringBackend {
 
   step(state: Float32Array, event: Interaction): Float32Array {
     const { terms, items } = this.tokens(event);
+    if (this.plan.encoderPlan !== null) {
+      // One native call per token through every layer (the flattened variant has two per event).
+      const out = new Float32Array(this.stateSize);
+      const m = this.model.cfg.maxTerms;
+      for (let i = 0; i < items.length; i++) {
+        this.plan.stepTokens(i === 0 ? state : out, terms.subarray(i * m, (i + 1) * m), items.subarray(i, i + 1), { write: true, statesOut: out });
+      }
+      return out;
+    }
     return scope(() =>
       noGrad(() => {
         let states = this.unpack([state]);
@@ -190,8 +200,7 @@ export class QgsBackend implements ScoringBackend {
       noGrad(() => {
         const terms = new Int32Array(R * m);
         reqs.forEach((r, i) => this.writeTerms(r.query, terms, i * m, true));
-        const x = this.plan.embedTokens(terms, new Int32Array(R).fill(NO_ITEM));
-        const { h } = this.model.encoder.step(x, this.unpack(reqs.map((r) => r.state)), false);
+        const h = this.readOut(terms, reqs);
         const counts = reqs.map((r) => r.candidates.length);
         const N = counts.reduce((a, b) => a + b, 0);
         if (N === 0) return reqs.map(() => new Float32Array(0));
@@ -230,6 +239,21 @@ export class QgsBackend implements ScoringBackend {
         return out;
       }),
     );
+  }
+
+  /** The encoder's read-out [R, D] of each request's query token against its state. */
+  private readOut(terms: Int32Array, reqs: readonly BackendScoreRequest[]): Tensor {
+    const R = reqs.length;
+    const items = new Int32Array(R).fill(NO_ITEM);
+    if (this.plan.encoderPlan === null) return this.model.encoder.step(this.plan.embedTokens(terms, items), this.unpack(reqs.map((r) => r.state)), false).h;
+    let states = reqs[0].state;
+    if (R > 1) {
+      states = new Float32Array(R * this.stateSize);
+      reqs.forEach((r, i) => states.set(r.state, i * this.stateSize));
+    }
+    const h = new Float32Array(R * this.model.cfg.dim);
+    this.plan.stepTokens(states, terms, items, { write: false, hOut: h });
+    return tensor(h, [R, this.model.cfg.dim]);
   }
 
   /**

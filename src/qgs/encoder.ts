@@ -214,8 +214,8 @@ export class EncoderBlock extends Module {
     return x.device === 'cpu' && (state === null || state.device === 'cpu') && params.every((t) => t.device === 'cpu') && !needsGrad([x, state, ...params]);
   }
 
-  /** The block's weights for the fused ops (decays only when the op writes). */
-  private blockParams(withDecay: boolean): ops.LinearHstuStepParams {
+  /** The block's weights for the fused ops (decays only when the op writes; linear kind). */
+  blockParams(withDecay: boolean): ops.LinearHstuStepParams {
     return {
       projWeight: this.proj.weight,
       projBias: this.proj.bias,

@@ -4,7 +4,8 @@
 // per-group feature projections folded into one block-diagonal matrix (one GEMM instead of a split,
 // G small GEMMs and a concat). On the CPU the whole HFG head then runs as one fused op
 // (ops.hfgRankHead) for every candidate of a batch. The table also serves the item half of the
-// history's pair tokens (encode, step).
+// history's pair tokens (encode, step), and a Linear HSTU encoder's one-token steps (an event
+// observed, a request's read-out) run as one native call through every layer (encoderPlan).
 import { Tensor, tensor, keep, scope } from '../tensor';
 import { isGradEnabled, noGrad, needsGrad } from '../autograd';
 import * as ops from '../ops';
@@ -29,6 +30,8 @@ export class RankingPlan {
   private readonly groupBias: Tensor;
   /** The whole head as one native call, its weights prepared once (null: the composed head serves). */
   private readonly fused: ops.HfgRankHeadPlan | null;
+  /** Every layer's serving step and the final norm as one native call (null: the composed step serves). */
+  readonly encoderPlan: ops.LinearHstuEncoderPlan | null;
 
   constructor(readonly model: QgsModel, opts: RankingPlanOptions = {}) {
     const { dim: D, itemVocab: V, layout } = model.cfg;
@@ -47,6 +50,29 @@ export class RankingPlan {
     this.groupWeight = keep(tensor(w, [G * D, F]));
     this.groupBias = keep(tensor(b, [G * D]));
     this.fused = this.fusedHead();
+    this.encoderPlan = this.fusedEncoder();
+  }
+
+  // Linear encoders on the CPU with the item table; the decays are taken as they are now (frozen).
+  private fusedEncoder(): ops.LinearHstuEncoderPlan | null {
+    const { encoder } = this.model;
+    if (encoder.cfg.kind !== 'linear' || this.model.device !== 'cpu' || this.itemTable === null) return null;
+    return noGrad(() => scope(() => new ops.LinearHstuEncoderPlan({
+      layers: encoder.blocks.map((b) => b.blockParams(true)),
+      finalNorm: { weight: encoder.finalNorm.weight, bias: encoder.finalNorm.bias, eps: encoder.finalNorm.eps },
+    })));
+  }
+
+  /**
+   * One pair token per row (terms [R × maxTerms], item tokens [R]) through the encoder plan against
+   * the rows' states [R × layers·H·dk·dv]: `write` stores the updated states in `statesOut`; `hOut`
+   * [R × D] receives the encoder output (required for a read-out). Only when encoderPlan is not null.
+   */
+  stepTokens(statesIn: Float32Array, terms: Int32Array, items: Int32Array, opts: ops.EncoderPlanStepOptions): void {
+    if (this.encoderPlan === null || this.itemTable === null) throw new Error('RankingPlan.stepTokens: no encoder plan for this model (the composed step serves)');
+    const tokens = { terms, termsPerToken: this.model.cfg.maxTerms, items, termTable: this.model.termEmb.weight, itemTable: this.itemTable, padTerm: PAD_TERM };
+    // The results are plain arrays (no graph): the term table's requiresGrad does not matter here.
+    noGrad(() => this.encoderPlan?.step(statesIn, tokens, opts));
   }
 
   // The fused kernel implements exactly: HFG fusion with one layer and context pooling, a two-layer
@@ -135,6 +161,7 @@ export class RankingPlan {
 
   dispose(): void {
     this.fused?.dispose();
+    this.encoderPlan?.dispose();
     this.itemTable?.dispose();
     this.groupWeight.dispose();
     this.groupBias.dispose();

@@ -13,6 +13,7 @@
 // autograd state: inference. Bad sizes or arguments throw qgs::KernelError naming them.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "qgs/common.h"
@@ -65,6 +66,50 @@ struct LinearHstuSeqSizes {
 };
 
 void linear_hstu_seq_check(const LinearHstuStepWeights& w, const LinearHstuSeqSizes& s, const float* write);
+
+// A whole Linear HSTU encoder for serving steps, its weights copied once (serving makes one per
+// model, like the rank head's plan): one call embeds R pair tokens, runs them through every layer
+// against their cached states and applies the final LayerNorm. Why: composed per layer from JS, a
+// one-token step spent ~75% of its time in op dispatch, validation and temporaries (perf of
+// QgsBackend.step), and the worker's garbage came mostly from there.
+struct LinearHstuEncoderSizes {
+  int64_t L = 0;  // layers
+  int64_t D = 0, H = 0, dk = 0, dv = 0;
+};
+
+struct LinearHstuEncoderPlan;
+struct LinearHstuEncoderPlanDeleter {
+  void operator()(LinearHstuEncoderPlan* p) const;
+};
+using LinearHstuEncoderPlanPtr = std::unique_ptr<LinearHstuEncoderPlan, LinearHstuEncoderPlanDeleter>;
+
+// layers[l] (l < L) as the step takes them, decays required (a plan both writes and reads); the final
+// LayerNorm's affine parameters may be null (identity), final_eps positive. Everything is copied.
+LinearHstuEncoderPlanPtr make_linear_hstu_encoder_plan(const LinearHstuStepWeights* layers, const LinearHstuEncoderSizes& s,
+                                                       const float* final_w, const float* final_b, float final_eps);
+LinearHstuEncoderSizes linear_hstu_encoder_plan_sizes(const LinearHstuEncoderPlan& plan);
+
+// The token embedding a plan step reads: x_r = mean of term_table[terms[r·m + j]] over the j < m whose
+// id is not pad_term (the zero vector when all are) + item_table[items[r]]. Tables are [rows, D].
+struct PairTokenInputs {
+  const int32_t* terms = nullptr;  // [R, m]
+  int64_t m = 0;                   // terms per token, >= 1
+  const int32_t* items = nullptr;  // [R]
+  const float* term_table = nullptr;
+  int64_t term_rows = 0;
+  const float* item_table = nullptr;
+  int64_t item_rows = 0;
+  int32_t pad_term = 0;
+};
+
+namespace cpu {
+// R rows, one token each; row r's state is states_in + r·L·H·dk·dv, layer-major ([L, H, dk, dv]).
+// write: states_out [R, L·H·dk·dv] gets the updated states (may alias states_in); h_out [R, D] or null.
+// read-only: the states are only read (states_out unused); h_out [R, D] required.
+// h_out = final LayerNorm of the last layer's output. Ids out of range throw KernelError naming them.
+void linear_hstu_encoder_plan_step(float* h_out, float* states_out, const float* states_in, const PairTokenInputs& in,
+                                   const LinearHstuEncoderPlan& plan, int64_t R, bool write);
+}  // namespace cpu
 
 namespace cpu {
 // out [R, D]; state_out [R, H, dk, dv] (required when write, ignored otherwise); x [R, D];

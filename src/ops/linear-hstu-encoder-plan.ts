@@ -1,0 +1,166 @@
+// A whole Linear HSTU encoder's serving step as one native call, its weights prepared once (contract:
+// native/include/qgs/linear_hstu_step.h, LinearHstuEncoderPlan). Per row: a pair token (mean of its
+// non-padding term embeddings + its item's row) goes through every layer's step against that row's
+// state, then the final LayerNorm. Why a plan: composed from JS, a one-event step (QgsBackend.step)
+// spent ~75% of its time in per-layer op dispatch, validation and temporaries, and most of the
+// serving worker's garbage came from there. Inputs and results are plain typed arrays (states are
+// what the serving cache holds), so a step allocates nothing on the JS heap but its outputs.
+import { native } from '../native';
+import type { NativeStorage } from '../native';
+import { Tensor, formatShape } from '../tensor';
+import { checkNumber, checkTensor } from './validate';
+import { requireCpuInference, storageOf } from './fused-inference';
+import { checkBlockParams, type BlockWeightStorages, type LinearHstuStepParams } from './linear-hstu-step';
+
+declare const encoderPlanBrand: unique symbol;
+type EncoderPlanHandle = { readonly [encoderPlanBrand]: true };
+
+declare module '../native' {
+  interface NativeBinding {
+    encoderPlanCreate(
+      sizes: number[], epsIn: number[], epsOut: number[], finalW: NativeStorage | null, finalB: NativeStorage | null, finalEps: number,
+      ...layers: BlockWeightStorages[number][]
+    ): EncoderPlanHandle;
+    encoderPlanStep(
+      plan: EncoderPlanHandle, hOut: Float32Array | null, statesOut: Float32Array | null, statesIn: Float32Array, terms: Int32Array,
+      items: Int32Array, termTable: NativeStorage, itemTable: NativeStorage, sizes: number[], write: boolean,
+    ): void;
+    encoderPlanRelease(plan: EncoderPlanHandle): void;
+  }
+}
+
+export interface LinearHstuEncoderPlanParams {
+  /** Every block's parameters, first to last; decays are required (the plan both writes and reads). */
+  layers: readonly LinearHstuStepParams[];
+  /** The LayerNorm over the last block's output (absent weight / bias: identity; eps default 1e-5). */
+  finalNorm?: { weight?: Tensor | null; bias?: Tensor | null; eps?: number };
+}
+
+/** The pair tokens of one step call, one per row. */
+export interface PairTokens {
+  /** [R × termsPerToken] term ids; padTerm marks unused slots (a row of padding embeds to zero). */
+  terms: Int32Array;
+  termsPerToken: number;
+  /** [R] item table rows. */
+  items: Int32Array;
+  /** [termRows, D] term embeddings. */
+  termTable: Tensor;
+  /** [itemRows, D] item representations. */
+  itemTable: Tensor;
+  padTerm: number;
+}
+
+export interface EncoderPlanStepOptions {
+  /** true: every row's token updates its state (statesOut required); false: a read-out (hOut required). */
+  write: boolean;
+  /** [R × stateSize]: the updated states; may be statesIn itself (updated in place). */
+  statesOut?: Float32Array | null;
+  /** [R × D]: the final LayerNorm of the last block's output per row. */
+  hOut?: Float32Array | null;
+}
+
+const OP = 'LinearHstuEncoderPlan';
+
+/**
+ * The encoder's serving step with its weights copied when the plan is made: later changes to the
+ * weight tensors do not reach it (a frozen model's case; make a new plan after training). CPU,
+ * inference only. `step` computes what the composed blocks' step() and the final LayerNorm compute
+ * (the fused per-layer step, ops.linearHstuStep, for every layer in turn). dispose() frees the copies
+ * early (otherwise the garbage collector does).
+ */
+export class LinearHstuEncoderPlan {
+  readonly layers: number;
+  readonly dim: number;
+  readonly heads: number;
+  readonly dk: number;
+  readonly dv: number;
+  /** Floats of one row's state: layers × heads × dk × dv, layer-major. */
+  readonly stateSize: number;
+  private handle: EncoderPlanHandle | null;
+
+  constructor(p: LinearHstuEncoderPlanParams) {
+    if (typeof p !== 'object' || p === null) throw new TypeError(`${OP}: params: expected an object, got ${p === null ? 'null' : typeof p}`);
+    if (!Array.isArray(p.layers) || p.layers.length === 0) throw new TypeError(`${OP}: layers: expected a non-empty array of block parameters, got ${Array.isArray(p.layers) ? 'an empty array' : typeof p.layers}`);
+    const first = p.layers[0];
+    if (typeof first !== 'object' || first === null) throw new TypeError(`${OP}: layers[0]: expected an object, got ${first === null ? 'null' : typeof first}`);
+    checkTensor(`${OP}: layers[0]`, 'outWeight', first.outWeight, { dtype: 'f32', rank: 2 });
+    const dk = checkNumber(`${OP}: layers[0]`, 'dk', first.dk, { integer: true, min: 1 });
+    const [D, Hv] = first.outWeight.shape;
+    checkTensor(`${OP}: layers[0]`, 'decay', first.decay ?? null, { dtype: 'f32', rank: 1 });
+    const H = (first.decay as Tensor).shape[0];
+    if (Hv % H !== 0) throw new RangeError(`${OP}: layers[0]: outWeight: expected [D, H·dv] with H = ${H} heads, got shape ${formatShape(first.outWeight.shape)}`);
+    const dv = Hv / H;
+    const storages: (NativeStorage | null)[] = [];
+    const epsIn: number[] = [];
+    const epsOut: number[] = [];
+    const named: Record<string, Tensor | null | undefined> = {};
+    p.layers.forEach((l, i) => {
+      const op = `${OP}: layers[${i}]`;
+      if (typeof l !== 'object' || l === null) throw new TypeError(`${op}: expected an object, got ${l === null ? 'null' : typeof l}`);
+      if (l.dk !== dk) throw new RangeError(`${op}: dk: expected ${dk} (every layer the same shape), got ${String(l.dk)}`);
+      const c = checkBlockParams(op, l, D, H, dk, dv, true);
+      storages.push(...c.storages);
+      epsIn.push(c.epsIn);
+      epsOut.push(c.epsOut);
+      for (const [k, t] of Object.entries(c.named)) named[`layers[${i}].${k}`] = t;
+    });
+    const fn = p.finalNorm ?? {};
+    if (fn.weight != null) checkTensor(OP, 'finalNorm.weight', fn.weight, { dtype: 'f32', shape: [D] });
+    if (fn.bias != null) checkTensor(OP, 'finalNorm.bias', fn.bias, { dtype: 'f32', shape: [D] });
+    const eps = checkNumber(OP, 'finalNorm.eps', fn.eps ?? 1e-5);
+    if (!(eps > 0) || !Number.isFinite(eps)) throw new RangeError(`${OP}: finalNorm.eps: expected a positive finite number, got ${eps}`);
+    requireCpuInference(OP, { ...named, 'finalNorm.weight': fn.weight, 'finalNorm.bias': fn.bias }, first.outWeight.device);
+    this.layers = p.layers.length;
+    this.dim = D;
+    this.heads = H;
+    this.dk = dk;
+    this.dv = dv;
+    this.stateSize = this.layers * H * dk * dv;
+    this.handle = native().encoderPlanCreate([this.layers, D, H, dk, dv], epsIn, epsOut, storageOf(fn.weight), storageOf(fn.bias), eps, ...storages);
+  }
+
+  /**
+   * One pair token per row through every layer against the rows' states statesIn [R × stateSize]
+   * (R = tokens.items.length): writes the updated states to opts.statesOut (write) and the encoder
+   * output to opts.hOut (required for a read-out, optional when writing).
+   */
+  step(statesIn: Float32Array, tokens: PairTokens, opts: EncoderPlanStepOptions): void {
+    const op = `${OP}.step`;
+    const handle = this.handle;
+    if (handle === null) throw new Error(`${op}: the plan was disposed`);
+    if (typeof tokens !== 'object' || tokens === null) throw new TypeError(`${op}: tokens: expected an object, got ${tokens === null ? 'null' : typeof tokens}`);
+    if (typeof opts !== 'object' || opts === null || typeof opts.write !== 'boolean') {
+      throw new TypeError(`${op}: options.write: expected a boolean, got ${opts === null || typeof opts !== 'object' ? String(opts) : typeof opts.write}`);
+    }
+    const { items, terms } = tokens;
+    if (!(items instanceof Int32Array)) throw new TypeError(`${op}: tokens.items: expected an Int32Array, got ${typeof items}`);
+    const R = items.length;
+    const m = checkNumber(op, 'tokens.termsPerToken', tokens.termsPerToken, { integer: true, min: 1 });
+    const padTerm = checkNumber(op, 'tokens.padTerm', tokens.padTerm, { integer: true });
+    const exact = (name: string, a: unknown, n: number, type: 'Float32Array' | 'Int32Array'): void => {
+      const ok = type === 'Float32Array' ? a instanceof Float32Array : a instanceof Int32Array;
+      if (!ok || (a as Float32Array | Int32Array).length !== n) {
+        const got = ok ? `length ${(a as Float32Array).length}` : a === null ? 'null' : typeof a;
+        throw new TypeError(`${op}: ${name}: expected ${type === 'Int32Array' ? 'an' : 'a'} ${type} of ${n} (${R} rows), got ${got}`);
+      }
+    };
+    exact('terms', terms, R * m, 'Int32Array');
+    exact('statesIn', statesIn, R * this.stateSize, 'Float32Array');
+    if (opts.write || opts.statesOut != null) exact('options.statesOut', opts.statesOut, R * this.stateSize, 'Float32Array');
+    if (!opts.write || opts.hOut != null) exact('options.hOut', opts.hOut, R * this.dim, 'Float32Array');
+    checkTensor(op, 'tokens.termTable', tokens.termTable, { dtype: 'f32', shape: [-1, this.dim] });
+    checkTensor(op, 'tokens.itemTable', tokens.itemTable, { dtype: 'f32', shape: [-1, this.dim] });
+    requireCpuInference(op, { termTable: tokens.termTable, itemTable: tokens.itemTable }, tokens.termTable.device);
+    native().encoderPlanStep(
+      handle, opts.hOut ?? null, opts.write ? (opts.statesOut as Float32Array) : null, statesIn, terms, items,
+      tokens.termTable.storage, tokens.itemTable.storage,
+      [R, m, tokens.termTable.shape[0], tokens.itemTable.shape[0], padTerm], opts.write,
+    );
+  }
+
+  /** Frees the prepared weights now; step() then throws. Idempotent. */
+  dispose(): void {
+    if (this.handle !== null) native().encoderPlanRelease(this.handle);
+    this.handle = null;
+  }
+}

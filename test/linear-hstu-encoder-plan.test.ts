@@ -1,0 +1,142 @@
+// ops.LinearHstuEncoderPlan — a whole Linear HSTU encoder's serving step (pair-token embedding, every
+// block, final LayerNorm) as one native call — against the composed SequenceEncoder.step (which
+// test/qgs.test.ts ties to the full encoder) on the pair tokens' embeddings computed here: fresh
+// random weights and tables, odd sizes, padded term slots, rows across the native 16-row grain, reads
+// and writes, in-place updates, poisoned outputs, weights copied at creation; and its argument errors.
+// The kernel is checked against a float64 reference in native/tests/test_linear_hstu_step.cpp.
+import { Random, tensor, scope, noGrad, ops } from '../src';
+import { SequenceEncoder } from '../src/qgs/encoder';
+import { freshSeed, randomArray, expectClose, errorOf, randomizeParameters } from './helpers';
+
+const PAD = 0;
+
+function setup(seed: number, c: { R: number; L: number; dim: number; heads: number; dk: number; dv: number; m: number }) {
+  const rng = new Random(seed);
+  const enc = new SequenceEncoder({ kind: 'linear', dim: c.dim, layers: c.L, heads: c.heads, dk: c.dk, dv: c.dv, dropout: 0.1, decayInit: 0.9, seed: seed & 0xffff });
+  randomizeParameters(enc, rng);
+  enc.eval();
+  const VT = 13;
+  const VI = 9;
+  const termTable = tensor(Float32Array.from(randomArray(rng, VT * c.dim)), [VT, c.dim]);
+  const itemTable = tensor(Float32Array.from(randomArray(rng, VI * c.dim)), [VI, c.dim]);
+  const terms = new Int32Array(c.R * c.m);
+  const items = new Int32Array(c.R);
+  for (let r = 0; r < c.R; r++) {
+    items[r] = Math.floor(rng.uniform() * VI);
+    // row 0: all padding (embeds to the zero vector); the others mix ids and padding
+    for (let j = 0; j < c.m; j++) terms[r * c.m + j] = r === 0 || rng.uniform() < 0.3 ? PAD : 1 + Math.floor(rng.uniform() * (VT - 1));
+  }
+  const per = c.heads * c.dk * c.dv;
+  const states = Float32Array.from(randomArray(rng, c.R * c.L * per, 0.3));
+  // The pair tokens' embeddings, computed here from the tables.
+  const tt = termTable.toFloat32Array();
+  const it = itemTable.toFloat32Array();
+  const x = new Float32Array(c.R * c.dim);
+  for (let r = 0; r < c.R; r++) {
+    let used = 0;
+    const acc = new Float64Array(c.dim);
+    for (let j = 0; j < c.m; j++) {
+      const t = terms[r * c.m + j];
+      if (t === PAD) continue;
+      used++;
+      for (let d = 0; d < c.dim; d++) acc[d] += tt[t * c.dim + d];
+    }
+    for (let d = 0; d < c.dim; d++) x[r * c.dim + d] = (used > 0 ? acc[d] / used : 0) + it[items[r] * c.dim + d];
+  }
+  const plan = noGrad(() => scope(() => new ops.LinearHstuEncoderPlan({
+    layers: enc.blocks.map((b) => b.blockParams(true)),
+    finalNorm: { weight: enc.finalNorm.weight, bias: enc.finalNorm.bias, eps: enc.finalNorm.eps },
+  })));
+  const tokens = { terms, termsPerToken: c.m, items, termTable, itemTable, padTerm: PAD };
+  // The composed step (parameters require gradients: outside noGrad the blocks take the composed path).
+  const composed = (write: boolean) =>
+    scope(() => {
+      const layerStates = Array.from({ length: c.L }, (_, l) => {
+        const buf = new Float32Array(c.R * per);
+        for (let r = 0; r < c.R; r++) buf.set(states.subarray((r * c.L + l) * per, (r * c.L + l + 1) * per), r * per);
+        return tensor(buf, [c.R, c.heads, c.dk, c.dv]);
+      });
+      const out = enc.step(tensor(x, [c.R, c.dim]), layerStates, write);
+      const s = new Float32Array(c.R * c.L * per);
+      out.states.forEach((t, l) => {
+        const a = t.toFloat32Array();
+        for (let r = 0; r < c.R; r++) s.set(a.subarray(r * per, (r + 1) * per), (r * c.L + l) * per);
+      });
+      return { h: out.h.toFloat32Array(), s };
+    });
+  const dispose = () => {
+    plan.dispose();
+    enc.dispose();
+    termTable.dispose();
+    itemTable.dispose();
+  };
+  return { enc, plan, tokens, states, composed, dispose, per };
+}
+
+describe('ops.LinearHstuEncoderPlan', () => {
+  const cases = [
+    { R: 1, L: 2, dim: 32, heads: 2, dk: 64, dv: 16, m: 4 }, // the QGS default encoder, one user
+    { R: 5, L: 3, dim: 7, heads: 3, dk: 5, dv: 3, m: 3 },
+    { R: 37, L: 1, dim: 10, heads: 1, dk: 9, dv: 2, m: 2 }, // split across the pool (16-row grain)
+  ];
+  for (const c of cases) {
+    test(`equals embedding + the composed encoder step, read-out and write (R ${c.R}, L ${c.L}, D ${c.dim}, H ${c.heads}, dk ${c.dk}, dv ${c.dv})`, () => {
+      const seed = freshSeed();
+      const t = setup(seed, c);
+      const before = t.states.slice();
+      for (const write of [false, true]) {
+        const ref = t.composed(write);
+        const h = new Float32Array(c.R * c.dim).fill(Number.NaN);
+        const s = write ? new Float32Array(t.states.length).fill(Number.NaN) : null;
+        t.plan.step(t.states, t.tokens, { write, hOut: h, statesOut: s });
+        expectClose(h, ref.h, 3e-5, `h (write ${write})`, seed);
+        if (s !== null) expectClose(s, ref.s, 3e-5, 'states', seed);
+        expect(t.states).toEqual(before);
+      }
+      // In place, without the output: the states advance exactly as into a separate array.
+      const ref = t.composed(true);
+      const inPlace = t.states.slice();
+      t.plan.step(inPlace, t.tokens, { write: true, statesOut: inPlace });
+      expectClose(inPlace, ref.s, 3e-5, 'states in place', seed);
+      t.dispose();
+    });
+  }
+
+  test('holds copies of the weights: changing the modules afterwards does not change its results', () => {
+    const seed = freshSeed();
+    const c = { R: 2, L: 2, dim: 6, heads: 2, dk: 3, dv: 2, m: 2 };
+    const t = setup(seed, c);
+    const h0 = new Float32Array(c.R * c.dim);
+    t.plan.step(t.states, t.tokens, { write: false, hOut: h0 });
+    const w = t.enc.blocks[0].proj.weight;
+    w.storage.copyFromHost(w.toFloat32Array().map((v) => 2 * v));
+    const h1 = new Float32Array(c.R * c.dim);
+    t.plan.step(t.states, t.tokens, { write: false, hOut: h1 });
+    expect(h1).toEqual(h0);
+    // ...while the composed step sees the change.
+    expect(t.composed(false).h).not.toEqual(h0);
+    t.dispose();
+  });
+
+  test('bad arguments get errors naming them; a disposed plan refuses to run', () => {
+    const c = { R: 2, L: 2, dim: 4, heads: 1, dk: 2, dv: 3, m: 2 };
+    const t = setup(7, c);
+    const S = t.plan.stateSize;
+    expect(S).toBe(c.L * c.heads * c.dk * c.dv);
+    const h = new Float32Array(c.R * c.dim);
+    expect(errorOf(() => t.plan.step(new Float32Array(S), t.tokens, { write: false, hOut: h }))).toMatch(/LinearHstuEncoderPlan.step: statesIn: expected a Float32Array of 24 \(2 rows\), got length 12/);
+    expect(errorOf(() => t.plan.step(t.states, { ...t.tokens, terms: new Int32Array(3) }, { write: false, hOut: h }))).toMatch(/LinearHstuEncoderPlan.step: terms: expected an Int32Array of 4 \(2 rows\), got length 3/);
+    expect(errorOf(() => t.plan.step(t.states, t.tokens, { write: false }))).toMatch(/options.hOut: expected a Float32Array of 8 \(2 rows\), got undefined/);
+    expect(errorOf(() => t.plan.step(t.states, t.tokens, { write: true }))).toMatch(/options.statesOut: expected a Float32Array of 24 \(2 rows\), got undefined/);
+    expect(errorOf(() => t.plan.step(t.states, { ...t.tokens, items: Int32Array.of(0, 9) }, { write: false, hOut: h }))).toMatch(/items\[1\] = 9 is out of range for an item table of 9 rows/);
+    expect(errorOf(() => t.plan.step(t.states, { ...t.tokens, terms: Int32Array.of(1, 2, 13, 0) }, { write: false, hOut: h }))).toMatch(/embeddingBag: ids\[1, 0\] = 13 is out of range for a table of 13 rows/);
+    expect(errorOf(() => t.plan.step(t.states, t.tokens, { write: 'yes' as unknown as boolean, hOut: h }))).toMatch(/options.write: expected a boolean, got string/);
+    const params = noGrad(() => t.enc.blocks.map((b) => b.blockParams(true)));
+    expect(errorOf(() => new ops.LinearHstuEncoderPlan({ layers: [] }))).toMatch(/layers: expected a non-empty array of block parameters, got an empty array/);
+    expect(errorOf(() => new ops.LinearHstuEncoderPlan({ layers: [params[0], { ...params[1], decay: null }] }))).toMatch(/layers\[1\]: decay: expected a \[1\] tensor when writing/);
+    expect(errorOf(() => new ops.LinearHstuEncoderPlan({ layers: [params[0]], finalNorm: { eps: 0 } }))).toMatch(/finalNorm.eps: expected a positive finite number, got 0/);
+    t.plan.dispose();
+    expect(errorOf(() => t.plan.step(t.states, t.tokens, { write: false, hOut: h }))).toMatch(/LinearHstuEncoderPlan.step: the plan was disposed/);
+    t.dispose(); // idempotent dispose of the plan
+  });
+});
