@@ -9,7 +9,7 @@
 import { Tensor, tensor, zeros, type Device } from '../tensor';
 import { hstuAttention } from '../ops/hstu';
 import { silu, mul, add, mulScalar } from '../ops/elementwise';
-import { split, reshape, concat, gather } from '../ops/movement';
+import { reshape, concat, gather } from '../ops/movement';
 import { sum } from '../ops/reduce';
 import { checkNumber, checkTensor } from '../ops/validate';
 import { Module } from './module';
@@ -17,6 +17,7 @@ import { Linear } from './linear';
 import { LayerNorm } from './layernorm';
 import { Dropout } from './dropout';
 import type { SequenceBatchOptions } from './linear-hstu';
+import { hstuProject, hstuFinish } from './hstu-parts';
 
 export interface HSTUOptions {
   heads?: number;
@@ -94,15 +95,11 @@ export class HSTU extends Module {
   }
 
   private project(x: Tensor, lead: readonly number[]): { u: Tensor; q: Tensor; k: Tensor; v: Tensor } {
-    const H = this.heads;
-    const p = silu(this.proj.forward(this.lnIn.forward(x)));
-    const [u, v, q, k] = split(p, [H * this.dv, H * this.dv, H * this.dqk, H * this.dqk], -1);
-    return { u, v: reshape(v, [...lead, H, this.dv]), q: reshape(q, [...lead, H, this.dqk]), k: reshape(k, [...lead, H, this.dqk]) };
+    return hstuProject(this.lnIn, this.proj, x, lead, this);
   }
 
   private finish(x: Tensor, o: Tensor, u: Tensor, lead: readonly number[]): Tensor {
-    const on = this.lnOut.forward(reshape(o, [...lead, this.heads * this.dv]));
-    return add(x, this.drop.forward(this.out.forward(mul(u, on))));
+    return hstuFinish(this.lnOut, this.out, this.drop, x, o, u, lead, this);
   }
 
   /** x: [B, L, D] (padded, optional lengths) or [ΣL, D] (packed, offsets) → same shape. */

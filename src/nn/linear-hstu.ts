@@ -5,8 +5,8 @@
 // incremental step() for serving that equals the full forward.
 import { Tensor, tensor, zeros, type Device } from '../tensor';
 import { linearRecurrence, linearRecurrenceStep } from '../ops/linrec';
-import { silu, sigmoid, mul, add } from '../ops/elementwise';
-import { split, reshape } from '../ops/movement';
+import { sigmoid, mul } from '../ops/elementwise';
+import { hstuProject, hstuFinish } from './hstu-parts';
 import { checkNumber, checkTensor } from '../ops/validate';
 import { Module } from './module';
 import { Linear } from './linear';
@@ -104,23 +104,12 @@ export class LinearHSTU extends Module {
     return this.decayLogit === null ? null : sigmoid(this.decayLogit);
   }
 
-  // LN_in → SiLU(W1 x + b1) → [U, V, Q, K] with Q, K, V reshaped to heads.
   private project(x: Tensor, lead: readonly number[]): { u: Tensor; q: Tensor; k: Tensor; v: Tensor } {
-    const H = this.heads;
-    const p = silu(this.proj.forward(this.lnIn.forward(x)));
-    const [u, v, q, k] = split(p, [H * this.dv, H * this.dv, H * this.dqk, H * this.dqk], -1);
-    return {
-      u,
-      v: reshape(v, [...lead, H, this.dv]),
-      q: reshape(q, [...lead, H, this.dqk]),
-      k: reshape(k, [...lead, H, this.dqk]),
-    };
+    return hstuProject(this.lnIn, this.proj, x, lead, this);
   }
 
-  // LN_out(O) ⊙ U → W2 → dropout → + X.
   private finish(x: Tensor, o: Tensor, u: Tensor, lead: readonly number[]): Tensor {
-    const on = this.lnOut.forward(reshape(o, [...lead, this.heads * this.dv]));
-    return add(x, this.drop.forward(this.out.forward(mul(u, on))));
+    return hstuFinish(this.lnOut, this.out, this.drop, x, o, u, lead, this);
   }
 
   /** x: [B, L, D] (padded, optional lengths) or [ΣL, D] (packed, with offsets) → same shape. */

@@ -11,6 +11,7 @@ import { Module } from '../nn/module';
 import { Linear } from '../nn/linear';
 import { LayerNorm } from '../nn/layernorm';
 import { Dropout } from '../nn/dropout';
+import { hstuProject, hstuFinish, type HstuHeads } from '../nn/hstu-parts';
 
 export type EncoderKind = 'linear' | 'quadratic';
 
@@ -56,11 +57,14 @@ export class EncoderBlock extends Module {
   readonly drop: Dropout;
   /** Per-head decay logits (linear kind only). */
   readonly decayLogit: Tensor | null;
+  /** Head sizes in the shared block parts' terms. */
+  private readonly headShape: HstuHeads;
 
   constructor(readonly cfg: EncoderConfig, index: number) {
     super();
     const { dim, heads, dk, dv } = cfg;
     const seed = cfg.seed + 101 * index;
+    this.headShape = { heads, dqk: dk, dv };
     this.inNorm = this.registerModule('inNorm', new LayerNorm(dim));
     this.proj = this.registerModule('proj', new Linear(dim, heads * (2 * dv + 2 * dk), { seed }));
     this.outNorm = this.registerModule('outNorm', new LayerNorm(heads * dv));
@@ -72,11 +76,7 @@ export class EncoderBlock extends Module {
 
   /** Splits the SiLU projection into U [T, H·dv], V [T, H, dv], Q [T, H, dk], K [T, H, dk]. */
   private project(x: Tensor): { u: Tensor; v: Tensor; q: Tensor; k: Tensor } {
-    const { heads, dk, dv } = this.cfg;
-    const T = x.shape[0];
-    const p = ops.silu(this.proj.forward(this.inNorm.forward(x)));
-    const [u, v, q, k] = ops.split(p, [heads * dv, heads * dv, heads * dk, heads * dk], 1);
-    return { u, v: ops.reshape(v, [T, heads, dv]), q: ops.reshape(q, [T, heads, dk]), k: ops.reshape(k, [T, heads, dk]) };
+    return hstuProject(this.inNorm, this.proj, x, [x.shape[0]], this.headShape);
   }
 
   /** Per-step decays [T, H]: γ_h where the token writes, 1 at read-out tokens. */
@@ -86,10 +86,7 @@ export class EncoderBlock extends Module {
   }
 
   private finish(x: Tensor, u: Tensor, o: Tensor): Tensor {
-    const { heads, dv } = this.cfg;
-    const T = x.shape[0];
-    const mixed = this.outNorm.forward(ops.reshape(o, [T, heads * dv]));
-    return ops.add(x, this.drop.forward(this.out.forward(ops.mul(mixed, u))));
+    return hstuFinish(this.outNorm, this.out, this.drop, x, o, u, [x.shape[0]], this.headShape);
   }
 
   forward(x: Tensor, batch: PackedBatch): Tensor {
