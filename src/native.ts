@@ -44,6 +44,8 @@ export interface NativeBinding {
   /** Most BLAS threads one (large) GEMM uses: the pool size unless QGS_BLAS_THREADS is set; small GEMMs use one. */
   blasThreads(): number;
   setNumThreads(n: number): number;
+  /** Wakes the CPU pool's idle threads into their spin phase ahead of parallel work (serving requests). */
+  poolWake(): void;
   cudaInfo(): CudaInfo;
   cudaSynchronize(): void;
   buildInfo(): BuildInfo;

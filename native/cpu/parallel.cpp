@@ -72,6 +72,15 @@ class Pool {
 
   int blas_max() const { return blas_max_.load(std::memory_order_relaxed); }
 
+  void wake() {
+    if (size() == 1) return;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      ++wake_seq_;
+    }
+    cv_.notify_all();
+  }
+
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
     if (n <= 0) return;
     grain = std::max<int64_t>(1, grain);
@@ -157,13 +166,16 @@ class Pool {
   }
 
   void worker_loop() {
-    uint64_t seen = 0;
+    uint64_t seen = 0, seen_wake = 0;
     for (;;) {
       spin_until([&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; });
       {
         std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return stop_ || (generation_ != seen && job_ != nullptr); });
+        cv_.wait(lk, [&] { return stop_ || (generation_ != seen && job_ != nullptr) || wake_seq_ != seen_wake; });
         if (stop_) return;
+        seen_wake = wake_seq_;
+        // Woken by wake() with no job yet: back to spinning for the job that is on its way.
+        if (!(generation_ != seen && job_ != nullptr)) continue;
         seen = generation_;
         ++active_;
       }
@@ -205,6 +217,7 @@ class Pool {
   std::atomic<int> nthreads_{1};
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> generation_{0};
+  uint64_t wake_seq_ = 0;  // under mu_: bumped by wake()
   std::atomic<int> active_{0};
   // QGS_POOL_SPIN_US: how long an idle thread spins before sleeping (0 = never spins).
   const int spin_us_ = static_cast<int>(env_int("QGS_POOL_SPIN_US", 0, 10000, 200));
@@ -227,6 +240,7 @@ void blas_threads_for_gemm(int64_t macs) { pool().blas_threads_for(macs); }
 void set_num_threads(int n) { pool().resize(n < 1 ? count_physical_cores() : n); }
 int physical_cores() { return count_physical_cores(); }
 bool in_parallel_region() { return t_in_region; }
+void wake_pool() { pool().wake(); }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   pool().run(n, grain, fn);

@@ -327,6 +327,12 @@ QGS_BINDING(numThreads) { return Napi::Number::New(info.Env(), qgs::num_threads(
 
 QGS_BINDING(blasThreads) { return Napi::Number::New(info.Env(), qgs::blas_threads()); }
 
+// poolWake(): the pool's idle threads start spinning for work about to come (qgs::wake_pool).
+QGS_BINDING(poolWake) {
+  qgs::wake_pool();
+  return info.Env().Undefined();
+}
+
 QGS_BINDING(setNumThreads) {
   qgs::set_num_threads(static_cast<int>(int_arg(info, 0, "threads", 0, 1024)));
   return Napi::Number::New(info.Env(), qgs::num_threads());
@@ -392,6 +398,7 @@ void register_storage(Napi::Env env, Napi::Object exports) {
   QGS_EXPORT(exports, env, blasThreads);
   QGS_EXPORT(exports, env, addInto);
   QGS_EXPORT(exports, env, setNumThreads);
+  QGS_EXPORT(exports, env, poolWake);
   QGS_EXPORT(exports, env, cudaInfo);
   QGS_EXPORT(exports, env, cudaSynchronize);
   QGS_EXPORT(exports, env, buildInfo);

@@ -1,5 +1,6 @@
 // Thread pool: full coverage of the range, exceptions propagate, nesting runs serially.
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -56,6 +57,37 @@ int main() {
     for (auto& c : callers) c.join();
     qgs::set_num_threads(0);
     check(bad.load() == 0, "concurrent callers: every index of every job exactly once");
+  }
+  // wake_pool (serving calls it as a request goes to the worker) racing jobs, idle periods long
+  // enough for the threads to sleep, and a resize: no lost or doubled work, no hang.
+  {
+    qgs::set_num_threads(3);
+    std::atomic<bool> done{false};
+    std::thread waker([&done] {
+      while (!done.load()) {
+        qgs::wake_pool();
+        std::this_thread::sleep_for(std::chrono::microseconds(150));
+      }
+    });
+    int bad = 0;
+    for (int rep = 0; rep < 200; ++rep) {
+      if (rep % 50 == 25) qgs::set_num_threads(rep % 100 == 25 ? 2 : 3);
+      if (rep % 10 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // threads go to sleep
+      if (rep % 3 == 0) qgs::wake_pool();
+      const int64_t n = 1 + (rep * 53) % 811;
+      std::vector<std::atomic<int>> hit(static_cast<size_t>(n));
+      qgs::parallel_for(n, 1 + rep % 5, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) hit[static_cast<size_t>(i)]++;
+      });
+      for (auto& h : hit)
+        if (h.load() != 1) bad++;
+    }
+    done = true;
+    waker.join();
+    qgs::set_num_threads(1);
+    qgs::wake_pool();  // a one-thread pool has nobody to wake
+    qgs::set_num_threads(0);
+    check(bad == 0, "wake_pool racing jobs, sleeps and resizes: every index exactly once");
   }
   check(qgs::num_threads() >= 1, "pool has threads");
   qgs::set_num_threads(3);

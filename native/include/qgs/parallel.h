@@ -30,6 +30,12 @@ int physical_cores();
 // the calling thread.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// Wakes the pool's idle threads into their spin phase (QGS_POOL_SPIN_US) without work: a caller
+// that is about to run parallel regions after a pause (a serving request arriving) calls it first,
+// so the threads' wake-up (a futex wake, tens to hundreds of microseconds on a VM) overlaps the
+// caller's own preparation instead of delaying the first region. Cheap when they are awake already.
+void wake_pool();
+
 // True while the current thread is executing inside parallel_for.
 bool in_parallel_region();
 

@@ -180,6 +180,26 @@ require(${JSON.stringify(ts)});
   return new Worker(boot, { eval: true, workerData: init });
 }
 
+/**
+ * Starts the native CPU pool's idle threads spinning as a batch goes to the worker, so that their
+ * futex wake-up overlaps the worker's own (the message hop) instead of delaying the backend's first
+ * parallel region: between sequential requests the threads have gone to sleep. The pool is one per
+ * process, shared with the worker. Best effort: without the addon (a pure-JS backend) it does nothing.
+ */
+function wakeCpuPool(): void {
+  if (poolWake === undefined) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const binding = (require('../../native') as typeof import('../../native')).native();
+      poolWake = () => binding.poolWake();
+    } catch {
+      poolWake = null;
+    }
+  }
+  poolWake?.();
+}
+let poolWake: (() => void) | null | undefined;
+
 export class Ranker {
   /** Floats per user state (from the backend). */
   readonly stateSize: number;
@@ -506,6 +526,7 @@ export class Ranker {
       }, ms);
     }
     try {
+      wakeCpuPool();
       this.worker.postMessage({ type: 'batch', id, ops: items.map((it) => it.op) }, transfer);
     } catch (e) {
       // Not cloneable (validation makes this unlikely): fail this batch only.
