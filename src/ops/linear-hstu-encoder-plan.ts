@@ -141,7 +141,7 @@ export class LinearHstuEncoderPlan {
       const ok = type === 'Float32Array' ? a instanceof Float32Array : a instanceof Int32Array;
       if (!ok || (a as Float32Array | Int32Array).length !== n) {
         const got = ok ? `length ${(a as Float32Array).length}` : a === null ? 'null' : typeof a;
-        throw new TypeError(`${op}: ${name}: expected ${type === 'Int32Array' ? 'an' : 'a'} ${type} of ${n} (${R} rows), got ${got}`);
+        throw new TypeError(`${op}: ${name}: expected ${type === 'Int32Array' ? 'an' : 'a'} ${type} of ${n} (${R} row${R === 1 ? '' : 's'}), got ${got}`);
       }
     };
     exact('terms', terms, R * m, 'Int32Array');

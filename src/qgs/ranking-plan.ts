@@ -69,10 +69,11 @@ export class RankingPlan {
    * [R × D] receives the encoder output (required for a read-out). Only when encoderPlan is not null.
    */
   stepTokens(statesIn: Float32Array, terms: Int32Array, items: Int32Array, opts: ops.EncoderPlanStepOptions): void {
-    if (this.encoderPlan === null || this.itemTable === null) throw new Error('RankingPlan.stepTokens: no encoder plan for this model (the composed step serves)');
+    const plan = this.encoderPlan;
+    if (plan === null || this.itemTable === null) throw new Error('RankingPlan.stepTokens: no encoder plan for this model (the composed step serves)');
     const tokens = { terms, termsPerToken: this.model.cfg.maxTerms, items, termTable: this.model.termEmb.weight, itemTable: this.itemTable, padTerm: PAD_TERM };
     // The results are plain arrays (no graph): the term table's requiresGrad does not matter here.
-    noGrad(() => this.encoderPlan?.step(statesIn, tokens, opts));
+    noGrad(() => plan.step(statesIn, tokens, opts));
   }
 
   // The fused kernel implements exactly: HFG fusion with one layer and context pooling, a two-layer
