@@ -2,7 +2,8 @@
 // block, final LayerNorm) as one native call — against the composed SequenceEncoder.step (which
 // test/qgs.test.ts ties to the full encoder) on the pair tokens' embeddings computed here: fresh
 // random weights and tables, odd sizes, padded term slots, rows across the native 16-row grain, reads
-// and writes, in-place updates, poisoned outputs, weights copied at creation; and its argument errors.
+// and writes, in-place updates, poisoned outputs, weights copied at creation; the sequence form (a cold
+// encode) against the composed encoder's final states; and its argument errors.
 // The kernel is checked against a float64 reference in native/tests/test_linear_hstu_step.cpp.
 import { Random, tensor, scope, noGrad, ops } from '../src';
 import { SequenceEncoder } from '../src/qgs/encoder';
@@ -70,7 +71,7 @@ function setup(seed: number, c: { R: number; L: number; dim: number; heads: numb
     termTable.dispose();
     itemTable.dispose();
   };
-  return { enc, plan, tokens, states, composed, dispose, per };
+  return { enc, plan, tokens, states, composed, dispose, per, x };
 }
 
 describe('ops.LinearHstuEncoderPlan', () => {
@@ -102,6 +103,50 @@ describe('ops.LinearHstuEncoderPlan', () => {
     });
   }
 
+  test.each([
+    ['the QGS default encoder, one 200-token history', { R: 200, L: 2, dim: 32, heads: 2, dk: 64, dv: 16, m: 4 }, [200]],
+    ['jagged sequences, one empty, odd sizes', { R: 23, L: 3, dim: 7, heads: 3, dk: 5, dv: 3, m: 3 }, [5, 0, 17, 1]],
+  ])('encode (%s) equals the composed encoder\'s final states, read-out tokens included', (_, c, lens) => {
+    const seed = freshSeed();
+    const t = setup(seed, c);
+    const rng = new Random(seed + 1);
+    const offsets = Int32Array.from({ length: lens.length + 1 }, (_, b) => lens.slice(0, b).reduce((a, v) => a + v, 0));
+    const B = lens.length;
+    const write = Float32Array.from({ length: c.R }, () => (rng.uniform() < 0.25 ? 0 : 1));
+    const ref = scope(() => {
+      const states = t.enc.finalStates(tensor(t.x, [c.R, c.dim]), {
+        offsets,
+        write: tensor(write, [c.R, 1]),
+        readOnly: tensor(write.map((w) => 1 - w), [c.R, 1]),
+      });
+      const out = new Float32Array(B * c.L * t.per);
+      states.forEach((st, l) => {
+        const a = st.toFloat32Array();
+        for (let b = 0; b < B; b++) out.set(a.subarray(b * t.per, (b + 1) * t.per), (b * c.L + l) * t.per);
+      });
+      return out;
+    });
+    const got = new Float32Array(B * t.plan.stateSize).fill(Number.NaN);
+    t.plan.encode(t.tokens, { offsets, write, statesOut: got });
+    expectClose(got, ref, 1e-4, 'final states', seed);
+    // From given states: the same as the plan's writing steps token by token (read-outs change nothing).
+    const start = Float32Array.from(randomArray(rng, B * t.plan.stateSize, 0.3));
+    const fromStart = new Float32Array(B * t.plan.stateSize);
+    t.plan.encode(t.tokens, { offsets, write, statesIn: start, statesOut: fromStart });
+    const stepped = start.slice();
+    const S = t.plan.stateSize;
+    for (let b = 0; b < B; b++) {
+      const st = stepped.subarray(b * S, (b + 1) * S);
+      for (let i = offsets[b]; i < offsets[b + 1]; i++) {
+        if (write[i] === 0) continue;
+        const one = { ...t.tokens, terms: t.tokens.terms.subarray(i * c.m, (i + 1) * c.m), items: t.tokens.items.subarray(i, i + 1) };
+        t.plan.step(st, one, { write: true, statesOut: st });
+      }
+    }
+    expectClose(fromStart, stepped, 1e-4, 'from given states', seed);
+    t.dispose();
+  });
+
   test('holds copies of the weights: changing the modules afterwards does not change its results', () => {
     const seed = freshSeed();
     const c = { R: 2, L: 2, dim: 6, heads: 2, dk: 3, dv: 2, m: 2 };
@@ -125,7 +170,7 @@ describe('ops.LinearHstuEncoderPlan', () => {
     expect(S).toBe(c.L * c.heads * c.dk * c.dv);
     const h = new Float32Array(c.R * c.dim);
     expect(errorOf(() => t.plan.step(new Float32Array(S), t.tokens, { write: false, hOut: h }))).toMatch(/LinearHstuEncoderPlan.step: statesIn: expected a Float32Array of 24 \(2 rows\), got length 12/);
-    expect(errorOf(() => t.plan.step(t.states, { ...t.tokens, terms: new Int32Array(3) }, { write: false, hOut: h }))).toMatch(/LinearHstuEncoderPlan.step: terms: expected an Int32Array of 4 \(2 rows\), got length 3/);
+    expect(errorOf(() => t.plan.step(t.states, { ...t.tokens, terms: new Int32Array(3) }, { write: false, hOut: h }))).toMatch(/LinearHstuEncoderPlan.step: tokens.terms: expected an Int32Array of 4 \(2 rows\), got length 3/);
     expect(errorOf(() => t.plan.step(t.states, t.tokens, { write: false }))).toMatch(/options.hOut: expected a Float32Array of 8 \(2 rows\), got undefined/);
     expect(errorOf(() => t.plan.step(t.states, t.tokens, { write: true }))).toMatch(/options.statesOut: expected a Float32Array of 24 \(2 rows\), got undefined/);
     expect(errorOf(() => t.plan.step(t.states, { ...t.tokens, items: Int32Array.of(0, 9) }, { write: false, hOut: h }))).toMatch(/items\[1\] = 9 is out of range for an item table of 9 rows/);
@@ -135,8 +180,16 @@ describe('ops.LinearHstuEncoderPlan', () => {
     expect(errorOf(() => new ops.LinearHstuEncoderPlan({ layers: [] }))).toMatch(/layers: expected a non-empty array of block parameters, got an empty array/);
     expect(errorOf(() => new ops.LinearHstuEncoderPlan({ layers: [params[0], { ...params[1], decay: null }] }))).toMatch(/layers\[1\]: decay: expected a \[1\] tensor when writing/);
     expect(errorOf(() => new ops.LinearHstuEncoderPlan({ layers: [params[0]], finalNorm: { eps: 0 } }))).toMatch(/finalNorm.eps: expected a positive finite number, got 0/);
+    const out = new Float32Array(S);
+    const enc = (o: Partial<ops.EncoderPlanEncodeOptions>) => errorOf(() => t.plan.encode(t.tokens, { offsets: Int32Array.of(0, 2), statesOut: out, ...o }));
+    expect(enc({ offsets: Int32Array.of(0, 1) })).toMatch(/LinearHstuEncoderPlan.encode: options.offsets: expected offsets\[0\] = 0 and offsets\[1\] = 2 \(the tokens\), got 0 and 1/);
+    expect(enc({ offsets: Int32Array.of(0, 2, 1, 2) })).toMatch(/options.offsets: expected non-decreasing offsets, got offsets\[2\] = 1 < offsets\[1\] = 2/);
+    expect(enc({ statesOut: new Float32Array(S + 1) })).toMatch(/options.statesOut: expected a Float32Array of 12 \(1 sequence\), got length 13/);
+    expect(enc({ write: Float32Array.of(1, 1.5) })).toMatch(/options.write\[1\]: expected a weight in \[0, 1\], got 1.5/);
+    expect(enc({ write: Float32Array.of(1, Number.NaN) })).toMatch(/options.write\[1\]: expected a weight in \[0, 1\], got NaN/);
     t.plan.dispose();
     expect(errorOf(() => t.plan.step(t.states, t.tokens, { write: false, hOut: h }))).toMatch(/LinearHstuEncoderPlan.step: the plan was disposed/);
+    expect(enc({})).toMatch(/LinearHstuEncoderPlan.encode: the plan was disposed/);
     t.dispose(); // idempotent dispose of the plan
   });
 });

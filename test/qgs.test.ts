@@ -227,6 +227,7 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     let sc = composed.emptyState();
     for (const e of history) sc = composed.step(sc, e);
     expect(relError(st, sc)).toBeLessThan(1e-5);
+    expect(relError(be.encode(history), composed.encode(history))).toBeLessThan(1e-5);
     const states = [st, be.emptyState(), be.step(be.emptyState(), history[1])];
     const queries = [{ terms: [2] }, { terms: [1, 3] }, { terms: [4] }];
     const reqs = states.map((state, i) => ({ state, query: queries[i], candidates: cands }));

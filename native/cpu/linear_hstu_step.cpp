@@ -6,7 +6,9 @@
 // rows of the projection, which only feed the state update.
 #include "qgs/linear_hstu_step.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -231,6 +233,51 @@ void linear_hstu_encoder_plan_step(float* h_out, float* states_out, const float*
       if (h_out) ln_row(h_out + r * D, &mean, &rstd, a.data(), or_null(plan.final_w), or_null(plan.final_b), D, plan.final_eps);
     }
   });
+}
+
+void linear_hstu_encoder_plan_encode(float* states_out, const float* states_in, const PairTokenInputs& in,
+                                     const int32_t* offsets, int64_t B, const float* write, const LinearHstuEncoderPlan& plan,
+                                     int64_t T) {
+  const std::string op = "linearHstuEncoderPlan.encode: ";
+  const LinearHstuEncoderSizes& z = plan.s;
+  QGS_REQUIRE(T >= 0 && B >= 1, op + "T must be >= 0 and B >= 1, got T = " + std::to_string(T) + ", B = " + std::to_string(B));
+  QGS_REQUIRE(states_out, op + "states_out must be non-null");
+  QGS_REQUIRE(offsets, op + "offsets must be non-null");
+  QGS_REQUIRE(T == 0 || (in.terms && in.items && in.term_table && in.item_table), op + "terms, items and both tables must be non-null");
+  QGS_REQUIRE(in.m >= 1, op + "m (terms per token) must be >= 1, got " + std::to_string(in.m));
+  const int64_t D = z.D, per = z.H * z.dk * z.dv, S = z.L * per;
+  for (int64_t t = 0; t < T; ++t)
+    QGS_REQUIRE(in.items[t] >= 0 && in.items[t] < in.item_rows, op + "items[" + std::to_string(t) + "] = " + std::to_string(in.items[t]) +
+                                                                   " is out of range for an item table of " + std::to_string(in.item_rows) + " rows");
+  // Pair tokens: term bags (every id checked first), then + the item rows.
+  std::vector<float> x(static_cast<size_t>(std::max<int64_t>(T, 1) * D)), y;
+  if (T > 0) embedding_bag_f32(x.data(), in.term_table, in.term_rows, D, in.terms, nullptr, T, in.m, true, in.pad_term);
+  parallel_for(T, 256, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* item = in.item_table + int64_t(in.items[t]) * D;
+      float* xt = x.data() + t * D;
+      for (int64_t d = 0; d < D; ++d) xt[d] += item[d];
+    }
+  });
+  if (z.L > 1) y.resize(x.size());
+  // One layer's states [B, per]: the caller's rows directly when B = 1, else gathered / scattered.
+  std::vector<float> lin(B > 1 && states_in ? static_cast<size_t>(B * per) : 0), lout(B > 1 ? static_cast<size_t>(B * per) : 0);
+  LinearHstuSeqSizes ss;
+  ss.T = T, ss.B = B, ss.D = D, ss.H = z.H, ss.dk = z.dk, ss.dv = z.dv, ss.offsets = offsets;
+  for (int64_t l = 0; l < z.L; ++l) {
+    const float* si = nullptr;
+    if (states_in && B == 1) si = states_in + l * per;
+    if (states_in && B > 1) {
+      for (int64_t b = 0; b < B; ++b) std::memcpy(lin.data() + b * per, states_in + b * S + l * per, sizeof(float) * per);
+      si = lin.data();
+    }
+    float* so = B == 1 ? states_out + l * per : lout.data();
+    const bool last = l + 1 == z.L;
+    linear_hstu_seq_forward(last ? nullptr : y.data(), so, x.data(), si, write, plan.views[l], ss);
+    if (B > 1)
+      for (int64_t b = 0; b < B; ++b) std::memcpy(states_out + b * S + l * per, lout.data() + b * per, sizeof(float) * per);
+    if (!last) x.swap(y);
+  }
 }
 
 }  // namespace cpu

@@ -345,14 +345,15 @@ EncoderPlanHolder& encoder_plan_arg(const Napi::CallbackInfo& info, size_t i) {
 // optional). The call reads and writes it in place: the step's inputs and results are small host
 // arrays, and a Storage round trip would cost two copies and two allocations a step.
 template <typename T, napi_typedarray_type K>
-T* typed_arg(const Napi::CallbackInfo& info, size_t i, const char* name, const char* type, size_t min_len, bool optional) {
+T* typed_arg(const Napi::CallbackInfo& info, size_t i, const char* name, const char* type, size_t min_len, bool optional,
+             const char* op = "encoderPlanStep") {
   const Napi::Value v = info[i];
   if (optional && (v.IsNull() || v.IsUndefined())) return nullptr;
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != K)
-    throw_type_error(info.Env(), std::string("encoderPlanStep: ") + name + ": expected a " + type + (optional ? " or null" : ""));
+    throw_type_error(info.Env(), std::string(op) + ": " + name + ": expected a " + type + (optional ? " or null" : ""));
   auto a = v.As<Napi::TypedArrayOf<T>>();
   if (a.ElementLength() < min_len)
-    throw_error(info.Env(), std::string("encoderPlanStep: ") + name + ": expected at least " + std::to_string(min_len) + " elements, got " +
+    throw_error(info.Env(), std::string(op) + ": " + name + ": expected at least " + std::to_string(min_len) + " elements, got " +
                                 std::to_string(a.ElementLength()));
   return a.Data();
 }
@@ -422,6 +423,37 @@ QGS_BINDING(encoderPlanStep) {
   return info.Env().Undefined();
 }
 
+// encoderPlanEncode(plan, statesOut: Float32Array, statesIn: Float32Array | null, terms: Int32Array, items: Int32Array,
+//                   termTable, itemTable, offsets: Int32Array, write: Float32Array | null, [T, B, m, termRows, itemRows, pad])
+QGS_BINDING(encoderPlanEncode) {
+  EncoderPlanHolder& h = encoder_plan_arg(info, 0);
+  if (!h.plan) throw_error(info.Env(), "encoderPlan: the plan was released");
+  const LinearHstuEncoderSizes ps = linear_hstu_encoder_plan_sizes(*h.plan);
+  const std::vector<int64_t> z = ints_arg(info, 9, "sizes");
+  if (z.size() != 6) throw_error(info.Env(), "encoderPlanEncode: sizes: expected [T, B, m, termRows, itemRows, pad]");
+  const int64_t T = z[0], B = z[1], m = z[2], VT = z[3], VI = z[4], pad = z[5];
+  const int64_t big = int64_t(1) << 31;
+  if (T < 0 || T > big || B < 1 || B > big || m < 1 || m > 65536 || VT < 0 || VT > big || VI < 0 || VI > big || pad < INT32_MIN ||
+      pad > INT32_MAX)
+    throw_error(info.Env(), "encoderPlanEncode: sizes [T, B, m, termRows, itemRows, pad] out of range");
+  const size_t S = size_t(ps.L * ps.H * ps.dk * ps.dv), D = size_t(ps.D), b = size_t(B), t = size_t(T);
+  float* st_out = typed_arg<float, napi_float32_array>(info, 1, "statesOut", "Float32Array", b * S, false, "encoderPlanEncode");
+  const float* st_in = typed_arg<float, napi_float32_array>(info, 2, "statesIn", "Float32Array", b * S, true, "encoderPlanEncode");
+  PairTokenInputs in;
+  in.terms = typed_arg<int32_t, napi_int32_array>(info, 3, "terms", "Int32Array", t * size_t(m), false, "encoderPlanEncode");
+  in.items = typed_arg<int32_t, napi_int32_array>(info, 4, "items", "Int32Array", t, false, "encoderPlanEncode");
+  const int32_t* offsets = typed_arg<int32_t, napi_int32_array>(info, 7, "offsets", "Int32Array", b + 1, false, "encoderPlanEncode");
+  const float* write = typed_arg<float, napi_float32_array>(info, 8, "write", "Float32Array", t, true, "encoderPlanEncode");
+  std::vector<View> all;
+  all.push_back(storage_arg(info, 5, "termTable", size_t(VT) * D * 4));
+  all.push_back(storage_arg(info, 6, "itemTable", size_t(VI) * D * 4));
+  require_cpu(info, "encoderPlanEncode", all);
+  in.m = m, in.term_table = all[0].as<float>(), in.term_rows = VT, in.item_table = all[1].as<float>(), in.item_rows = VI;
+  in.pad_term = static_cast<int32_t>(pad);
+  cpu::linear_hstu_encoder_plan_encode(st_out, st_in, in, offsets, B, write, *h.plan, T);
+  return info.Env().Undefined();
+}
+
 // encoderPlanRelease(plan): frees the prepared weights now (a later step throws); idempotent.
 QGS_BINDING(encoderPlanRelease) {
   encoder_plan_arg(info, 0).plan.reset();
@@ -431,6 +463,7 @@ QGS_BINDING(encoderPlanRelease) {
 void register_linrec(Napi::Env env, Napi::Object exports) {
   QGS_EXPORT(exports, env, encoderPlanCreate);
   QGS_EXPORT(exports, env, encoderPlanStep);
+  QGS_EXPORT(exports, env, encoderPlanEncode);
   QGS_EXPORT(exports, env, encoderPlanRelease);
   QGS_EXPORT(exports, env, linrecForward);
   QGS_EXPORT(exports, env, linrecBackward);

@@ -20,7 +20,8 @@ namespace {
 
 // One token through one block in double: x [D] and the row's state [H, dk, dv] → out [D] and, when
 // writing, the new state (a read-out copies it).
-void reference_row(std::vector<double>& out, double* st_out, const std::vector<double>& x, const float* state, const BlockParams& p,
+template <typename State>
+void reference_row(std::vector<double>& out, double* st_out, const std::vector<double>& x, const State* state, const BlockParams& p,
                    bool write) {
   const int64_t D = p.D, H = p.H, dk = p.dk, dv = p.dv;
   out.assign(size_t(D), 0.0);
@@ -33,7 +34,7 @@ void reference_row(std::vector<double>& out, double* st_out, const std::vector<d
     for (int64_t i = 0; i < dk; ++i)
       for (int64_t c = 0; c < dv; ++c) {
         const size_t at = size_t((h * dk + i) * dv + c);
-        double sn = state[at];
+        double sn = double(state[at]);
         if (write) sn = double(p.decay[h]) * sn + k[h * dk + i] * v[h * dv + c];
         st_out[at] = sn;
         o[h * dv + c] += q[h * dk + i] * sn;
@@ -148,6 +149,71 @@ void run_plan_case(Rng& rng, int64_t R, int64_t L, int64_t D, int64_t H, int64_t
   check(zs.L == L && zs.D == D && zs.H == H && zs.dk == dk && zs.dv == dv, "plan sizes " + tag);
 }
 
+// The plan's sequence form: B jagged sequences (one empty) of pair tokens with write weights 0 / 1
+// (read-out tokens) from given or zero states → each sequence's final states, against the float64
+// token-by-token chain of the same blocks.
+void run_plan_encode_case(Rng& rng, const std::vector<int32_t>& lens, int64_t L, int64_t D, int64_t H, int64_t dk, int64_t dv,
+                          int64_t m, bool with_states, bool with_write) {
+  const int64_t B = int64_t(lens.size()), per = H * dk * dv, S = L * per, VT = 9, VI = 6;
+  std::vector<int32_t> offsets(size_t(B + 1), 0);
+  for (int64_t b = 0; b < B; ++b) offsets[b + 1] = offsets[b] + lens[b];
+  const int64_t T = offsets[B];
+  std::vector<BlockParams> ps;
+  std::vector<qgs::LinearHstuStepWeights> ws;
+  for (int64_t l = 0; l < L; ++l) ps.push_back(random_block_params(rng, D, H, dk, dv, false, 0, 0.5f));
+  for (const auto& p : ps) ws.push_back(p.weights());
+  qgs::LinearHstuEncoderSizes z;
+  z.L = L, z.D = D, z.H = H, z.dk = dk, z.dv = dv;
+  auto plan = qgs::make_linear_hstu_encoder_plan(ws.data(), z, nullptr, nullptr, 1e-5f);
+  const auto tt = rng.normals(size_t(VT * D)), it = rng.normals(size_t(VI * D));
+  std::vector<int32_t> terms(static_cast<size_t>(std::max<int64_t>(T, 1) * m)), items(static_cast<size_t>(std::max<int64_t>(T, 1)));
+  std::vector<float> write(static_cast<size_t>(std::max<int64_t>(T, 1)), 1.f);
+  for (int64_t t = 0; t < T; ++t) {
+    items[t] = int32_t(rng.integer(0, VI - 1));
+    for (int64_t j = 0; j < m; ++j) terms[t * m + j] = rng.integer(0, 3) == 0 ? 0 : int32_t(rng.integer(1, VT - 1));
+    if (with_write && rng.integer(0, 3) == 0) write[t] = 0.f;
+  }
+  const auto states0 = with_states ? rng.normals(size_t(B * S), 0.3f) : std::vector<float>(size_t(B * S), 0.f);
+  // float64 reference: per sequence, layer by layer, token by token.
+  std::vector<double> ref(size_t(B * S));
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<std::vector<double>> xs;
+    for (int64_t t = offsets[b]; t < offsets[b + 1]; ++t) {
+      std::vector<double> x(size_t(D), 0.0);
+      int used = 0;
+      for (int64_t j = 0; j < m; ++j) {
+        const int32_t id = terms[t * m + j];
+        if (id == 0) continue;
+        ++used;
+        for (int64_t d = 0; d < D; ++d) x[d] += tt[id * D + d];
+      }
+      for (int64_t d = 0; d < D; ++d) x[d] = (used ? x[d] / used : 0.0) + it[items[t] * D + d];
+      xs.push_back(x);
+    }
+    for (int64_t l = 0; l < L; ++l) {
+      std::vector<double> st(states0.begin() + b * S + l * per, states0.begin() + b * S + (l + 1) * per);
+      std::vector<double> nst(static_cast<size_t>(per));
+      for (size_t i = 0; i < xs.size(); ++i) {
+        std::vector<double> y;
+        reference_row(y, nst.data(), xs[i], st.data(), ps[l], write[offsets[b] + int64_t(i)] == 1.f);
+        st = nst;
+        xs[i] = y;
+      }
+      std::copy(st.begin(), st.end(), ref.begin() + b * S + l * per);
+    }
+  }
+  qgs::PairTokenInputs in;
+  in.terms = terms.data(), in.m = m, in.items = items.data(), in.term_table = tt.data(), in.term_rows = VT;
+  in.item_table = it.data(), in.item_rows = VI, in.pad_term = 0;
+  auto out = poisoned(size_t(B * S));
+  qgs::cpu::linear_hstu_encoder_plan_encode(out.data(), with_states ? states0.data() : nullptr, in, offsets.data(), B,
+                                            with_write ? write.data() : nullptr, *plan, T);
+  std::string tag = "plan encode B=" + std::to_string(B) + " T=" + std::to_string(T) + " L=" + std::to_string(L) + " D=" +
+                    std::to_string(D) + " H=" + std::to_string(H) + " dk=" + std::to_string(dk) + " dv=" + std::to_string(dv) +
+                    (with_states ? " states" : "") + (with_write ? " read-outs" : "");
+  check_close(tag, out, ref, 1e-4);
+}
+
 }  // namespace
 
 int main() {
@@ -212,6 +278,12 @@ int main() {
   run_plan_case(rng, 17, 3, 5, 3, 7, 3, 3, true, true, true, true);
   run_plan_case(rng, 33, 1, 9, 1, 1, 1, 1, true, false, false, true);
   run_plan_case(rng, 16, 2, 13, 4, 5, 9, 2, false, true, false, true);
+  // The sequence form: the serving shape (one 300-token history, from zero states), jagged batches
+  // with an empty sequence, given states, read-out tokens, odd sizes.
+  run_plan_encode_case(rng, {300}, 2, 32, 2, 64, 16, 4, false, false);
+  run_plan_encode_case(rng, {5, 0, 17, 1}, 3, 7, 3, 5, 3, 2, true, true);
+  run_plan_encode_case(rng, {40, 33}, 1, 9, 1, 4, 2, 3, true, false);
+  run_plan_encode_case(rng, {0}, 2, 5, 2, 3, 2, 1, true, false);
   {
     // Bad plan arguments and bad ids throw (nothing written for a bad id).
     Rng r2(seed + 1);

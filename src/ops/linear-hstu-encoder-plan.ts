@@ -25,6 +25,10 @@ declare module '../native' {
       plan: EncoderPlanHandle, hOut: Float32Array | null, statesOut: Float32Array | null, statesIn: Float32Array, terms: Int32Array,
       items: Int32Array, termTable: NativeStorage, itemTable: NativeStorage, sizes: number[], write: boolean,
     ): void;
+    encoderPlanEncode(
+      plan: EncoderPlanHandle, statesOut: Float32Array, statesIn: Float32Array | null, terms: Int32Array, items: Int32Array,
+      termTable: NativeStorage, itemTable: NativeStorage, offsets: Int32Array, write: Float32Array | null, sizes: number[],
+    ): void;
     encoderPlanRelease(plan: EncoderPlanHandle): void;
   }
 }
@@ -50,6 +54,17 @@ export interface PairTokens {
   padTerm: number;
 }
 
+export interface EncoderPlanEncodeOptions {
+  /** [B + 1] token offsets of the B packed sequences: offsets[0] = 0, non-decreasing, offsets[B] = T. */
+  offsets: Int32Array;
+  /** [T] write weights in [0, 1] (0: a read-out token that adds nothing to the state); absent: every token writes. */
+  write?: Float32Array | null;
+  /** [B × stateSize] each sequence's starting state (absent: zeros). */
+  statesIn?: Float32Array | null;
+  /** [B × stateSize]: each sequence's final state, layer-major. */
+  statesOut: Float32Array;
+}
+
 export interface EncoderPlanStepOptions {
   /** true: every row's token updates its state (statesOut required); false: a read-out (hOut required). */
   write: boolean;
@@ -60,6 +75,15 @@ export interface EncoderPlanStepOptions {
 }
 
 const OP = 'LinearHstuEncoderPlan';
+
+/** a is a Float32Array / Int32Array of exactly n elements (`what`: what n counts, for the message). */
+function checkTypedArray(op: string, name: string, a: unknown, n: number, type: 'Float32Array' | 'Int32Array', what: string): void {
+  const ok = type === 'Float32Array' ? a instanceof Float32Array : a instanceof Int32Array;
+  if (!ok || (a as Float32Array | Int32Array).length !== n) {
+    const got = ok ? `length ${(a as Float32Array).length}` : a === null ? 'null' : typeof a;
+    throw new TypeError(`${op}: ${name}: expected ${type === 'Int32Array' ? 'an' : 'a'} ${type} of ${n} (${what}), got ${got}`);
+  }
+}
 
 /**
  * The encoder's serving step with its weights copied when the plan is made: later changes to the
@@ -128,37 +152,74 @@ export class LinearHstuEncoderPlan {
     const op = `${OP}.step`;
     const handle = this.handle;
     if (handle === null) throw new Error(`${op}: the plan was disposed`);
-    if (typeof tokens !== 'object' || tokens === null) throw new TypeError(`${op}: tokens: expected an object, got ${tokens === null ? 'null' : typeof tokens}`);
     if (typeof opts !== 'object' || opts === null || typeof opts.write !== 'boolean') {
       throw new TypeError(`${op}: options.write: expected a boolean, got ${opts === null || typeof opts !== 'object' ? String(opts) : typeof opts.write}`);
     }
-    const { items, terms } = tokens;
-    if (!(items instanceof Int32Array)) throw new TypeError(`${op}: tokens.items: expected an Int32Array, got ${typeof items}`);
-    const R = items.length;
-    const m = checkNumber(op, 'tokens.termsPerToken', tokens.termsPerToken, { integer: true, min: 1 });
-    const padTerm = checkNumber(op, 'tokens.padTerm', tokens.padTerm, { integer: true });
-    const exact = (name: string, a: unknown, n: number, type: 'Float32Array' | 'Int32Array'): void => {
-      const ok = type === 'Float32Array' ? a instanceof Float32Array : a instanceof Int32Array;
-      if (!ok || (a as Float32Array | Int32Array).length !== n) {
-        const got = ok ? `length ${(a as Float32Array).length}` : a === null ? 'null' : typeof a;
-        throw new TypeError(`${op}: ${name}: expected ${type === 'Int32Array' ? 'an' : 'a'} ${type} of ${n} (${R} row${R === 1 ? '' : 's'}), got ${got}`);
-      }
-    };
-    exact('terms', terms, R * m, 'Int32Array');
-    exact('statesIn', statesIn, R * this.stateSize, 'Float32Array');
-    if (opts.write || opts.statesOut != null) exact('options.statesOut', opts.statesOut, R * this.stateSize, 'Float32Array');
-    if (!opts.write || opts.hOut != null) exact('options.hOut', opts.hOut, R * this.dim, 'Float32Array');
-    checkTensor(op, 'tokens.termTable', tokens.termTable, { dtype: 'f32', shape: [-1, this.dim] });
-    checkTensor(op, 'tokens.itemTable', tokens.itemTable, { dtype: 'f32', shape: [-1, this.dim] });
-    requireCpuInference(op, { termTable: tokens.termTable, itemTable: tokens.itemTable }, tokens.termTable.device);
+    const { T: R, m, padTerm } = this.checkTokens(op, tokens);
+    const rows = `${R} row${R === 1 ? '' : 's'}`;
+    checkTypedArray(op, 'statesIn', statesIn, R * this.stateSize, 'Float32Array', rows);
+    if (opts.write || opts.statesOut != null) checkTypedArray(op, 'options.statesOut', opts.statesOut, R * this.stateSize, 'Float32Array', rows);
+    if (!opts.write || opts.hOut != null) checkTypedArray(op, 'options.hOut', opts.hOut, R * this.dim, 'Float32Array', rows);
     native().encoderPlanStep(
-      handle, opts.hOut ?? null, opts.write ? (opts.statesOut as Float32Array) : null, statesIn, terms, items,
+      handle, opts.hOut ?? null, opts.write ? (opts.statesOut as Float32Array) : null, statesIn, tokens.terms, tokens.items,
       tokens.termTable.storage, tokens.itemTable.storage,
       [R, m, tokens.termTable.shape[0], tokens.itemTable.shape[0], padTerm], opts.write,
     );
   }
 
-  /** Frees the prepared weights now; step() then throws. Idempotent. */
+  /**
+   * A cold encode: the T pair tokens of B packed sequences (tokens.items.length = T) through every
+   * layer, each sequence from its starting state → the final states in opts.statesOut. The same
+   * function as T writing steps (read-out tokens: step with write false), computed per layer over the
+   * whole sequence (ops.linearHstuBlock's kernel), the last layer for its state only.
+   */
+  encode(tokens: PairTokens, opts: EncoderPlanEncodeOptions): void {
+    const op = `${OP}.encode`;
+    const handle = this.handle;
+    if (handle === null) throw new Error(`${op}: the plan was disposed`);
+    if (typeof opts !== 'object' || opts === null) throw new TypeError(`${op}: options: expected an object, got ${opts === null ? 'null' : typeof opts}`);
+    const { T, m, padTerm } = this.checkTokens(op, tokens);
+    const { offsets } = opts;
+    if (!(offsets instanceof Int32Array) || offsets.length < 2) {
+      throw new TypeError(`${op}: options.offsets: expected an Int32Array of B + 1 >= 2 token offsets, got ${offsets instanceof Int32Array ? `length ${offsets.length}` : typeof offsets}`);
+    }
+    const B = offsets.length - 1;
+    if (offsets[0] !== 0 || offsets[B] !== T) throw new RangeError(`${op}: options.offsets: expected offsets[0] = 0 and offsets[${B}] = ${T} (the tokens), got ${offsets[0]} and ${offsets[B]}`);
+    for (let b = 0; b < B; b++) {
+      if (offsets[b + 1] < offsets[b]) throw new RangeError(`${op}: options.offsets: expected non-decreasing offsets, got offsets[${b + 1}] = ${offsets[b + 1]} < offsets[${b}] = ${offsets[b]}`);
+    }
+    const rows = `${B} sequence${B === 1 ? '' : 's'}`;
+    checkTypedArray(op, 'options.statesOut', opts.statesOut, B * this.stateSize, 'Float32Array', rows);
+    if (opts.statesIn != null) checkTypedArray(op, 'options.statesIn', opts.statesIn, B * this.stateSize, 'Float32Array', rows);
+    if (opts.write != null) {
+      checkTypedArray(op, 'options.write', opts.write, T, 'Float32Array', `${T} tokens`);
+      for (let t = 0; t < T; t++) {
+        const w = opts.write[t];
+        if (!(w >= 0 && w <= 1)) throw new RangeError(`${op}: options.write[${t}]: expected a weight in [0, 1], got ${w}`);
+      }
+    }
+    native().encoderPlanEncode(
+      handle, opts.statesOut, opts.statesIn ?? null, tokens.terms, tokens.items, tokens.termTable.storage, tokens.itemTable.storage,
+      offsets, opts.write ?? null, [T, B, m, tokens.termTable.shape[0], tokens.itemTable.shape[0], padTerm],
+    );
+  }
+
+  /** The tokens' arrays and tables, checked: T tokens of m terms each. */
+  private checkTokens(op: string, tokens: PairTokens): { T: number; m: number; padTerm: number } {
+    if (typeof tokens !== 'object' || tokens === null) throw new TypeError(`${op}: tokens: expected an object, got ${tokens === null ? 'null' : typeof tokens}`);
+    const { items, terms } = tokens;
+    if (!(items instanceof Int32Array)) throw new TypeError(`${op}: tokens.items: expected an Int32Array, got ${typeof items}`);
+    const T = items.length;
+    const m = checkNumber(op, 'tokens.termsPerToken', tokens.termsPerToken, { integer: true, min: 1 });
+    const padTerm = checkNumber(op, 'tokens.padTerm', tokens.padTerm, { integer: true });
+    checkTypedArray(op, 'tokens.terms', terms, T * m, 'Int32Array', `${T} row${T === 1 ? '' : 's'}`);
+    checkTensor(op, 'tokens.termTable', tokens.termTable, { dtype: 'f32', shape: [-1, this.dim] });
+    checkTensor(op, 'tokens.itemTable', tokens.itemTable, { dtype: 'f32', shape: [-1, this.dim] });
+    requireCpuInference(op, { termTable: tokens.termTable, itemTable: tokens.itemTable }, tokens.termTable.device);
+    return { T, m, padTerm };
+  }
+
+  /** Frees the prepared weights now; step() and encode() then throw. Idempotent. */
   dispose(): void {
     if (this.handle !== null) native().encoderPlanRelease(this.handle);
     this.handle = null;

@@ -136,6 +136,11 @@ export class QgsBackend implements ScoringBackend {
   /** The final states of packed write tokens (terms [T × maxTerms], items [T]), as one state array. */
   private encodeTokens(terms: Int32Array, items: Int32Array): Float32Array {
     const T = items.length;
+    if (this.plan.encoderPlan !== null) {
+      const out = new Float32Array(this.stateSize);
+      this.plan.encodeTokens(terms, items, { offsets: Int32Array.of(0, T), statesOut: out });
+      return out;
+    }
     return scope(() =>
       noGrad(() => {
         const x = this.plan.embedTokens(terms, items);

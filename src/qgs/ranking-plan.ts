@@ -69,11 +69,31 @@ export class RankingPlan {
    * [R × D] receives the encoder output (required for a read-out). Only when encoderPlan is not null.
    */
   stepTokens(statesIn: Float32Array, terms: Int32Array, items: Int32Array, opts: ops.EncoderPlanStepOptions): void {
-    const plan = this.encoderPlan;
-    if (plan === null || this.itemTable === null) throw new Error('RankingPlan.stepTokens: no encoder plan for this model (the composed step serves)');
-    const tokens = { terms, termsPerToken: this.model.cfg.maxTerms, items, termTable: this.model.termEmb.weight, itemTable: this.itemTable, padTerm: PAD_TERM };
+    const plan = this.planFor('stepTokens');
+    const tokens = this.pairTokens(terms, items);
     // The results are plain arrays (no graph): the term table's requiresGrad does not matter here.
     noGrad(() => plan.step(statesIn, tokens, opts));
+  }
+
+  /**
+   * A cold encode through the encoder plan: the packed sequences of pair tokens (terms [T × maxTerms],
+   * item tokens [T]) → each sequence's final states in opts.statesOut [B × layers·H·dk·dv].
+   */
+  encodeTokens(terms: Int32Array, items: Int32Array, opts: ops.EncoderPlanEncodeOptions): void {
+    const plan = this.planFor('encodeTokens');
+    const tokens = this.pairTokens(terms, items);
+    noGrad(() => plan.encode(tokens, opts));
+  }
+
+  private planFor(method: string): ops.LinearHstuEncoderPlan {
+    if (this.encoderPlan === null) throw new Error(`RankingPlan.${method}: no encoder plan for this model (the composed encoder serves)`);
+    return this.encoderPlan;
+  }
+
+  // The encoder plan reads the item half of a pair token from the catalogue table (there is a plan
+  // only when there is a table).
+  private pairTokens(terms: Int32Array, items: Int32Array): ops.PairTokens {
+    return { terms, termsPerToken: this.model.cfg.maxTerms, items, termTable: this.model.termEmb.weight, itemTable: this.itemTable as Tensor, padTerm: PAD_TERM };
   }
 
   // The fused kernel implements exactly: HFG fusion with one layer and context pooling, a two-layer

@@ -109,6 +109,16 @@ namespace cpu {
 // h_out = final LayerNorm of the last layer's output. Ids out of range throw KernelError naming them.
 void linear_hstu_encoder_plan_step(float* h_out, float* states_out, const float* states_in, const PairTokenInputs& in,
                                    const LinearHstuEncoderPlan& plan, int64_t R, bool write);
+
+// The sequence form (a cold encode): T pair tokens (in.terms [T, m], in.items [T]) of B packed
+// sequences (offsets [B + 1], as LinearHstuSeqSizes) with write weights write [T] (null = every token
+// writes), each sequence starting from its state in states_in [B, L·H·dk·dv] (null = zeros) →
+// the final states states_out [B, L·H·dk·dv] (layer-major per sequence): every layer but the last
+// through linear_hstu_seq_forward with outputs, the last for its state only. Calls BLAS: not from
+// inside parallel_for.
+void linear_hstu_encoder_plan_encode(float* states_out, const float* states_in, const PairTokenInputs& in,
+                                     const int32_t* offsets, int64_t B, const float* write, const LinearHstuEncoderPlan& plan,
+                                     int64_t T);
 }  // namespace cpu
 
 namespace cpu {
