@@ -279,6 +279,10 @@ describe('the fused HFG context layer (CPU inference path of HFGAttention)', () 
       const planned = noGrad(() => scope(() => plan.run(ctx, req, table, feats, ids).toFloat32Array()));
       expect(Array.from(planned)).toEqual(Array.from(once));
       expect(Array.from(planned).every(Number.isFinite)).toBe(true);
+      // The serving form on plain arrays computes the same logits (into a poisoned output).
+      const into = new Float32Array(N).fill(Number.NaN);
+      plan.score(into, ctx.toFloat32Array(), req, table, ids, feats.toFloat32Array());
+      expect(Array.from(into)).toEqual(Array.from(planned));
       // Changing a weight afterwards reaches hfgRankHead but not the plan (a copy); a new plan sees it.
       p.matchW2.storage.copyFromHost(new Float32Array(D * M).fill(0.25));
       expect(Array.from(noGrad(() => scope(() => plan.run(ctx, req, table, feats, ids).toFloat32Array())))).toEqual(Array.from(planned));
@@ -313,9 +317,23 @@ describe('the fused HFG context layer (CPU inference path of HFGAttention)', () 
     const w = zeros([M, 3 * D]);
     w.requiresGrad = true;
     expect(errorOf(() => new ops.HfgRankHeadPlan({ ...p, matchW1: w }))).toMatch(/HfgRankHeadPlan: inference only/);
+    const table = zeros([7, D]);
+    const ids = Int32Array.of(0, 1, 2, 3, 6);
+    const sc = (o: { logits?: Float32Array; ctx?: Float32Array; req?: Int32Array; ids?: Int32Array; feats?: Float32Array }) =>
+      errorOf(() => plan.score(o.logits ?? new Float32Array(N), o.ctx ?? new Float32Array(R * D), o.req ?? req, table, o.ids ?? ids, o.feats ?? new Float32Array(N * F)));
+    const logits = new Float32Array(N);
+    plan.score(logits, new Float32Array(R * D), req, table, ids, new Float32Array(N * F));
+    expect(Array.from(logits)).toEqual([0.5, 0.5, 0.5, 0.5, 0.5]);
+    expect(sc({ logits: new Float32Array(N - 1) })).toMatch(/HfgRankHeadPlan.score: logits: expected a Float32Array of 5 \(5 candidates\), got length 4/);
+    expect(sc({ ctx: new Float32Array(D + 1) })).toMatch(/HfgRankHeadPlan.score: ctx: expected a Float32Array of R × 8 context values \(R >= 1\), got length 9/);
+    expect(sc({ feats: new Float32Array(N * (F + 1)) })).toMatch(/features: expected a Float32Array of 20 \(5 candidates × 4 features\), got length 25/);
+    expect(sc({ ids: Int32Array.of(0, 1, 2, 3, 7) })).toMatch(/rankHead: item_ids\[4\] must be in \[0, 7\), got 7/);
+    expect(sc({ req: Int32Array.of(0, 1, 2, 0, 1) })).toMatch(/rankHead: req\[2\] must be in \[0, 2\), got 2/);
+    table.dispose();
     plan.dispose();
     plan.dispose();
     expect(errorOf(() => noGrad(() => plan.run(zeros([R, D]), req, zeros([N, D]), zeros([N, F]))))).toMatch(/HfgRankHeadPlan.run: the plan was disposed/);
+    expect(sc({})).toMatch(/HfgRankHeadPlan.score: the plan was disposed/);
   });
 });
 

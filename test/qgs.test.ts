@@ -283,6 +283,13 @@ describe('QGS model end to end (tiny synthetic data)', () => {
       // The whole head as one native call (with the table), or the composed fallback (without).
       const fused = scope(() => noGrad(() => plan.scoreCandidates(tensor(reqCtx, [R, D]), req, items, tensor(featHost, [N, layout.dim])).toFloat32Array()));
       expect(relError(fused, refReq)).toBeLessThan(1e-5);
+      // The serving form on plain arrays, where the head is fused and the table exists.
+      expect(plan.canScoreInto).toBe(maxItemTableBytes === undefined && !('hfgLayers' in overrides));
+      if (plan.canScoreInto) {
+        const into = new Float32Array(N);
+        plan.scoreInto(into, reqCtx, req, items, featHost);
+        expect(Array.from(into)).toEqual(Array.from(fused));
+      }
       // Recording gradients (the parameters require them): the composed head, whose logits carry a gradient.
       const withGrad = scope(() => {
         const l = plan.scoreCandidates(tensor(reqCtx, [R, D]), req, items, tensor(featHost, [N, layout.dim]));

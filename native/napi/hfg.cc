@@ -210,6 +210,33 @@ QGS_BINDING(rankHeadPlanForward) {
   return info.Env().Undefined();
 }
 
+// rankHeadPlanScore(plan, logits: Float32Array, ctx: Float32Array, req: Int32Array, itemTable, itemIds: Int32Array,
+//                   feats: Float32Array | null, [N, R, V]): the serving form — the per-request inputs and the logits
+// are plain host arrays (no tensors to make and free per request), the items read from the catalogue table.
+QGS_BINDING(rankHeadPlanScore) {
+  PlanHolder& h = plan_arg(info, 0);
+  if (!h.plan) throw_error(info.Env(), "rankHeadPlan: the plan was released");
+  const RankHeadSizes ps = cpu::rank_head_plan_sizes(*h.plan);
+  const std::vector<int64_t> z = ints_arg(info, 7, "sizes");
+  if (z.size() != 3) throw_error(info.Env(), "rankHeadPlanScore: sizes: expected [N, R, V]");
+  const int64_t N = z[0], R = z[1], V = z[2];
+  const int64_t big = int64_t(1) << 31;
+  if (N < 0 || N > big || R < 0 || R > big || V < 0 || V > big)
+    throw_error(info.Env(), "rankHeadPlanScore: sizes [N, R, V] out of range (each in [0, 2^31])");
+  const char* op = "rankHeadPlanScore";
+  const size_t n = size_t(N), D = size_t(ps.D);
+  float* logits = typed_array_arg<float, napi_float32_array>(info, 1, op, "logits", "Float32Array", n, false);
+  const float* ctx = typed_array_arg<float, napi_float32_array>(info, 2, op, "ctx", "Float32Array", size_t(R) * D, false);
+  const int32_t* req = typed_array_arg<int32_t, napi_int32_array>(info, 3, op, "req", "Int32Array", n, false);
+  const int32_t* ids = typed_array_arg<int32_t, napi_int32_array>(info, 5, op, "itemIds", "Int32Array", n, false);
+  const float* feats = typed_array_arg<float, napi_float32_array>(info, 6, op, "feats", "Float32Array", n * size_t(ps.F), ps.F == 0);
+  std::vector<View> all;
+  all.push_back(storage_arg(info, 4, "itemTable", size_t(V) * D * 4));
+  require_cpu(info, op, all);
+  cpu::hfg_rank_head_forward(logits, ctx, req, all[0].as<float>(), ids, feats, *h.plan, N, R, V);
+  return info.Env().Undefined();
+}
+
 // rankHeadPlanRelease(plan): frees the prepared weights now (a later forward throws); idempotent.
 QGS_BINDING(rankHeadPlanRelease) {
   plan_arg(info, 0).plan.reset();
@@ -219,6 +246,7 @@ QGS_BINDING(rankHeadPlanRelease) {
 void register_hfg(Napi::Env env, Napi::Object exports) {
   QGS_EXPORT(exports, env, rankHeadPlanCreate);
   QGS_EXPORT(exports, env, rankHeadPlanForward);
+  QGS_EXPORT(exports, env, rankHeadPlanScore);
   QGS_EXPORT(exports, env, rankHeadPlanRelease);
   QGS_EXPORT(exports, env, groupedAttentionForward);
   QGS_EXPORT(exports, env, groupedAttentionBackward);

@@ -341,22 +341,6 @@ EncoderPlanHolder& encoder_plan_arg(const Napi::CallbackInfo& info, size_t i) {
   return *v.As<Napi::External<EncoderPlanHolder>>().Data();
 }
 
-// A JS typed array of element type K with at least min_len elements (null/undefined → nullptr when
-// optional). The call reads and writes it in place: the step's inputs and results are small host
-// arrays, and a Storage round trip would cost two copies and two allocations a step.
-template <typename T, napi_typedarray_type K>
-T* typed_arg(const Napi::CallbackInfo& info, size_t i, const char* name, const char* type, size_t min_len, bool optional,
-             const char* op = "encoderPlanStep") {
-  const Napi::Value v = info[i];
-  if (optional && (v.IsNull() || v.IsUndefined())) return nullptr;
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != K)
-    throw_type_error(info.Env(), std::string(op) + ": " + name + ": expected a " + type + (optional ? " or null" : ""));
-  auto a = v.As<Napi::TypedArrayOf<T>>();
-  if (a.ElementLength() < min_len)
-    throw_error(info.Env(), std::string(op) + ": " + name + ": expected at least " + std::to_string(min_len) + " elements, got " +
-                                std::to_string(a.ElementLength()));
-  return a.Data();
-}
 }  // namespace
 
 // encoderPlanCreate([L, D, H, dk, dv], epsIn[L], epsOut[L], finalW | null, finalB | null, finalEps, <9 weight args> × L)
@@ -407,12 +391,12 @@ QGS_BINDING(encoderPlanStep) {
     throw_error(info.Env(), "encoderPlanStep: sizes [R, m, termRows, itemRows, pad] out of range");
   const bool write = bool_arg(info, 9, "write");
   const size_t S = size_t(ps.L * ps.H * ps.dk * ps.dv), D = size_t(ps.D), r = size_t(R);
-  float* h_out = typed_arg<float, napi_float32_array>(info, 1, "hOut", "Float32Array", r * D, write);
-  float* st_out = typed_arg<float, napi_float32_array>(info, 2, "statesOut", "Float32Array", r * S, !write);
-  const float* st_in = typed_arg<float, napi_float32_array>(info, 3, "statesIn", "Float32Array", r * S, false);
+  float* h_out = typed_array_arg<float, napi_float32_array>(info, 1, "encoderPlanStep", "hOut", "Float32Array", r * D, write);
+  float* st_out = typed_array_arg<float, napi_float32_array>(info, 2, "encoderPlanStep", "statesOut", "Float32Array", r * S, !write);
+  const float* st_in = typed_array_arg<float, napi_float32_array>(info, 3, "encoderPlanStep", "statesIn", "Float32Array", r * S, false);
   PairTokenInputs in;
-  in.terms = typed_arg<int32_t, napi_int32_array>(info, 4, "terms", "Int32Array", r * size_t(m), false);
-  in.items = typed_arg<int32_t, napi_int32_array>(info, 5, "items", "Int32Array", r, false);
+  in.terms = typed_array_arg<int32_t, napi_int32_array>(info, 4, "encoderPlanStep", "terms", "Int32Array", r * size_t(m), false);
+  in.items = typed_array_arg<int32_t, napi_int32_array>(info, 5, "encoderPlanStep", "items", "Int32Array", r, false);
   std::vector<View> all;
   all.push_back(storage_arg(info, 6, "termTable", size_t(VT) * D * 4));
   all.push_back(storage_arg(info, 7, "itemTable", size_t(VI) * D * 4));
@@ -437,13 +421,13 @@ QGS_BINDING(encoderPlanEncode) {
       pad > INT32_MAX)
     throw_error(info.Env(), "encoderPlanEncode: sizes [T, B, m, termRows, itemRows, pad] out of range");
   const size_t S = size_t(ps.L * ps.H * ps.dk * ps.dv), D = size_t(ps.D), b = size_t(B), t = size_t(T);
-  float* st_out = typed_arg<float, napi_float32_array>(info, 1, "statesOut", "Float32Array", b * S, false, "encoderPlanEncode");
-  const float* st_in = typed_arg<float, napi_float32_array>(info, 2, "statesIn", "Float32Array", b * S, true, "encoderPlanEncode");
+  float* st_out = typed_array_arg<float, napi_float32_array>(info, 1, "encoderPlanEncode", "statesOut", "Float32Array", b * S, false);
+  const float* st_in = typed_array_arg<float, napi_float32_array>(info, 2, "encoderPlanEncode", "statesIn", "Float32Array", b * S, true);
   PairTokenInputs in;
-  in.terms = typed_arg<int32_t, napi_int32_array>(info, 3, "terms", "Int32Array", t * size_t(m), false, "encoderPlanEncode");
-  in.items = typed_arg<int32_t, napi_int32_array>(info, 4, "items", "Int32Array", t, false, "encoderPlanEncode");
-  const int32_t* offsets = typed_arg<int32_t, napi_int32_array>(info, 7, "offsets", "Int32Array", b + 1, false, "encoderPlanEncode");
-  const float* write = typed_arg<float, napi_float32_array>(info, 8, "write", "Float32Array", t, true, "encoderPlanEncode");
+  in.terms = typed_array_arg<int32_t, napi_int32_array>(info, 3, "encoderPlanEncode", "terms", "Int32Array", t * size_t(m), false);
+  in.items = typed_array_arg<int32_t, napi_int32_array>(info, 4, "encoderPlanEncode", "items", "Int32Array", t, false);
+  const int32_t* offsets = typed_array_arg<int32_t, napi_int32_array>(info, 7, "encoderPlanEncode", "offsets", "Int32Array", b + 1, false);
+  const float* write = typed_array_arg<float, napi_float32_array>(info, 8, "encoderPlanEncode", "write", "Float32Array", t, true);
   std::vector<View> all;
   all.push_back(storage_arg(info, 5, "termTable", size_t(VT) * D * 4));
   all.push_back(storage_arg(info, 6, "itemTable", size_t(VI) * D * 4));

@@ -102,6 +102,23 @@ Device common_device(const char* op, std::initializer_list<const View*> views);
 [[noreturn]] void throw_type_error(Napi::Env env, const std::string& msg);
 [[noreturn]] void throw_error(Napi::Env env, const std::string& msg);
 
+// A JS typed array argument of element type T (napi kind K) with at least min_len elements, read and
+// written in place (null/undefined → nullptr when optional). For plans' per-call inputs and results:
+// small host arrays for which a Storage round trip would cost two copies and two allocations a call.
+template <typename T, napi_typedarray_type K>
+T* typed_array_arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name, const char* type, size_t min_len,
+                   bool optional) {
+  const Napi::Value v = info[i];
+  if (optional && (v.IsNull() || v.IsUndefined())) return nullptr;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != K)
+    throw_type_error(info.Env(), std::string(op) + ": " + name + ": expected a " + type + (optional ? " or null" : ""));
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  if (a.ElementLength() < min_len)
+    throw_error(info.Env(), std::string(op) + ": " + name + ": expected at least " + std::to_string(min_len) + " elements, got " +
+                                std::to_string(a.ElementLength()));
+  return a.Data();
+}
+
 // Wraps a binding body so KernelError / std::exception become JS Errors.
 template <typename F>
 Napi::Value guarded(const Napi::CallbackInfo& info, F&& body) {

@@ -5,7 +5,7 @@ import type { NativeStorage } from '../native';
 import { native } from '../native';
 import { record } from '../autograd';
 import { Tensor, empty, formatShape, tensor } from '../tensor';
-import { checkNumber, checkTensor, sameDevice } from './validate';
+import { checkNumber, checkTensor, checkTypedArray, sameDevice } from './validate';
 import { requireCpuInference, storageOf } from './fused-inference';
 
 declare module '../native' {
@@ -345,6 +345,10 @@ declare module '../native' {
       plan: RankHeadPlanHandle, logits: NativeStorage, ctx: NativeStorage, req: NativeStorage, item: NativeStorage,
       feats: NativeStorage | null, sizes: number[], itemIds: NativeStorage | null,
     ): void;
+    rankHeadPlanScore(
+      plan: RankHeadPlanHandle, logits: Float32Array, ctx: Float32Array, req: Int32Array, itemTable: NativeStorage, itemIds: Int32Array,
+      feats: Float32Array | null, sizes: number[],
+    ): void;
     rankHeadPlanRelease(plan: RankHeadPlanHandle): void;
   }
 }
@@ -397,6 +401,29 @@ export class HfgRankHeadPlan {
     return runHead(call, (out, reqS, idsS) => {
       native().rankHeadPlanForward(handle, out, ctx.storage, reqS, item.storage, storageOf(features), [call.N, call.R, call.V], idsS);
     });
+  }
+
+  /**
+   * The serving form of run() with the items read from a catalogue table: plain host arrays in and
+   * out (no tensors made and freed per request). ctx [R × D] context rows, req [N] each candidate's
+   * request, itemTable [V, D], itemIds [N] its table rows, features [N × F]; writes the logits [N].
+   */
+  score(logits: Float32Array, ctx: Float32Array, req: Int32Array, itemTable: Tensor, itemIds: Int32Array, features: Float32Array): void {
+    const op = `${OP_PLAN}.score`;
+    const handle = this.handle;
+    if (handle === null) throw new Error(`${op}: the plan was disposed`);
+    const D = this.dim;
+    if (!(req instanceof Int32Array)) throw new TypeError(`${op}: req: expected an Int32Array of request indices, got ${typeof req}`);
+    const N = req.length;
+    if (!(ctx instanceof Float32Array) || ctx.length === 0 || ctx.length % D !== 0) {
+      throw new TypeError(`${op}: ctx: expected a Float32Array of R × ${D} context values (R >= 1), got ${ctx instanceof Float32Array ? `length ${ctx.length}` : typeof ctx}`);
+    }
+    checkTypedArray(op, 'logits', logits, N, 'Float32Array', `${N} candidates`);
+    checkTypedArray(op, 'itemIds', itemIds, N, 'Int32Array', `${N} candidates`);
+    checkTypedArray(op, 'features', features, N * this.features, 'Float32Array', `${N} candidates × ${this.features} features`);
+    checkTensor(op, 'itemTable', itemTable, { dtype: 'f32', shape: [-1, D] });
+    requireCpuInference(op, { itemTable }, itemTable.device);
+    native().rankHeadPlanScore(handle, logits, ctx, req, itemTable.storage, itemIds, this.features > 0 ? features : null, [N, ctx.length / D, itemTable.shape[0]]);
   }
 
   /** Frees the prepared weights now; run() then throws. Idempotent. */

@@ -8,7 +8,7 @@
 import { native } from '../native';
 import type { NativeStorage } from '../native';
 import { Tensor, formatShape } from '../tensor';
-import { checkNumber, checkTensor } from './validate';
+import { checkNumber, checkTensor, checkTypedArray } from './validate';
 import { requireCpuInference, storageOf } from './fused-inference';
 import { checkBlockParams, type BlockWeightStorages, type LinearHstuStepParams } from './linear-hstu-step';
 
@@ -75,15 +75,6 @@ export interface EncoderPlanStepOptions {
 }
 
 const OP = 'LinearHstuEncoderPlan';
-
-/** a is a Float32Array / Int32Array of exactly n elements (`what`: what n counts, for the message). */
-function checkTypedArray(op: string, name: string, a: unknown, n: number, type: 'Float32Array' | 'Int32Array', what: string): void {
-  const ok = type === 'Float32Array' ? a instanceof Float32Array : a instanceof Int32Array;
-  if (!ok || (a as Float32Array | Int32Array).length !== n) {
-    const got = ok ? `length ${(a as Float32Array).length}` : a === null ? 'null' : typeof a;
-    throw new TypeError(`${op}: ${name}: expected ${type === 'Int32Array' ? 'an' : 'a'} ${type} of ${n} (${what}), got ${got}`);
-  }
-}
 
 /**
  * The encoder's serving step with its weights copied when the plan is made: later changes to the

@@ -74,3 +74,12 @@ export function normAxis(op: string, axis: number, rank: number, name = 'axis'):
   }
   return axis < 0 ? axis + rank : axis;
 }
+
+/** a is a Float32Array / Int32Array of exactly n elements (`what`: what n counts, for the message). */
+export function checkTypedArray(op: string, name: string, a: unknown, n: number, type: 'Float32Array' | 'Int32Array', what: string): void {
+  const ok = type === 'Float32Array' ? a instanceof Float32Array : a instanceof Int32Array;
+  if (!ok || (a as Float32Array | Int32Array).length !== n) {
+    const got = ok ? `length ${(a as Float32Array).length}` : a === null ? 'null' : typeof a;
+    throw new TypeError(`${op}: ${name}: expected ${type === 'Int32Array' ? 'an' : 'a'} ${type} of ${n} (${what}), got ${got}`);
+  }
+}

@@ -201,64 +201,82 @@ export class QgsBackend implements ScoringBackend {
     if (reqs.length === 0) return [];
     const m = this.model.cfg.maxTerms;
     const R = reqs.length;
-    return scope(() =>
-      noGrad(() => {
-        const terms = new Int32Array(R * m);
-        reqs.forEach((r, i) => this.writeTerms(r.query, terms, i * m, true));
-        const h = this.readOut(terms, reqs);
-        const counts = reqs.map((r) => r.candidates.length);
-        const N = counts.reduce((a, b) => a + b, 0);
-        if (N === 0) return reqs.map(() => new Float32Array(0));
-        const rowReq = new Int32Array(N);
-        const items = new Int32Array(N);
-        const F = this.columns.length;
-        const feats = new Float32Array(N * F);
-        let o = 0;
-        reqs.forEach((r, i) => {
-          const n = r.candidates.length;
-          rowReq.fill(i, o, o + n);
-          // Int32 ids arrive validated as non-negative (serving/validate.ts); only the catalogue bound
-          // is the model's. A vocabulary, or string / large ids (rawItems), go through the map.
-          const c = r.candidates;
-          if (this.map.vocabulary || c.rawItems !== undefined) {
-            for (let j = 0; j < n; j++) items[o + j] = this.itemToken(c.item(j), `candidates[${j}].item`);
-          } else {
-            const vocab = this.model.cfg.itemVocab;
-            for (let j = 0; j < n; j++) {
-              const t = c.items[j] + ITEM_OFFSET;
-              items[o + j] = t < vocab ? t : this.itemToken(c.items[j], `candidates[${j}].item`); // throws the catalogue error
-            }
-          }
-          const raw = r.candidates.featureMatrix(this.columns, Number.NaN).values;
-          if (this.map.categorical.length > 0) this.setCategorical(r.candidates, raw, F);
-          scaleFeatures(this.scaler, raw, true, feats, o * F);
-          o += n;
-        });
-        const s = this.plan.scoreCandidates(h, rowReq, items, tensor(feats, [N, F])).toFloat32Array();
-        const out: Float32Array[] = [];
-        let p = 0;
-        for (const n of counts) {
-          out.push(s.slice(p, p + n));
-          p += n;
-        }
-        return out;
-      }),
-    );
+    const terms = new Int32Array(R * m);
+    reqs.forEach((r, i) => this.writeTerms(r.query, terms, i * m, true));
+    const counts = reqs.map((r) => r.candidates.length);
+    const N = counts.reduce((a, b) => a + b, 0);
+    if (N === 0) return reqs.map(() => new Float32Array(0));
+    const { rowReq, items, feats } = this.candidateInputs(reqs, N);
+    const readOutItems = new Int32Array(R).fill(NO_ITEM);
+    let logits: Float32Array;
+    if (this.plan.encoderPlan !== null && this.plan.canScoreInto) {
+      // Both plans on plain arrays: no tensor is made or freed for a request.
+      const h = new Float32Array(R * this.model.cfg.dim);
+      this.plan.stepTokens(this.statesOf(reqs), terms, readOutItems, { write: false, hOut: h });
+      logits = new Float32Array(N);
+      this.plan.scoreInto(logits, h, rowReq, items, feats);
+    } else {
+      logits = scope(() =>
+        noGrad(() => {
+          const h = this.readOut(terms, readOutItems, reqs);
+          return this.plan.scoreCandidates(h, rowReq, items, tensor(feats, [N, this.columns.length])).toFloat32Array();
+        }),
+      );
+    }
+    if (R === 1) return [logits];
+    const out: Float32Array[] = [];
+    let p = 0;
+    for (const n of counts) {
+      out.push(logits.slice(p, p + n));
+      p += n;
+    }
+    return out;
   }
 
-  /** The encoder's read-out [R, D] of each request's query token against its state. */
-  private readOut(terms: Int32Array, reqs: readonly BackendScoreRequest[]): Tensor {
-    const R = reqs.length;
-    const items = new Int32Array(R).fill(NO_ITEM);
+  /** The encoder's read-out [R, D] of each request's query token against its state (as a tensor). */
+  private readOut(terms: Int32Array, items: Int32Array, reqs: readonly BackendScoreRequest[]): Tensor {
     if (this.plan.encoderPlan === null) return this.model.encoder.step(this.plan.embedTokens(terms, items), this.unpack(reqs.map((r) => r.state)), false).h;
-    let states = reqs[0].state;
-    if (R > 1) {
-      states = new Float32Array(R * this.stateSize);
-      reqs.forEach((r, i) => states.set(r.state, i * this.stateSize));
-    }
-    const h = new Float32Array(R * this.model.cfg.dim);
-    this.plan.stepTokens(states, terms, items, { write: false, hOut: h });
-    return tensor(h, [R, this.model.cfg.dim]);
+    const h = new Float32Array(reqs.length * this.model.cfg.dim);
+    this.plan.stepTokens(this.statesOf(reqs), terms, items, { write: false, hOut: h });
+    return tensor(h, [reqs.length, this.model.cfg.dim]);
+  }
+
+  /** The requests' states as one [R × stateSize] array (the state itself for one request). */
+  private statesOf(reqs: readonly BackendScoreRequest[]): Float32Array {
+    if (reqs.length === 1) return reqs[0].state;
+    const states = new Float32Array(reqs.length * this.stateSize);
+    reqs.forEach((r, i) => states.set(r.state, i * this.stateSize));
+    return states;
+  }
+
+  /** Every candidate's request index, item token and scaled feature row (N candidates in all). */
+  private candidateInputs(reqs: readonly BackendScoreRequest[], N: number): { rowReq: Int32Array; items: Int32Array; feats: Float32Array } {
+    const rowReq = new Int32Array(N);
+    const items = new Int32Array(N);
+    const F = this.columns.length;
+    const feats = new Float32Array(N * F);
+    let o = 0;
+    reqs.forEach((r, i) => {
+      const n = r.candidates.length;
+      rowReq.fill(i, o, o + n);
+      // Int32 ids arrive validated as non-negative (serving/validate.ts); only the catalogue bound
+      // is the model's. A vocabulary, or string / large ids (rawItems), go through the map.
+      const c = r.candidates;
+      if (this.map.vocabulary || c.rawItems !== undefined) {
+        for (let j = 0; j < n; j++) items[o + j] = this.itemToken(c.item(j), `candidates[${j}].item`);
+      } else {
+        const vocab = this.model.cfg.itemVocab;
+        for (let j = 0; j < n; j++) {
+          const t = c.items[j] + ITEM_OFFSET;
+          items[o + j] = t < vocab ? t : this.itemToken(c.items[j], `candidates[${j}].item`); // throws the catalogue error
+        }
+      }
+      const raw = r.candidates.featureMatrix(this.columns, Number.NaN).values;
+      if (this.map.categorical.length > 0) this.setCategorical(r.candidates, raw, F);
+      scaleFeatures(this.scaler, raw, true, feats, o * F);
+      o += n;
+    });
+    return { rowReq, items, feats };
   }
 
   /**

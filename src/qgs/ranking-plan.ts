@@ -172,6 +172,21 @@ export class RankingPlan {
     return this.fused.run(ctx, req, this.itemTable, features, items);
   }
 
+  /** Whether scoreInto applies: the fused head with the catalogue table. */
+  get canScoreInto(): boolean {
+    return this.fused !== null && this.itemTable !== null;
+  }
+
+  /**
+   * scoreCandidates on plain arrays (serving: nothing to record gradients for): ctx [R × D] context
+   * rows, req [N] each candidate's request, items [N] item tokens, features [N × F] → logits [N].
+   * Only when canScoreInto.
+   */
+  scoreInto(logits: Float32Array, ctx: Float32Array, req: Int32Array, items: Int32Array, features: Float32Array): void {
+    if (this.fused === null || this.itemTable === null) throw new Error("RankingPlan.scoreInto: this model's head has no fused plan (use scoreCandidates)");
+    this.fused.score(logits, ctx, req, this.itemTable, items, features);
+  }
+
   /** Click logits [N] — the same function as QgsModel.rankLogits (call under noGrad). */
   rankLogits(ctx: Tensor, items: Int32Array, features: Tensor): Tensor {
     const N = items.length;
