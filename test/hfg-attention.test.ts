@@ -329,6 +329,8 @@ describe('the fused HFG context layer (CPU inference path of HFGAttention)', () 
     expect(sc({ feats: new Float32Array(N * (F + 1)) })).toMatch(/features: expected a Float32Array of 20 \(5 candidates × 4 features\), got length 25/);
     expect(sc({ ids: Int32Array.of(0, 1, 2, 3, 7) })).toMatch(/rankHead: item_ids\[4\] must be in \[0, 7\), got 7/);
     expect(sc({ req: Int32Array.of(0, 1, 2, 0, 1) })).toMatch(/rankHead: req\[2\] must be in \[0, 2\), got 2/);
+    const shared = new Float32Array(N * F + N);
+    expect(errorOf(() => plan.score(shared.subarray(N * F - 2, N * F - 2 + N), new Float32Array(R * D), req, table, ids, shared.subarray(0, N * F)))).toMatch(/HfgRankHeadPlan.score: logits: overlaps features \(logits may only be an array of its own\)/);
     table.dispose();
     plan.dispose();
     plan.dispose();

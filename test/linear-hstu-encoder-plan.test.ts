@@ -187,6 +187,13 @@ describe('ops.LinearHstuEncoderPlan', () => {
     expect(enc({ statesOut: new Float32Array(S + 1) })).toMatch(/options.statesOut: expected a Float32Array of 12 \(1 sequence\), got length 13/);
     expect(enc({ write: Float32Array.of(1, 1.5) })).toMatch(/options.write\[1\]: expected a weight in \[0, 1\], got 1.5/);
     expect(enc({ write: Float32Array.of(1, Number.NaN) })).toMatch(/options.write\[1\]: expected a weight in \[0, 1\], got NaN/);
+    // Outputs may not overlap inputs (other than a state updated in place as a whole).
+    const buf = new Float32Array(2 * S + 1);
+    const sIn = buf.subarray(0, 2 * S);
+    expect(errorOf(() => t.plan.step(sIn, t.tokens, { write: true, statesOut: buf.subarray(1, 2 * S + 1) }))).toMatch(/LinearHstuEncoderPlan.step: options.statesOut: overlaps statesIn \(options.statesOut may only be statesIn itself, not part of it\)/);
+    expect(errorOf(() => t.plan.step(sIn, t.tokens, { write: false, hOut: buf.subarray(3, 3 + 8) }))).toMatch(/options.hOut: overlaps statesIn \(options.hOut may only be an array of its own\)/);
+    expect(errorOf(() => t.plan.encode(t.tokens, { offsets: Int32Array.of(0, 2), statesIn: buf.subarray(0, S), statesOut: buf.subarray(1, S + 1) }))).toMatch(/LinearHstuEncoderPlan.encode: options.statesOut: overlaps options.statesIn/);
+    t.plan.step(sIn, t.tokens, { write: true, statesOut: sIn }); // in place, as a whole: allowed
     t.plan.dispose();
     expect(errorOf(() => t.plan.step(t.states, t.tokens, { write: false, hOut: h }))).toMatch(/LinearHstuEncoderPlan.step: the plan was disposed/);
     expect(enc({})).toMatch(/LinearHstuEncoderPlan.encode: the plan was disposed/);

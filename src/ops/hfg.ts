@@ -5,7 +5,7 @@ import type { NativeStorage } from '../native';
 import { native } from '../native';
 import { record } from '../autograd';
 import { Tensor, empty, formatShape, tensor } from '../tensor';
-import { checkNumber, checkTensor, checkTypedArray, sameDevice } from './validate';
+import { checkDisjoint, checkNumber, checkTensor, checkTypedArray, sameDevice } from './validate';
 import { requireCpuInference, storageOf } from './fused-inference';
 
 declare module '../native' {
@@ -423,6 +423,7 @@ export class HfgRankHeadPlan {
     checkTypedArray(op, 'features', features, N * this.features, 'Float32Array', `${N} candidates × ${this.features} features`);
     checkTensor(op, 'itemTable', itemTable, { dtype: 'f32', shape: [-1, D] });
     requireCpuInference(op, { itemTable }, itemTable.device);
+    checkDisjoint(op, { ctx, req, itemIds, features }, { logits });
     native().rankHeadPlanScore(handle, logits, ctx, req, itemTable.storage, itemIds, this.features > 0 ? features : null, [N, ctx.length / D, itemTable.shape[0]]);
   }
 

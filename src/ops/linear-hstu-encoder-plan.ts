@@ -8,7 +8,7 @@
 import { native } from '../native';
 import type { NativeStorage } from '../native';
 import { Tensor, formatShape } from '../tensor';
-import { checkNumber, checkTensor, checkTypedArray } from './validate';
+import { checkDisjoint, checkNumber, checkTensor, checkTypedArray } from './validate';
 import { requireCpuInference, storageOf } from './fused-inference';
 import { checkBlockParams, type BlockWeightStorages, type LinearHstuStepParams } from './linear-hstu-step';
 
@@ -151,6 +151,8 @@ export class LinearHstuEncoderPlan {
     checkTypedArray(op, 'statesIn', statesIn, R * this.stateSize, 'Float32Array', rows);
     if (opts.write || opts.statesOut != null) checkTypedArray(op, 'options.statesOut', opts.statesOut, R * this.stateSize, 'Float32Array', rows);
     if (!opts.write || opts.hOut != null) checkTypedArray(op, 'options.hOut', opts.hOut, R * this.dim, 'Float32Array', rows);
+    // Outputs are written while inputs are still read: only statesOut may be statesIn itself.
+    checkDisjoint(op, { statesIn, 'tokens.terms': tokens.terms, 'tokens.items': tokens.items }, { 'options.statesOut': opts.write ? opts.statesOut : null, 'options.hOut': opts.hOut }, { input: 'statesIn', output: 'options.statesOut' });
     native().encoderPlanStep(
       handle, opts.hOut ?? null, opts.write ? (opts.statesOut as Float32Array) : null, statesIn, tokens.terms, tokens.items,
       tokens.termTable.storage, tokens.itemTable.storage,
@@ -189,6 +191,7 @@ export class LinearHstuEncoderPlan {
         if (!(w >= 0 && w <= 1)) throw new RangeError(`${op}: options.write[${t}]: expected a weight in [0, 1], got ${w}`);
       }
     }
+    checkDisjoint(op, { 'options.statesIn': opts.statesIn, 'options.write': opts.write, 'options.offsets': offsets, 'tokens.terms': tokens.terms, 'tokens.items': tokens.items }, { 'options.statesOut': opts.statesOut }, { input: 'options.statesIn', output: 'options.statesOut' });
     native().encoderPlanEncode(
       handle, opts.statesOut, opts.statesIn ?? null, tokens.terms, tokens.items, tokens.termTable.storage, tokens.itemTable.storage,
       offsets, opts.write ?? null, [T, B, m, tokens.termTable.shape[0], tokens.itemTable.shape[0], padTerm],

@@ -83,3 +83,30 @@ export function checkTypedArray(op: string, name: string, a: unknown, n: number,
     throw new TypeError(`${op}: ${name}: expected ${type === 'Int32Array' ? 'an' : 'a'} ${type} of ${n} (${what}), got ${got}`);
   }
 }
+
+type HostArray = Float32Array | Int32Array;
+
+/**
+ * No output array overlaps another output or an input (the kernels write outputs while they still read
+ * inputs: an overlap would give wrong numbers, silently) — except that the `inPlace` output may be its
+ * input itself (an in-place update), though not partly overlapping it.
+ */
+export function checkDisjoint(
+  op: string,
+  inputs: Record<string, HostArray | null | undefined>,
+  outputs: Record<string, HostArray | null | undefined>,
+  inPlace?: { input: string; output: string },
+): void {
+  const all = [...Object.entries(inputs), ...Object.entries(outputs)].filter((e): e is [string, HostArray] => e[1] != null);
+  for (const [outName, o] of Object.entries(outputs)) {
+    if (o == null) continue;
+    for (const [name, a] of all) {
+      if (name === outName || a.buffer !== o.buffer) continue;
+      const exact = a.byteOffset === o.byteOffset && a.byteLength === o.byteLength;
+      const allowed = inPlace !== undefined && name === inPlace.input && outName === inPlace.output;
+      if (exact && allowed) continue;
+      const overlap = a.byteOffset < o.byteOffset + o.byteLength && o.byteOffset < a.byteOffset + a.byteLength;
+      if (overlap) throw new RangeError(`${op}: ${outName}: overlaps ${name} (${outName} may only be ${allowed ? `${name} itself, not part of it` : 'an array of its own'})`);
+    }
+  }
+}
