@@ -1,10 +1,11 @@
-// A whole Linear HSTU encoder's serving step as one native call, its weights prepared once (contract:
-// native/include/qgs/linear_hstu_step.h, LinearHstuEncoderPlan). Per row: a pair token (mean of its
-// non-padding term embeddings + its item's row) goes through every layer's step against that row's
-// state, then the final LayerNorm. Why a plan: composed from JS, a one-event step (QgsBackend.step)
-// spent ~75% of its time in per-layer op dispatch, validation and temporaries, and most of the
-// serving worker's garbage came from there. Inputs and results are plain typed arrays (states are
-// what the serving cache holds), so a step allocates nothing on the JS heap but its outputs.
+// A whole Linear HSTU encoder's serving work as one native call each, its weights prepared once
+// (contract: native/include/qgs/linear_hstu_step.h, LinearHstuEncoderPlan). step: per row, a pair
+// token (mean of its non-padding term embeddings + its item's row) goes through every layer's step
+// against that row's state, then the final LayerNorm. encode: the tokens of packed sequences through
+// every layer's sequence kernel, for the final states (a cold encode). Why a plan: composed from JS,
+// a one-event step (QgsBackend.step) spent ~75% of its time in per-layer op dispatch, validation and
+// temporaries, and most of the serving worker's garbage came from there. Inputs and results are plain
+// typed arrays (states are what the serving cache holds), so a call allocates nothing on the JS heap.
 import { native } from '../native';
 import type { NativeStorage } from '../native';
 import { Tensor, formatShape } from '../tensor';
