@@ -282,9 +282,14 @@ __attribute__((always_inline)) inline v8f splat(float v) { return v8f{v, v, v, v
 // e^x = 2^n · p(r) for x already clamped to the range the caller's scaling handles: n = round(x / ln 2)
 // (returned in ni), r = x - n ln 2 in two parts (Cody-Waite) for accuracy, p a degree-6 polynomial.
 __attribute__((always_inline)) inline v8f exp8_poly(v8f x, v8i& ni) {
-  v8f t = x * splat(1.44269504088896341f) + (x < splat(0.f) ? splat(-0.5f) : splat(0.5f));
-  ni = __builtin_convertvector(t, v8i);
-  v8f n = __builtin_convertvector(ni, v8f);
+  // n = round(x / ln 2) by the 1.5·2^23 shifter: adding it leaves the rounded integer in the low
+  // mantissa bits (|x / ln 2| < 2^22 here), so no float <-> int conversions are needed.
+  const v8f shifter = splat(12582912.f);
+  const v8f t = x * splat(1.44269504088896341f) + shifter;
+  v8i tb;
+  std::memcpy(&tb, &t, sizeof tb);
+  ni = tb - 0x4B400000;  // the shifter's bit pattern
+  const v8f n = t - shifter;
   v8f r = x - n * splat(0.693359375f);
   r = r - n * splat(-2.12194440e-4f);
   v8f p = splat(1.9875691500e-4f);
