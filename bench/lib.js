@@ -33,15 +33,27 @@ async function runSuite(name, cases, { maxTime = quick ? 0.3 : 1.5, minSamples =
   return out;
 }
 
-/** Deterministic uniform [-1, 1) floats from a small LCG (inputs that do not depend on the library's RNG). */
+/** A small LCG: a function returning deterministic uniform [0, 1) numbers (no dependence on the library's RNG). */
+function lcg(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+}
+
+/** Deterministic uniform [-1, 1) floats from lcg (inputs that do not depend on the library's RNG). */
 function data(n, seed) {
   const a = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    a[i] = (s / 4294967296) * 2 - 1;
-  }
+  const rnd = lcg(seed);
+  for (let i = 0; i < n; i++) a[i] = rnd() * 2 - 1;
   return a;
+}
+
+/** The p-th percentile of ascending `sorted` samples (NaN for none). */
+function pct(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 /** Median wall time in ms of fn over `reps` runs after `warmup` runs (for long single cases). */
@@ -92,4 +104,4 @@ async function loadTf(backend) {
   }
 }
 
-module.exports = { runSuite, data, medianMs, printTable, saveRows, loadTf, quick, resultsDir };
+module.exports = { runSuite, data, lcg, pct, medianMs, printTable, saveRows, loadTf, quick, resultsDir };

@@ -8,7 +8,7 @@
 // noise floor.
 'use strict';
 const path = require('path');
-const { quick } = require('../lib');
+const { lcg, pct, quick } = require('../lib');
 
 const dist = path.join(__dirname, '..', '..', 'dist');
 const q = require(dist);
@@ -16,15 +16,6 @@ const { loadCheckpoint } = require(path.join(dist, 'qgs', 'checkpoint'));
 const { createBackend } = require(path.join(dist, 'qgs', 'backend'));
 const { packScoreRequest } = require(path.join(dist, 'qgs', 'serving', 'validate'));
 const { CandidateBatch } = require(path.join(dist, 'qgs', 'serving', 'packed'));
-
-function lcg(seed) {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
-}
-
-function pct(sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
 
 async function measure(dir) {
   const ck = loadCheckpoint(dir);

@@ -9,7 +9,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { execFileSync } = require('child_process');
-const { medianMs, printTable, saveRows, quick } = require('../lib');
+const { lcg, medianMs, printTable, saveRows, quick } = require('../lib');
 
 const dist = path.join(__dirname, '..', '..', 'dist');
 const q = require(dist);
@@ -17,11 +17,6 @@ const { QgsModel, DEFAULT_MODEL } = require(path.join(dist, 'qgs', 'model'));
 const { packBatch } = require(path.join(dist, 'qgs', 'encoder'));
 const { prepareSynthetic, runVariant, VARIANTS } = require(path.join(dist, 'qgs', 'experiment'));
 const { saveCheckpoint } = require(path.join(dist, 'qgs', 'checkpoint'));
-
-function lcg(seed) {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 4294967296);
-}
 
 function trainingThroughput(data) {
   const rows = [];

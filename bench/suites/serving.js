@@ -11,14 +11,9 @@
 // Targets (issue 6, with the QGS backend on this machine): p99 <= 5 ms cold, <= 2 ms cached.
 'use strict';
 const path = require('path');
-const { printTable, saveRows, quick } = require('../lib');
+const { lcg, pct, printTable, saveRows, quick } = require('../lib');
 
 const root = path.join(__dirname, '..', '..');
-
-function pct(sorted, p) {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
 
 function summary(name, ms, extra = {}) {
   const s = Float64Array.from(ms).sort();
@@ -28,15 +23,6 @@ function summary(name, ms, extra = {}) {
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
-
-// Deterministic synthetic requests (a small LCG; no dependence on the library's RNG).
-function makeRng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
 
 function makeHistory(rnd, n) {
   return Array.from({ length: n }, (_, t) => ({
@@ -86,7 +72,7 @@ async function run() {
   const concurrency = 64;
   const loadSeconds = quick ? 0.5 : 5;
 
-  const rnd = makeRng(12345);
+  const rnd = lcg(12345);
   const histories = Array.from({ length: 8 }, () => makeHistory(rnd, HIST));
   const cands = Array.from({ length: 8 }, () => makeCandidates(rnd, CANDS));
   const query = { terms: [17, 4242], text: 'running shoes' };

@@ -22,6 +22,7 @@
 
 #include "qgs/hfg.h"
 #include "qgs/parallel.h"
+#include "plan_copy.h"
 #include "tile_gemm.h"
 
 // Same reason as in hfg.cpp: the masked selects only vectorise without trapping math.
@@ -783,17 +784,6 @@ void head_tile(int64_t n0, int64_t nc, float* logits, const float* ctx, const in
     for (int64_t f = 0; f < F; ++f) acc += fe[i * F + f] * lw[2 * D + f];
     logits[n0 + i] = acc;
   }
-}
-
-}  // namespace
-
-namespace {
-
-// A copy of n floats kept by the plan (null stays null).
-const float* keep(std::vector<std::vector<float>>& owned, const float* p, int64_t n) {
-  if (p == nullptr) return nullptr;
-  owned.emplace_back(p, p + n);
-  return owned.back().data();
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "layer_norm_row.h"
+#include "plan_copy.h"
 #include "qgs/elementwise.h"
 #include "qgs/parallel.h"
 
@@ -41,25 +42,17 @@ void linear_hstu_step_check(const LinearHstuStepWeights& w, const LinearHstuStep
   linear_hstu_weights_check(op, w, s.D, s.H, s.dk, s.dv, write);
 }
 
-// The plan's own copies of the weights (views point into them; built once, never resized).
+// The plan's own copies of the weights (cpu::keep), as the step takes them: one view per layer.
 struct LinearHstuEncoderPlan {
-  struct Layer {
-    std::vector<float> ln_in_w, ln_in_b, proj_w, proj_b, ln_out_w, ln_out_b, out_w, out_b, decay;
-    float eps_in = 1e-5f, eps_out = 1e-5f;
-  };
   LinearHstuEncoderSizes s;
-  std::vector<Layer> layers;
+  std::vector<std::vector<float>> owned;
   std::vector<LinearHstuStepWeights> views;
-  std::vector<float> final_w, final_b;
+  const float* final_w = nullptr;
+  const float* final_b = nullptr;
   float final_eps = 1e-5f;
 };
 
 void LinearHstuEncoderPlanDeleter::operator()(LinearHstuEncoderPlan* p) const { delete p; }
-
-namespace {
-std::vector<float> copy_of(const float* p, int64_t n) { return p ? std::vector<float>(p, p + n) : std::vector<float>(); }
-const float* or_null(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
-}  // namespace
 
 LinearHstuEncoderPlanPtr make_linear_hstu_encoder_plan(const LinearHstuStepWeights* layers, const LinearHstuEncoderSizes& s,
                                                        const float* final_w, const float* final_b, float final_eps) {
@@ -71,26 +64,18 @@ LinearHstuEncoderPlanPtr make_linear_hstu_encoder_plan(const LinearHstuStepWeigh
   LinearHstuEncoderPlanPtr plan(new LinearHstuEncoderPlan);
   plan->s = s;
   const int64_t D = s.D, Hv = s.H * s.dv, P = s.H * (2 * s.dv + 2 * s.dk);
-  plan->layers.resize(static_cast<size_t>(s.L));
+  auto& o = plan->owned;
+  using cpu::keep;
   for (int64_t l = 0; l < s.L; ++l) {
-    const LinearHstuStepWeights& w = layers[l];
-    auto& c = plan->layers[l];
-    c.ln_in_w = copy_of(w.ln_in_w, D), c.ln_in_b = copy_of(w.ln_in_b, D);
-    c.proj_w = copy_of(w.proj_w, P * D), c.proj_b = copy_of(w.proj_b, P);
-    c.ln_out_w = copy_of(w.ln_out_w, Hv), c.ln_out_b = copy_of(w.ln_out_b, Hv);
-    c.out_w = copy_of(w.out_w, D * Hv), c.out_b = copy_of(w.out_b, D);
-    c.decay = copy_of(w.decay, s.H);
-    c.eps_in = w.eps_in, c.eps_out = w.eps_out;
-  }
-  for (const auto& c : plan->layers) {
-    LinearHstuStepWeights v;
-    v.ln_in_w = or_null(c.ln_in_w), v.ln_in_b = or_null(c.ln_in_b), v.eps_in = c.eps_in;
-    v.proj_w = c.proj_w.data(), v.proj_b = or_null(c.proj_b);
-    v.ln_out_w = or_null(c.ln_out_w), v.ln_out_b = or_null(c.ln_out_b), v.eps_out = c.eps_out;
-    v.out_w = c.out_w.data(), v.out_b = or_null(c.out_b), v.decay = c.decay.data();
+    LinearHstuStepWeights v = layers[l];  // eps as given; every pointer replaced by the plan's copy
+    v.ln_in_w = keep(o, v.ln_in_w, D), v.ln_in_b = keep(o, v.ln_in_b, D);
+    v.proj_w = keep(o, v.proj_w, P * D), v.proj_b = keep(o, v.proj_b, P);
+    v.ln_out_w = keep(o, v.ln_out_w, Hv), v.ln_out_b = keep(o, v.ln_out_b, Hv);
+    v.out_w = keep(o, v.out_w, D * Hv), v.out_b = keep(o, v.out_b, D);
+    v.decay = keep(o, v.decay, s.H);
     plan->views.push_back(v);
   }
-  plan->final_w = copy_of(final_w, D), plan->final_b = copy_of(final_b, D);
+  plan->final_w = keep(o, final_w, D), plan->final_b = keep(o, final_b, D);
   plan->final_eps = final_eps;
   return plan;
 }
@@ -197,6 +182,25 @@ void linear_hstu_step_forward(float* out, float* state_out, const float* x, cons
   });
 }
 
+namespace {
+// x [n, D] = the n pair tokens' embeddings (PairTokenInputs): every id is checked before anything is
+// written (embedding_bag_f32 checks the terms), then the term bags get their item rows added.
+void embed_pair_tokens(float* x, const PairTokenInputs& in, int64_t n, int64_t D, const std::string& op) {
+  QGS_REQUIRE(in.terms && in.items && in.term_table && in.item_table, op + "terms, items and both tables must be non-null");
+  for (int64_t t = 0; t < n; ++t)
+    QGS_REQUIRE(in.items[t] >= 0 && in.items[t] < in.item_rows, op + "items[" + std::to_string(t) + "] = " + std::to_string(in.items[t]) +
+                                                                   " is out of range for an item table of " + std::to_string(in.item_rows) + " rows");
+  embedding_bag_f32(x, in.term_table, in.term_rows, D, in.terms, nullptr, n, in.m, true, in.pad_term);
+  parallel_for(n, 256, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* item = in.item_table + int64_t(in.items[t]) * D;
+      float* xt = x + t * D;
+      for (int64_t d = 0; d < D; ++d) xt[d] += item[d];
+    }
+  });
+}
+}  // namespace
+
 void linear_hstu_encoder_plan_step(float* h_out, float* states_out, const float* states_in, const PairTokenInputs& in,
                                    const LinearHstuEncoderPlan& plan, int64_t R, bool write) {
   const std::string op = "linearHstuEncoderPlan: ";
@@ -206,15 +210,10 @@ void linear_hstu_encoder_plan_step(float* h_out, float* states_out, const float*
   QGS_REQUIRE(states_in, op + "states_in must be non-null");
   QGS_REQUIRE(!write || states_out, op + "states_out must be non-null when writing");
   QGS_REQUIRE(write || h_out, op + "h_out must be non-null for a read-out (it is the only result)");
-  QGS_REQUIRE(in.terms && in.items && in.term_table && in.item_table, op + "terms, items and both tables must be non-null");
   QGS_REQUIRE(in.m >= 1, op + "m (terms per token) must be >= 1, got " + std::to_string(in.m));
-  for (int64_t r = 0; r < R; ++r)
-    QGS_REQUIRE(in.items[r] >= 0 && in.items[r] < in.item_rows, op + "items[" + std::to_string(r) + "] = " + std::to_string(in.items[r]) +
-                                                                   " is out of range for an item table of " + std::to_string(in.item_rows) + " rows");
   const int64_t D = z.D, per = z.H * z.dk * z.dv, S = z.L * per;
-  // The term bags of all rows first: embedding_bag_f32 checks every id before it writes anything.
   std::vector<float> x0(static_cast<size_t>(R * D));
-  embedding_bag_f32(x0.data(), in.term_table, in.term_rows, D, in.terms, nullptr, R, in.m, true, in.pad_term);
+  embed_pair_tokens(x0.data(), in, R, D, op);
   LinearHstuStepSizes ls;
   ls.R = 1, ls.D = D, ls.H = z.H, ls.dk = z.dk, ls.dv = z.dv;
   // Rows are independent users: split across the pool only in batches of 16 (as the step).
@@ -223,14 +222,13 @@ void linear_hstu_encoder_plan_step(float* h_out, float* states_out, const float*
     std::vector<float> a(static_cast<size_t>(D)), b(static_cast<size_t>(D));
     float mean, rstd;
     for (int64_t r = r0; r < r1; ++r) {
-      const float* item = in.item_table + int64_t(in.items[r]) * D;
-      for (int64_t d = 0; d < D; ++d) a[d] = x0[r * D + d] + item[d];
+      std::copy(x0.begin() + r * D, x0.begin() + (r + 1) * D, a.begin());
       for (int64_t l = 0; l < z.L; ++l) {
         const float* st = states_in + r * S + l * per;
         step_row(b.data(), write ? states_out + r * S + l * per : nullptr, a.data(), st, plan.views[l], ls, write, sc);
         a.swap(b);
       }
-      if (h_out) ln_row(h_out + r * D, &mean, &rstd, a.data(), or_null(plan.final_w), or_null(plan.final_b), D, plan.final_eps);
+      if (h_out) ln_row(h_out + r * D, &mean, &rstd, a.data(), plan.final_w, plan.final_b, D, plan.final_eps);
     }
   });
 }
@@ -243,22 +241,10 @@ void linear_hstu_encoder_plan_encode(float* states_out, const float* states_in, 
   QGS_REQUIRE(T >= 0 && B >= 1, op + "T must be >= 0 and B >= 1, got T = " + std::to_string(T) + ", B = " + std::to_string(B));
   QGS_REQUIRE(states_out, op + "states_out must be non-null");
   QGS_REQUIRE(offsets, op + "offsets must be non-null");
-  QGS_REQUIRE(T == 0 || (in.terms && in.items && in.term_table && in.item_table), op + "terms, items and both tables must be non-null");
   QGS_REQUIRE(in.m >= 1, op + "m (terms per token) must be >= 1, got " + std::to_string(in.m));
   const int64_t D = z.D, per = z.H * z.dk * z.dv, S = z.L * per;
-  for (int64_t t = 0; t < T; ++t)
-    QGS_REQUIRE(in.items[t] >= 0 && in.items[t] < in.item_rows, op + "items[" + std::to_string(t) + "] = " + std::to_string(in.items[t]) +
-                                                                   " is out of range for an item table of " + std::to_string(in.item_rows) + " rows");
-  // Pair tokens: term bags (every id checked first), then + the item rows.
   std::vector<float> x(static_cast<size_t>(std::max<int64_t>(T, 1) * D)), y;
-  if (T > 0) embedding_bag_f32(x.data(), in.term_table, in.term_rows, D, in.terms, nullptr, T, in.m, true, in.pad_term);
-  parallel_for(T, 256, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* item = in.item_table + int64_t(in.items[t]) * D;
-      float* xt = x.data() + t * D;
-      for (int64_t d = 0; d < D; ++d) xt[d] += item[d];
-    }
-  });
+  if (T > 0) embed_pair_tokens(x.data(), in, T, D, op);
   if (z.L > 1) y.resize(x.size());
   // One layer's states [B, per]: the caller's rows directly when B = 1, else gathered / scattered.
   std::vector<float> lin(B > 1 && states_in ? static_cast<size_t>(B * per) : 0), lout(B > 1 ? static_cast<size_t>(B * per) : 0);

@@ -128,18 +128,16 @@ QGS_BINDING(hfgContextLayerForward) {
 // ---- the head's model side prepared once (cpu::RankHeadPlan), held by JS as a tagged External ----
 
 namespace {
-// Tells our plan handles from any other External passed in (napi_type_tag_object).
-const napi_type_tag kRankHeadPlanTag = {0x51a5f0c2e3b94d17ULL, 0x8e6d2b4f1c0a7395ULL};
+const PlanKind kRankHeadPlan{{0x51a5f0c2e3b94d17ULL, 0x8e6d2b4f1c0a7395ULL}, "rankHeadPlan", "a rank head plan"};
 
-struct PlanHolder {
-  cpu::RankHeadPlanPtr plan;  // null once released
-};
-
-PlanHolder& plan_arg(const Napi::CallbackInfo& info, size_t i) {
-  const Napi::Value v = info[i];
-  if (!v.IsExternal() || !v.As<Napi::External<PlanHolder>>().CheckTypeTag(&kRankHeadPlanTag))
-    throw_error(info.Env(), "rankHeadPlan: plan: expected a rank head plan handle");
-  return *v.As<Napi::External<PlanHolder>>().Data();
+// [N, R, V] of one head call at argument i, each in [0, 2^bits].
+void head_call_sizes(const Napi::CallbackInfo& info, size_t i, const char* op, int bits, int64_t& N, int64_t& R, int64_t& V) {
+  const std::vector<int64_t> z = ints_arg(info, i, "sizes");
+  if (z.size() != 3) throw_error(info.Env(), std::string(op) + ": sizes: expected [N, R, V]");
+  N = z[0], R = z[1], V = z[2];
+  const int64_t big = int64_t(1) << bits;
+  if (N < 0 || N > big || R < 0 || R > big || V < 0 || V > big)
+    throw_error(info.Env(), std::string(op) + ": sizes [N, R, V] out of range (each in [0, 2^" + std::to_string(bits) + "])");
 }
 }  // namespace
 
@@ -177,23 +175,15 @@ QGS_BINDING(rankHeadPlanCreate) {
   w.type_emb = all[0].as<float>(), w.group_w = all[1].as<float>(), w.group_b = all[2].as<float>();
   w.match_w1 = all[3].as<float>(), w.match_b1 = all[4].as<float>(), w.match_w2 = all[5].as<float>();
   w.match_b2 = all[6].as<float>(), w.logit_w = all[7].as<float>();
-  auto* holder = new PlanHolder{cpu::make_rank_head_plan(w, s)};
-  auto ext = Napi::External<PlanHolder>::New(info.Env(), holder, [](Napi::Env, PlanHolder* h) { delete h; });
-  ext.TypeTag(&kRankHeadPlanTag);
-  return ext;
+  return wrap_plan(info.Env(), cpu::make_rank_head_plan(w, s), kRankHeadPlan);
 }
 
 // rankHeadPlanForward(plan, logits, ctx, req (i32), item, feats | null, [N, R, V], itemIds (i32) | null)
 QGS_BINDING(rankHeadPlanForward) {
-  PlanHolder& h = plan_arg(info, 0);
-  if (!h.plan) throw_error(info.Env(), "rankHeadPlan: the plan was released");
-  const RankHeadSizes ps = cpu::rank_head_plan_sizes(*h.plan);
-  const std::vector<int64_t> z = ints_arg(info, 6, "sizes");
-  if (z.size() != 3) throw_error(info.Env(), "rankHeadPlan: sizes: expected [N, R, V]");
-  const int64_t N = z[0], R = z[1], V = z[2];
-  const int64_t big = int64_t(1) << 40;
-  if (N < 0 || N > big || R < 0 || R > big || V < 0 || V > big)
-    throw_error(info.Env(), "rankHeadPlan: sizes [N, R, V] out of range (each in [0, 2^40])");
+  const cpu::RankHeadPlan& plan = live_plan_arg<cpu::RankHeadPlanPtr>(info, 0, kRankHeadPlan);
+  const RankHeadSizes ps = cpu::rank_head_plan_sizes(plan);
+  int64_t N, R, V;
+  head_call_sizes(info, 6, "rankHeadPlan", 40, N, R, V);
   const size_t fD = size_t(ps.D) * 4;
   const bool by_id = !(info[7].IsNull() || info[7].IsUndefined());
   std::vector<View> all;
@@ -206,7 +196,7 @@ QGS_BINDING(rankHeadPlanForward) {
   all.push_back(ids);
   require_cpu(info, "rankHeadPlan", all);
   cpu::hfg_rank_head_forward(all[0].as<float>(), all[1].as<float>(), all[2].as<int32_t>(), all[3].as<float>(),
-                             ids.as<int32_t>(), all[4].as<float>(), *h.plan, N, R, V);
+                             ids.as<int32_t>(), all[4].as<float>(), plan, N, R, V);
   return info.Env().Undefined();
 }
 
@@ -214,16 +204,11 @@ QGS_BINDING(rankHeadPlanForward) {
 //                   feats: Float32Array | null, [N, R, V]): the serving form — the per-request inputs and the logits
 // are plain host arrays (no tensors to make and free per request), the items read from the catalogue table.
 QGS_BINDING(rankHeadPlanScore) {
-  PlanHolder& h = plan_arg(info, 0);
-  if (!h.plan) throw_error(info.Env(), "rankHeadPlan: the plan was released");
-  const RankHeadSizes ps = cpu::rank_head_plan_sizes(*h.plan);
-  const std::vector<int64_t> z = ints_arg(info, 7, "sizes");
-  if (z.size() != 3) throw_error(info.Env(), "rankHeadPlanScore: sizes: expected [N, R, V]");
-  const int64_t N = z[0], R = z[1], V = z[2];
-  const int64_t big = int64_t(1) << 31;
-  if (N < 0 || N > big || R < 0 || R > big || V < 0 || V > big)
-    throw_error(info.Env(), "rankHeadPlanScore: sizes [N, R, V] out of range (each in [0, 2^31])");
+  const cpu::RankHeadPlan& plan = live_plan_arg<cpu::RankHeadPlanPtr>(info, 0, kRankHeadPlan);
+  const RankHeadSizes ps = cpu::rank_head_plan_sizes(plan);
   const char* op = "rankHeadPlanScore";
+  int64_t N, R, V;
+  head_call_sizes(info, 7, op, 31, N, R, V);
   const size_t n = size_t(N), D = size_t(ps.D);
   float* logits = typed_array_arg<float, napi_float32_array>(info, 1, op, "logits", "Float32Array", n, false);
   const float* ctx = typed_array_arg<float, napi_float32_array>(info, 2, op, "ctx", "Float32Array", size_t(R) * D, false);
@@ -233,13 +218,13 @@ QGS_BINDING(rankHeadPlanScore) {
   std::vector<View> all;
   all.push_back(storage_arg(info, 4, "itemTable", size_t(V) * D * 4));
   require_cpu(info, op, all);
-  cpu::hfg_rank_head_forward(logits, ctx, req, all[0].as<float>(), ids, feats, *h.plan, N, R, V);
+  cpu::hfg_rank_head_forward(logits, ctx, req, all[0].as<float>(), ids, feats, plan, N, R, V);
   return info.Env().Undefined();
 }
 
 // rankHeadPlanRelease(plan): frees the prepared weights now (a later forward throws); idempotent.
 QGS_BINDING(rankHeadPlanRelease) {
-  plan_arg(info, 0).plan.reset();
+  plan_holder_arg<cpu::RankHeadPlanPtr>(info, 0, kRankHeadPlan).plan.reset();
   return info.Env().Undefined();
 }
 

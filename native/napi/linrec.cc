@@ -328,19 +328,19 @@ QGS_BINDING(linearHstuBlock) {
 // ---- a whole encoder's serving steps, weights prepared once (LinearHstuEncoderPlan), as a tagged External ----
 
 namespace {
-const napi_type_tag kEncoderPlanTag = {0x7c3e9a1d52b84f60ULL, 0xa41f6d0e2b9c8357ULL};
+const PlanKind kEncoderPlan{{0x7c3e9a1d52b84f60ULL, 0xa41f6d0e2b9c8357ULL}, "encoderPlan", "an encoder plan"};
 
-struct EncoderPlanHolder {
-  LinearHstuEncoderPlanPtr plan;  // null once released
-};
-
-EncoderPlanHolder& encoder_plan_arg(const Napi::CallbackInfo& info, size_t i) {
-  const Napi::Value v = info[i];
-  if (!v.IsExternal() || !v.As<Napi::External<EncoderPlanHolder>>().CheckTypeTag(&kEncoderPlanTag))
-    throw_error(info.Env(), "encoderPlan: plan: expected an encoder plan handle");
-  return *v.As<Napi::External<EncoderPlanHolder>>().Data();
+// The token inputs both plan calls take after their own arguments: the term and item tables at `at`
+// and `at + 1` (CPU storages of termRows / itemRows rows of width D), the ids already in `in`.
+void pair_token_tables(const Napi::CallbackInfo& info, size_t at, const char* op, int64_t VT, int64_t VI, int64_t D, int64_t m,
+                       int64_t pad, PairTokenInputs& in) {
+  std::vector<View> all;
+  all.push_back(storage_arg(info, at, "termTable", size_t(VT) * size_t(D) * 4));
+  all.push_back(storage_arg(info, at + 1, "itemTable", size_t(VI) * size_t(D) * 4));
+  require_cpu(info, op, all);
+  in.m = m, in.term_table = all[0].as<float>(), in.term_rows = VT, in.item_table = all[1].as<float>(), in.item_rows = VI;
+  in.pad_term = static_cast<int32_t>(pad);
 }
-
 }  // namespace
 
 // encoderPlanCreate([L, D, H, dk, dv], epsIn[L], epsOut[L], finalW | null, finalB | null, finalEps, <9 weight args> × L)
@@ -371,18 +371,14 @@ QGS_BINDING(encoderPlanCreate) {
     hstu_block_weight_args(info, 6 + 9 * size_t(l), s.D, s.H, s.dk, s.dv, true, all, ws[l]);
   }
   require_cpu(info, "encoderPlan", all);
-  auto* holder = new EncoderPlanHolder{make_linear_hstu_encoder_plan(ws.data(), s, all[0].as<float>(), all[1].as<float>(), final_eps)};
-  auto ext = Napi::External<EncoderPlanHolder>::New(info.Env(), holder, [](Napi::Env, EncoderPlanHolder* h) { delete h; });
-  ext.TypeTag(&kEncoderPlanTag);
-  return ext;
+  return wrap_plan(info.Env(), make_linear_hstu_encoder_plan(ws.data(), s, all[0].as<float>(), all[1].as<float>(), final_eps), kEncoderPlan);
 }
 
 // encoderPlanStep(plan, hOut: Float32Array | null, statesOut: Float32Array | null, statesIn: Float32Array,
 //                 terms: Int32Array, items: Int32Array, termTable, itemTable, [R, m, termRows, itemRows, pad], write)
 QGS_BINDING(encoderPlanStep) {
-  EncoderPlanHolder& h = encoder_plan_arg(info, 0);
-  if (!h.plan) throw_error(info.Env(), "encoderPlan: the plan was released");
-  const LinearHstuEncoderSizes ps = linear_hstu_encoder_plan_sizes(*h.plan);
+  const LinearHstuEncoderPlan& plan = live_plan_arg<LinearHstuEncoderPlanPtr>(info, 0, kEncoderPlan);
+  const LinearHstuEncoderSizes ps = linear_hstu_encoder_plan_sizes(plan);
   const std::vector<int64_t> z = ints_arg(info, 8, "sizes");
   if (z.size() != 5) throw_error(info.Env(), "encoderPlanStep: sizes: expected [R, m, termRows, itemRows, pad]");
   const int64_t R = z[0], m = z[1], VT = z[2], VI = z[3], pad = z[4];
@@ -397,22 +393,16 @@ QGS_BINDING(encoderPlanStep) {
   PairTokenInputs in;
   in.terms = typed_array_arg<int32_t, napi_int32_array>(info, 4, "encoderPlanStep", "terms", "Int32Array", r * size_t(m), false);
   in.items = typed_array_arg<int32_t, napi_int32_array>(info, 5, "encoderPlanStep", "items", "Int32Array", r, false);
-  std::vector<View> all;
-  all.push_back(storage_arg(info, 6, "termTable", size_t(VT) * D * 4));
-  all.push_back(storage_arg(info, 7, "itemTable", size_t(VI) * D * 4));
-  require_cpu(info, "encoderPlanStep", all);
-  in.m = m, in.term_table = all[0].as<float>(), in.term_rows = VT, in.item_table = all[1].as<float>(), in.item_rows = VI;
-  in.pad_term = static_cast<int32_t>(pad);
-  cpu::linear_hstu_encoder_plan_step(h_out, write ? st_out : nullptr, st_in, in, *h.plan, R, write);
+  pair_token_tables(info, 6, "encoderPlanStep", VT, VI, ps.D, m, pad, in);
+  cpu::linear_hstu_encoder_plan_step(h_out, write ? st_out : nullptr, st_in, in, plan, R, write);
   return info.Env().Undefined();
 }
 
 // encoderPlanEncode(plan, statesOut: Float32Array, statesIn: Float32Array | null, terms: Int32Array, items: Int32Array,
 //                   termTable, itemTable, offsets: Int32Array, write: Float32Array | null, [T, B, m, termRows, itemRows, pad])
 QGS_BINDING(encoderPlanEncode) {
-  EncoderPlanHolder& h = encoder_plan_arg(info, 0);
-  if (!h.plan) throw_error(info.Env(), "encoderPlan: the plan was released");
-  const LinearHstuEncoderSizes ps = linear_hstu_encoder_plan_sizes(*h.plan);
+  const LinearHstuEncoderPlan& plan = live_plan_arg<LinearHstuEncoderPlanPtr>(info, 0, kEncoderPlan);
+  const LinearHstuEncoderSizes ps = linear_hstu_encoder_plan_sizes(plan);
   const std::vector<int64_t> z = ints_arg(info, 9, "sizes");
   if (z.size() != 6) throw_error(info.Env(), "encoderPlanEncode: sizes: expected [T, B, m, termRows, itemRows, pad]");
   const int64_t T = z[0], B = z[1], m = z[2], VT = z[3], VI = z[4], pad = z[5];
@@ -420,7 +410,7 @@ QGS_BINDING(encoderPlanEncode) {
   if (T < 0 || T > big || B < 1 || B > big || m < 1 || m > 65536 || VT < 0 || VT > big || VI < 0 || VI > big || pad < INT32_MIN ||
       pad > INT32_MAX)
     throw_error(info.Env(), "encoderPlanEncode: sizes [T, B, m, termRows, itemRows, pad] out of range");
-  const size_t S = size_t(ps.L * ps.H * ps.dk * ps.dv), D = size_t(ps.D), b = size_t(B), t = size_t(T);
+  const size_t S = size_t(ps.L * ps.H * ps.dk * ps.dv), b = size_t(B), t = size_t(T);
   float* st_out = typed_array_arg<float, napi_float32_array>(info, 1, "encoderPlanEncode", "statesOut", "Float32Array", b * S, false);
   const float* st_in = typed_array_arg<float, napi_float32_array>(info, 2, "encoderPlanEncode", "statesIn", "Float32Array", b * S, true);
   PairTokenInputs in;
@@ -428,19 +418,14 @@ QGS_BINDING(encoderPlanEncode) {
   in.items = typed_array_arg<int32_t, napi_int32_array>(info, 4, "encoderPlanEncode", "items", "Int32Array", t, false);
   const int32_t* offsets = typed_array_arg<int32_t, napi_int32_array>(info, 7, "encoderPlanEncode", "offsets", "Int32Array", b + 1, false);
   const float* write = typed_array_arg<float, napi_float32_array>(info, 8, "encoderPlanEncode", "write", "Float32Array", t, true);
-  std::vector<View> all;
-  all.push_back(storage_arg(info, 5, "termTable", size_t(VT) * D * 4));
-  all.push_back(storage_arg(info, 6, "itemTable", size_t(VI) * D * 4));
-  require_cpu(info, "encoderPlanEncode", all);
-  in.m = m, in.term_table = all[0].as<float>(), in.term_rows = VT, in.item_table = all[1].as<float>(), in.item_rows = VI;
-  in.pad_term = static_cast<int32_t>(pad);
-  cpu::linear_hstu_encoder_plan_encode(st_out, st_in, in, offsets, B, write, *h.plan, T);
+  pair_token_tables(info, 5, "encoderPlanEncode", VT, VI, ps.D, m, pad, in);
+  cpu::linear_hstu_encoder_plan_encode(st_out, st_in, in, offsets, B, write, plan, T);
   return info.Env().Undefined();
 }
 
 // encoderPlanRelease(plan): frees the prepared weights now (a later step throws); idempotent.
 QGS_BINDING(encoderPlanRelease) {
-  encoder_plan_arg(info, 0).plan.reset();
+  plan_holder_arg<LinearHstuEncoderPlanPtr>(info, 0, kEncoderPlan).plan.reset();
   return info.Env().Undefined();
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qgs/common.h"
@@ -117,6 +118,46 @@ T* typed_array_arg(const Napi::CallbackInfo& info, size_t i, const char* op, con
     throw_error(info.Env(), std::string(op) + ": " + name + ": expected at least " + std::to_string(min_len) + " elements, got " +
                                 std::to_string(a.ElementLength()));
   return a.Data();
+}
+
+// A prepared native object (a plan: unique_ptr-like Ptr) held by JS as a type-tagged External. The
+// release binding resets `plan`, so a later call fails with a clear error instead of touching freed
+// memory; the External's finalizer frees whatever is left.
+template <class Ptr>
+struct PlanHolder {
+  Ptr plan;
+};
+
+// One family of plans: its type tag (tells our handles from any other External) and the names its
+// errors use ("<op>: plan: expected <what> handle", "<op>: the plan was released").
+struct PlanKind {
+  napi_type_tag tag;
+  const char* op;
+  const char* what;
+};
+
+template <class Ptr>
+Napi::Value wrap_plan(Napi::Env env, Ptr plan, const PlanKind& kind) {
+  auto* holder = new PlanHolder<Ptr>{std::move(plan)};
+  auto ext = Napi::External<PlanHolder<Ptr>>::New(env, holder, [](Napi::Env, PlanHolder<Ptr>* h) { delete h; });
+  ext.TypeTag(&kind.tag);
+  return ext;
+}
+
+template <class Ptr>
+PlanHolder<Ptr>& plan_holder_arg(const Napi::CallbackInfo& info, size_t i, const PlanKind& kind) {
+  const Napi::Value v = info[i];
+  if (!v.IsExternal() || !v.As<Napi::External<PlanHolder<Ptr>>>().CheckTypeTag(&kind.tag))
+    throw_error(info.Env(), std::string(kind.op) + ": plan: expected " + kind.what + " handle");
+  return *v.As<Napi::External<PlanHolder<Ptr>>>().Data();
+}
+
+// The plan of argument i, refused once released.
+template <class Ptr>
+auto& live_plan_arg(const Napi::CallbackInfo& info, size_t i, const PlanKind& kind) {
+  PlanHolder<Ptr>& h = plan_holder_arg<Ptr>(info, i, kind);
+  if (!h.plan) throw_error(info.Env(), std::string(kind.op) + ": the plan was released");
+  return *h.plan;
 }
 
 // Wraps a binding body so KernelError / std::exception become JS Errors.

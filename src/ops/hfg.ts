@@ -427,7 +427,7 @@ export class HfgRankHeadPlan {
     native().rankHeadPlanScore(handle, logits, ctx, req, itemTable.storage, itemIds, this.features > 0 ? features : null, [N, ctx.length / D, itemTable.shape[0]]);
   }
 
-  /** Frees the prepared weights now; run() then throws. Idempotent. */
+  /** Frees the prepared weights now; run() and score() then throw. Idempotent. */
   dispose(): void {
     if (this.handle !== null) native().rankHeadPlanRelease(this.handle);
     this.handle = null;

@@ -211,10 +211,8 @@ export class QgsBackend implements ScoringBackend {
     let logits: Float32Array;
     if (this.plan.encoderPlan !== null && this.plan.canScoreInto) {
       // Both plans on plain arrays: no tensor is made or freed for a request.
-      const h = new Float32Array(R * this.model.cfg.dim);
-      this.plan.stepTokens(this.statesOf(reqs), terms, readOutItems, { write: false, hOut: h });
       logits = new Float32Array(N);
-      this.plan.scoreInto(logits, h, rowReq, items, feats);
+      this.plan.scoreInto(logits, this.readOutRows(terms, readOutItems, reqs), rowReq, items, feats);
     } else {
       logits = scope(() =>
         noGrad(() => {
@@ -236,9 +234,14 @@ export class QgsBackend implements ScoringBackend {
   /** The encoder's read-out [R, D] of each request's query token against its state (as a tensor). */
   private readOut(terms: Int32Array, items: Int32Array, reqs: readonly BackendScoreRequest[]): Tensor {
     if (this.plan.encoderPlan === null) return this.model.encoder.step(this.plan.embedTokens(terms, items), this.unpack(reqs.map((r) => r.state)), false).h;
+    return tensor(this.readOutRows(terms, items, reqs), [reqs.length, this.model.cfg.dim]);
+  }
+
+  /** The read-out through the encoder plan, as rows [R × D] (only when there is a plan). */
+  private readOutRows(terms: Int32Array, items: Int32Array, reqs: readonly BackendScoreRequest[]): Float32Array {
     const h = new Float32Array(reqs.length * this.model.cfg.dim);
     this.plan.stepTokens(this.statesOf(reqs), terms, items, { write: false, hOut: h });
-    return tensor(h, [reqs.length, this.model.cfg.dim]);
+    return h;
   }
 
   /** The requests' states as one [R × stateSize] array (the state itself for one request). */

@@ -114,21 +114,18 @@ void linear_hstu_encoder_plan_step(float* h_out, float* states_out, const float*
 // sequences (offsets [B + 1], as LinearHstuSeqSizes) with write weights write [T] (null = every token
 // writes), each sequence starting from its state in states_in [B, L·H·dk·dv] (null = zeros) →
 // the final states states_out [B, L·H·dk·dv] (layer-major per sequence): every layer but the last
-// through linear_hstu_seq_forward with outputs, the last for its state only. Calls BLAS: not from
-// inside parallel_for.
+// through linear_hstu_seq_forward with outputs, the last for its state only.
 void linear_hstu_encoder_plan_encode(float* states_out, const float* states_in, const PairTokenInputs& in,
                                      const int32_t* offsets, int64_t B, const float* write, const LinearHstuEncoderPlan& plan,
                                      int64_t T);
-}  // namespace cpu
 
-namespace cpu {
 // out [R, D]; state_out [R, H, dk, dv] (required when write, ignored otherwise); x [R, D];
 // state [R, H, dk, dv].
 void linear_hstu_step_forward(float* out, float* state_out, const float* x, const float* state,
                               const LinearHstuStepWeights& w, const LinearHstuStepSizes& s, bool write);
 
 // out [T, D] or null; state_out [B, H, dk, dv] or null (not both null); x [T, D]; state_in
-// [B, H, dk, dv] or null; write [T] or null. Calls BLAS: not from inside parallel_for.
+// [B, H, dk, dv] or null; write [T] or null.
 void linear_hstu_seq_forward(float* out, float* state_out, const float* x, const float* state_in, const float* write,
                              const LinearHstuStepWeights& w, const LinearHstuSeqSizes& s);
 }  // namespace cpu
