@@ -70,7 +70,14 @@ async function serving(data) {
     // Served from a fresh process, as a server would (qgs-serving-process.js says why).
     const child = path.join(__dirname, 'qgs-serving-process.js');
     const out = execFileSync(process.execPath, [child, dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
-    const rows = JSON.parse(out.trim().split('\n').pop()).map((r) => ({ ...r, p99_ms: r.p99_ms ?? NaN, target_p99_ms: r.target_p99_ms ?? NaN }));
+    const rows = JSON.parse(out.trim().split('\n').pop()).map((r) => ({
+      case: r.case,
+      p50_ms: r.p50_ms,
+      p99_ms: r.p99_ms ?? NaN,
+      p99_quarters_min_ms: r.p99_quarters_min_ms ?? NaN,
+      p99_quarters_max_ms: r.p99_quarters_max_ms ?? NaN,
+      target_p99_ms: r.target_p99_ms ?? NaN,
+    }));
     printTable(`QGS serving from a fresh process through Ranker (worker thread) and, beside it, the same backend in-process and a fixed native workload (real QGS backend: ${DEFAULT_MODEL.layers} layers x ${DEFAULT_MODEL.heads} heads x ${DEFAULT_MODEL.dk} x ${DEFAULT_MODEL.dv} state)`, rows);
     saveRows('qgs-serving', rows);
   } finally {
