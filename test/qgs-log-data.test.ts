@@ -29,7 +29,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const MIN = 60e3;
 /** Two users, three sessions each (30+ min apart) so the per-user time split has train, valid and test. */
-function records(): SessionRecord[] {
+function records(acme: string | number = 'acme'): SessionRecord[] {
   const out: SessionRecord[] = [];
   for (const [u, user] of ['alice', 'bob'].entries()) {
     for (let s = 0; s < 3; s++) {
@@ -45,7 +45,7 @@ function records(): SessionRecord[] {
         clicks: shown.map((_, i) => (i === s % n ? 1 : 0)),
         features: {
           price: shown.map((_, i) => (i === 0 ? null : 10 + i)),
-          brand: shown.map((_, i) => (i === 1 ? 'acme' : i === 2 ? 'zed' : 'acme')),
+          brand: shown.map((_, i) => (i === 2 ? 'zed' : acme)),
           tags: shown.map(() => ['x', 'y']),
           ctx: shown.flatMap((_, i) => [i, Math.log1p(i)]),
         },
@@ -320,6 +320,43 @@ describe('serving a log-trained model', () => {
       await expect(ranker.score({ history, query, candidates: [{ item: 'sku-1', features: { brand: { brand_0: ['a'] } } }] })).rejects.toThrow(/candidates\[0\]\.features\.brand\.brand_0: expected a category/);
     } finally {
       await ranker.close();
+    }
+  });
+
+  test('a category sent as a number reaches the Ranker exact: 2^24 + 1 is not its float32 neighbour 2^24', async () => {
+    const big = 2 ** 24 + 1;
+    const { data, vocab } = prepareLogData(records(big), { termBuckets: 1000, maxCategories: 1 });
+    expect(vocab.categorical).toEqual([{ group: 'brand', feature: 'brand_0', values: [String(big)] }]);
+    const { result } = runVariant(data, VARIANTS[0], { epochs: 1, seed: 3, batchTokens: 400 });
+    const { model, scaler } = result;
+    const out = path.join(dir, 'served-big-category');
+    saveCheckpoint(out, model, scaler, {}, vocab);
+    const history: Interaction[] = [{ query: { text: 'red shoes' }, item: 'sku-1' }];
+    const query = { text: 'blue hat' };
+    const brands = [big, 2 ** 24, 0.1, big];
+    // All-numeric candidates, 40 (the compiled reader) and 4 (the generic packer), against the
+    // object path of qgs rank (no float32 on the way) and against the indicator columns.
+    const cands = (n: number, brand: (i: number) => Record<string, number>) =>
+      Array.from({ length: n }, (_, i) => ({ item: ['sku-1', 'sku-2', 'sku-3'][i % 3], features: { price: { price_0: 10 + (i % 5) }, ctx: { ctx_0: i % 4, ctx_1: Math.log1p(i % 4) }, brand: brand(i) } }));
+    const raw = (i: number) => ({ brand_0: brands[i % brands.length] });
+    const kept = { [`brand_0=${big}`]: 1, 'brand_0=<other>': 0 };
+    const other = { [`brand_0=${big}`]: 0, 'brand_0=<other>': 1 };
+    const ind = (i: number) => (brands[i % brands.length] === big ? kept : other);
+    const ranker = await Ranker.load(out);
+    try {
+      for (const n of [40, 4]) {
+        const viaObjects = scoreRequest(model, scaler, { history, query, candidates: cands(n, raw) }, vocab);
+        const viaIndicators = scoreRequest(model, scaler, { history, query, candidates: cands(n, ind) }, vocab);
+        expect(Array.from(viaObjects)).toEqual(Array.from(viaIndicators));
+        const ranked = await ranker.score({ history, query, candidates: cands(n, raw) });
+        expect(relError(ranked, viaObjects)).toBeLessThan(1e-4);
+        // The category matters (else the comparison could not fail): as "other", row 0 scores differently.
+        const asOther = await ranker.score({ history, query, candidates: cands(n, () => other) });
+        expect(Math.abs(asOther[0] - ranked[0])).toBeGreaterThan(1e-4);
+      }
+    } finally {
+      await ranker.close();
+      model.dispose();
     }
   });
 });

@@ -17,7 +17,8 @@ import {
   type Candidate,
 } from '../src/qgs/serving';
 import { Random } from '../src';
-import { ServingCore } from '../src/qgs/serving/worker';
+import { ServingCore, exactFeaturesOf } from '../src/qgs/serving/worker';
+import { exactFeatureSet, type ExactFeatures, type FeatureExtra } from '../src/qgs/serving/packed';
 import { packCandidateList } from '../src/qgs/serving/validate';
 import { ShapeReaders } from '../src/qgs/serving/candidate-reader';
 import type { ScoringBackend } from '../src/qgs/serving/backend';
@@ -385,9 +386,9 @@ describe('one-shape candidate lists (compiled readers)', () => {
       for (const g of groups) for (const k of g.features) f[g.name][k] = rng.normal() * 10;
       return { item: rng.int(1 << 30), features: f } as { item: unknown; features: Record<string, Record<string, unknown>> };
     });
-  const packs = (cands: readonly unknown[]) => {
-    const fast = (() => { try { return packScoreRequest({ query: { id: 1 }, candidates: cands }).candidates; } catch (e) { return (e as Error).message; } })();
-    const slow = (() => { try { return packCandidateList(cands, 'candidates', DEFAULT_LIMITS); } catch (e) { return (e as Error).message; } })();
+  const packs = (cands: readonly unknown[], exact: ExactFeatures | null = null) => {
+    const fast = (() => { try { return packScoreRequest({ query: { id: 1 }, candidates: cands }, DEFAULT_LIMITS, exact).candidates; } catch (e) { return (e as Error).message; } })();
+    const slow = (() => { try { return packCandidateList(cands, 'candidates', DEFAULT_LIMITS, exact); } catch (e) { return (e as Error).message; } })();
     return { fast, slow };
   };
 
@@ -419,7 +420,12 @@ describe('one-shape candidate lists (compiled readers)', () => {
     for (let trial = 0; trial < 6; trial++) {
       const groups = shapeFor(rng);
       const cands = make(rng, groups, 16 + rng.int(300));
-      const same = packs(cands);
+      // Some features exact (every other trial), with values float32 keeps (small integers) and
+      // changes (large integers, fractions) in them.
+      const exactCols = trial % 2 === 0 ? [] : groups.flatMap((g) => g.features.filter(() => rng.uniform() < 0.5).map((f) => ({ group: g.name, feature: f })));
+      for (const c of cands) for (const { group, feature } of exactCols) c.features[group][feature] = [3, 2 ** 24 + 1 + rng.int(1000), rng.normal()][rng.int(3)];
+      const exact = exactFeatureSet(exactCols);
+      const same = packs(cands, exact);
       expect(typeof same.fast).toBe('object'); // packed, not an error
       expect(same.fast).toEqual(same.slow);
       for (const [what, edit] of edits) {
@@ -428,7 +434,7 @@ describe('one-shape candidate lists (compiled readers)', () => {
         const g = groups[rng.int(groups.length)];
         const replaced = edit(copy[j], g.name, g.features[rng.int(g.features.length)]);
         if (replaced instanceof Group) copy[j] = replaced as Cand;
-        const r = packs(copy);
+        const r = packs(copy, exact);
         if (r.fast !== r.slow) expect([what, seed, r.fast]).toEqual([what, seed, r.slow]);
       }
     }
@@ -442,9 +448,11 @@ describe('one-shape candidate lists (compiled readers)', () => {
     expect(readers.shapeOf(c('a'), 64, 1024)?.read).toBe(a?.read);
     const items = new Int32Array(2);
     const values = new Float32Array(2);
-    expect(a?.read([c('a'), { item: 7, features: { a: { x: 2.5 } } }], items, values)).toBe(2);
+    const extras: FeatureExtra[] = [];
+    expect(a?.read([c('a'), { item: 7, features: { a: { x: 2.5 } } }], items, values, extras)).toBe(2);
     expect([...items, ...values]).toEqual([1, 7, 1, 2.5]);
-    expect(a?.read([c('a'), { item: 7, features: { a: { x: 2.5, y: 1 } } }], items, values)).toBe(1);
+    expect(a?.read([c('a'), { item: 7, features: { a: { x: 2.5, y: 1 } } }], items, values, extras)).toBe(1);
+    expect(extras).toEqual([]);
     // Not one shape: strings, empty groups, limits → no reader.
     expect(readers.shapeOf({ item: 1, features: { a: { x: 's' } } }, 64, 1024)).toBeNull();
     expect(readers.shapeOf({ item: 1, features: { a: {} } }, 64, 1024)).toBeNull();
@@ -462,6 +470,33 @@ describe('one-shape candidate lists (compiled readers)', () => {
     } finally {
       globalThis.Function = original;
     }
+  });
+});
+
+describe('exact features (a backend\'s categorical ids sent as numbers)', () => {
+  test('a value float32 would change also travels exact in extras, on the compiled and the generic path; others do not', () => {
+    const big = 2 ** 24 + 1; // float32: 2^24, the neighbouring id
+    const vals = [big, 2 ** 24, 0.1, 7, 2.5];
+    const cands = (n: number) => Array.from({ length: n }, (_, i) => ({ item: i, features: { shop: { id: vals[i % vals.length], score: big } } }));
+    const exact = exactFeatureSet([{ group: 'shop', feature: 'id' }]);
+    for (const n of [40, 5]) {
+      // 40 candidates: the compiled reader; 5: below its minimum, the generic packer.
+      const p = packScoreRequest({ query: { id: 1 }, candidates: cands(n) }, DEFAULT_LIMITS, exact).candidates;
+      expect(p.columns).toEqual([{ group: 'shop', feature: 'id' }, { group: 'shop', feature: 'score' }]);
+      for (let i = 0; i < n; i++) expect(p.values[i * 2]).toBe(Math.fround(vals[i % vals.length]));
+      const want = Array.from({ length: n }, (_, i) => i)
+        .filter((i) => Math.fround(vals[i % vals.length]) !== vals[i % vals.length])
+        .map((row) => ({ row, group: 'shop', feature: 'id', value: vals[row % vals.length] }));
+      expect(want.length).toBeGreaterThan(0);
+      expect(p.extras).toEqual(want); // 'score' is not exact: float32 only
+      // Without exact features nothing is added (the float32 matrix only), and the objects rebuilt
+      // from the batch carry the exact id where there is one.
+      expect(packScoreRequest({ query: { id: 1 }, candidates: cands(n) }).candidates.extras).toEqual([]);
+      expect(new CandidateBatch(p).toArray()[0].features).toEqual({ shop: { id: big, score: Math.fround(big) } });
+    }
+    // A malformed backend declaration is refused by name.
+    expect(() => exactFeaturesOf({ exactFeatures: [{ group: 'g' }] } as unknown as ScoringBackend)).toThrow(/backend\.exactFeatures: expected an array of \{ group, feature \} string pairs/);
+    expect(exactFeaturesOf({} as ScoringBackend)).toEqual([]);
   });
 });
 

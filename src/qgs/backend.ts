@@ -26,6 +26,8 @@ export class QgsBackend implements ScoringBackend {
   private readonly map: InputMap;
   /** The map's categorical features by group and feature (raw string values arrive as extras). */
   private readonly slotByKey: Map<string, CategoricalSlot>;
+  /** The categorical features: a category sent as a number must arrive exact (2^24 + 1 is not 2^24). */
+  readonly exactFeatures: readonly { group: string; feature: string }[];
 
   /** `planOptions`: the serving plan's limits (a catalogue over maxItemTableBytes serves composed, without plans). */
   constructor(readonly model: QgsModel, readonly scaler: ScalerState, vocab?: LogVocab, planOptions?: RankingPlanOptions) {
@@ -39,6 +41,7 @@ export class QgsBackend implements ScoringBackend {
     this.stateTag = `qgs:${c.variant}:${c.layers}x${c.heads}x${c.dk}x${c.dv}:${tagHash(JSON.stringify(scaler))}${mapping}`;
     this.columns = c.layout.groups.flatMap((g) => g.features.map((f) => ({ group: g.name, feature: f })));
     this.slotByKey = new Map(this.map.categorical.map((sl) => [`${sl.group}\u0000${sl.feature}`, sl]));
+    this.exactFeatures = this.map.categorical.map((sl) => ({ group: sl.group, feature: sl.feature }));
     this.plan = new RankingPlan(model, planOptions);
   }
 
@@ -285,6 +288,8 @@ export class QgsBackend implements ScoringBackend {
   /**
    * Raw categorical values of the candidates (numbers packed as columns, strings as extras) set
    * their features' indicator columns in `rows` [candidates × F], as featureRows does for `qgs rank`.
+   * Extras come second: a number float32 rounds arrives there too, exact, and its indicator replaces
+   * the one its column value set (setIndicator rewrites the feature's whole slot).
    */
   private setCategorical(c: CandidateBatch, rows: Float32Array, F: number): void {
     const C = c.columns.length;

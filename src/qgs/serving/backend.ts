@@ -41,7 +41,7 @@
 // larger integers (then `candidates.item(i)` / `rawItems` hold them and `items[i]` is -1); numbers are
 // finite; histories and candidate lists are within the limits.
 
-import type { CandidateBatch, PackedHistory } from './packed';
+import type { CandidateBatch, FeatureColumn, PackedHistory } from './packed';
 
 export type { CandidateBatch } from './packed';
 
@@ -98,6 +98,12 @@ export interface ScoringBackend {
    * different tag is rejected. Backends with interchangeable states share a tag.
    */
   readonly stateTag?: string;
+  /**
+   * Optional: numeric features the backend needs exactly, not rounded to float32 — categorical
+   * features whose values may arrive as numbers (ids past 2^24, fractional categories). The Ranker
+   * then adds each such value that float32 would change to the candidates' `extras`, exact.
+   */
+  readonly exactFeatures?: readonly FeatureColumn[];
   /** The state of a user with no history. */
   emptyState(): Float32Array;
   /** Full re-encode of a history, oldest first (the cold path). */

@@ -16,14 +16,15 @@
 // generic path, which is the one place that reports errors and handles mixed shapes. Where code
 // generation from strings is disabled (--disallow-code-generation-from-strings), there is no fast
 // path and nothing else changes.
-import type { FeatureColumn } from './packed';
+import type { ExactFeatures, FeatureColumn, FeatureExtra } from './packed';
 
 /**
  * Reads candidates a[0..n) of one shape: item ids into items[i], feature values into values[i·C + c]
- * (C = the shape's columns, in its order). Returns n, or the index of the first candidate that does
- * not have the shape (items/values then hold partial data).
+ * (C = the shape's columns, in its order), and the values of exact features that float32 changes
+ * into `extras` too. Returns n, or the index of the first candidate that does not have the shape
+ * (items/values/extras then hold partial data).
  */
-export type ShapeReader = (a: readonly unknown[], items: Int32Array, values: Float32Array) => number;
+export type ShapeReader = (a: readonly unknown[], items: Int32Array, values: Float32Array, extras: FeatureExtra[]) => number;
 
 /** The (group, feature) keys of one candidate in for-in order, and their reader. */
 export interface CandidateShape {
@@ -51,7 +52,7 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
 // test comes right after the object's named loads, with no for-in between: with the object's map
 // then known, the optimising compiler folds Object.getPrototypeOf to a constant (placed before
 // them or after a for-in, the tests were half the reader's time).
-function compile(groups: readonly { name: string; features: readonly string[] }[], maxId: number): ShapeReader {
+function compile(groups: readonly { name: string; features: readonly string[]; exact: readonly boolean[] }[], maxId: number): ShapeReader {
   const C = groups.reduce((s, g) => s + g.features.length, 0);
   const object = (v: string): string => `if (typeof ${v} !== 'object' || ${v} === null) return i;`;
   const plain = (v: string): string => `p = Object.getPrototypeOf(${v}); if (p !== OP && p !== null) return i;`;
@@ -78,13 +79,15 @@ function compile(groups: readonly { name: string; features: readonly string[] }[
   groups.forEach((grp, j) => {
     const g = `g${j}`;
     lines.push(`  ${object(g)}`, `  k = 0; for (const _ in ${g}) k++;`, `  if (k !== ${grp.features.length}) return i;`);
-    for (const feat of grp.features) {
-      lines.push(`  x = ${g}[${JSON.stringify(feat)}];`, `  if (typeof x !== 'number' || x - x !== 0) return i;`, `  values[o + ${col++}] = x;`);
-    }
+    grp.features.forEach((feat, f) => {
+      const name = JSON.stringify(feat);
+      lines.push(`  x = ${g}[${name}];`, `  if (typeof x !== 'number' || x - x !== 0) return i;`, `  values[o + ${col++}] = x;`);
+      if (grp.exact[f]) lines.push(`  if (Math.fround(x) !== x) extras.push({ row: i, group: ${JSON.stringify(grp.name)}, feature: ${name}, value: x });`);
+    });
     lines.push(`  ${plain(g)}`);
   });
   lines.push(`}`, `return n;`);
-  return new Function('a', 'items', 'values', lines.join('\n')) as ShapeReader;
+  return new Function('a', 'items', 'values', 'extras', lines.join('\n')) as ShapeReader;
 }
 
 /**
@@ -101,22 +104,25 @@ export class ShapeReaders {
    * the group/feature limits, with its compiled reader; null when it has no numeric features, has
    * other values, or readers cannot be compiled here.
    */
-  shapeOf(c: unknown, maxGroups: number, maxFeatures: number): CandidateShape | null {
+  shapeOf(c: unknown, maxGroups: number, maxFeatures: number, exactFeatures: ExactFeatures | null = null): CandidateShape | null {
     if (!isPlainObject(c) || !isPlainObject(c.features)) return null;
-    const groups: { name: string; features: string[] }[] = [];
+    const groups: { name: string; features: string[]; exact: boolean[] }[] = [];
     const columns: FeatureColumn[] = [];
     for (const g in c.features) {
       const grp = c.features[g];
       if (groups.length === maxGroups || !isPlainObject(grp)) return null;
       const features: string[] = [];
+      const exact: boolean[] = [];
+      const ex = exactFeatures?.get(g);
       for (const k in grp) {
         const x = grp[k];
         if (features.length === maxFeatures || typeof x !== 'number' || !Number.isFinite(x)) return null;
         features.push(k);
+        exact.push(ex?.has(k) === true);
         columns.push({ group: g, feature: k });
       }
       if (features.length === 0) return null; // an empty group: left to the generic path
-      groups.push({ name: g, features });
+      groups.push({ name: g, features, exact });
     }
     if (columns.length === 0) return null;
     const key = JSON.stringify(groups);

@@ -13,12 +13,36 @@ export interface FeatureColumn {
   feature: string;
 }
 
-/** A non-numeric feature value (string, array) of one candidate. */
+/**
+ * A feature value of one candidate that the float32 matrix does not carry: a string or array, or
+ * the exact number behind a `values` entry of an exact feature (see ExactFeatures) that float32
+ * rounds (a categorical id past 2^24, a fractional category).
+ */
 export interface FeatureExtra {
   row: number;
   group: string;
   feature: string;
-  value: Exclude<FeatureValue, number | null>;
+  value: Exclude<FeatureValue, null>;
+}
+
+/**
+ * Numeric features whose values a backend needs exactly rather than as float32 (categorical ids
+ * sent as numbers: 16,777,217 as float32 is 16,777,216, another category). Group → feature names.
+ * The packers still write such a value into `values` and, when float32 changes it, add the exact
+ * number as an extra after it.
+ */
+export type ExactFeatures = ReadonlyMap<string, ReadonlySet<string>>;
+
+/** ExactFeatures of a column list; null when it is empty (nothing to carry exactly). */
+export function exactFeatureSet(columns: readonly FeatureColumn[]): ExactFeatures | null {
+  if (columns.length === 0) return null;
+  const m = new Map<string, Set<string>>();
+  for (const c of columns) {
+    let g = m.get(c.group);
+    if (g === undefined) m.set(c.group, (g = new Set()));
+    g.add(c.feature);
+  }
+  return m;
 }
 
 /** Plain data of a packed candidate list (structured-cloneable; typed arrays transferable). */
@@ -40,8 +64,10 @@ export interface PackedCandidates {
  * - numeric features: `values[i * columns.length + c]` is feature `columns[c]` of candidate i, NaN
  *   when absent or null. Columns are the (group, feature) pairs that occur in this request, in
  *   order of first appearance: map them to the model's own feature order with `column()`.
- * - `extras`: string and array-valued features, one entry per (candidate, feature).
- * - `toArray()` rebuilds `Candidate` objects (values as float32) for backends that prefer them.
+ * - `extras`: string and array-valued features, one entry per (candidate, feature), and the exact
+ *   numbers of exact features that float32 rounds (after their `values` entry: read them last).
+ * - `toArray()` rebuilds `Candidate` objects (values as float32, exact features exact) for backends
+ *   that prefer them.
  */
 export class CandidateBatch implements PackedCandidates {
   readonly items: Int32Array;

@@ -1,6 +1,6 @@
 // Messages between the Ranker (main thread) and its serving worker. Types only.
 import type { Interaction, Query } from './backend';
-import type { PackedCandidates, PackedHistory } from './packed';
+import type { FeatureColumn, PackedCandidates, PackedHistory } from './packed';
 import type { StateCacheStats, UserKey } from './state-cache';
 
 export type Op =
@@ -26,10 +26,13 @@ export interface WorkerInit {
   warmup: boolean;
 }
 
+/** What the worker reports once its backend is loaded. */
+export type WorkerReady = Extract<FromWorker, { type: 'ready' }>;
+
 export type ToWorker = { type: 'batch'; id: number; ops: Op[] } | { type: 'close' };
 
 export type FromWorker =
-  | { type: 'ready'; stateSize: number; stateTag?: string }
+  | { type: 'ready'; stateSize: number; stateTag?: string; exactFeatures: FeatureColumn[] }
   | { type: 'initError'; message: string }
   | { type: 'result'; id: number; results: OpResult[] }
   | { type: 'closed'; disposeError?: string };

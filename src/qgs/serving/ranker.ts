@@ -14,8 +14,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
 import type { Interaction } from './backend';
-import { packedBuffers } from './packed';
-import type { FromWorker, MissingStatePolicy, Op, OpResult, WorkerInit, WorkerStats } from './protocol';
+import { exactFeatureSet, packedBuffers, type ExactFeatures } from './packed';
+import type { FromWorker, MissingStatePolicy, Op, OpResult, WorkerInit, WorkerReady, WorkerStats } from './protocol';
 import type { UserKey } from './state-cache';
 import { decodeState, encodeState } from './state-codec';
 import {
@@ -210,6 +210,8 @@ export class Ranker {
   readonly limits: Readonly<ServingLimits>;
 
   private readonly worker: Worker;
+  /** The backend's exact features (packed exactly beside float32), or null. */
+  private readonly exact: ExactFeatures | null;
   private readonly maxBatch: number;
   private readonly maxBatchCandidates: number;
   private readonly maxQueue: number;
@@ -226,7 +228,7 @@ export class Ranker {
 
   private constructor(
     worker: Worker,
-    ready: { stateSize: number; stateTag?: string },
+    ready: WorkerReady,
     backendModule: string,
     limits: ServingLimits,
     o: { maxBatch: number; maxBatchCandidates: number; maxQueue: number; batchTimeoutMs: number; onError?: (err: Error) => void },
@@ -234,6 +236,7 @@ export class Ranker {
     this.worker = worker;
     this.stateSize = ready.stateSize;
     this.stateTag = ready.stateTag;
+    this.exact = exactFeatureSet(ready.exactFeatures);
     this.backendModule = backendModule;
     this.limits = Object.freeze({ ...limits });
     this.maxBatch = o.maxBatch;
@@ -295,7 +298,7 @@ export class Ranker {
       if ((e as { code?: string }).code === 'ERR_QGS_LOAD') throw e;
       throw rankerError(`Ranker.load: cannot start the serving worker (backendOptions must be structured-cloneable): ${(e as Error).message}`, 'ERR_QGS_LOAD');
     }
-    const ready = await new Promise<{ stateSize: number; stateTag?: string }>((resolve, reject) => {
+    const ready = await new Promise<WorkerReady>((resolve, reject) => {
       const cleanup = () => {
         worker.off('message', onMsg);
         worker.off('error', onErr);
@@ -349,7 +352,7 @@ export class Ranker {
   score(req: ScoreRequest): Promise<Float32Array> {
     let r: PackedScoreRequest;
     try {
-      r = packScoreRequest(req, this.limits);
+      r = packScoreRequest(req, this.limits, this.exact);
     } catch (e) {
       return Promise.reject(this.invalid('Ranker.score', e));
     }

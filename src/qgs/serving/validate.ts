@@ -8,7 +8,7 @@
 // Unknown top-level request fields are rejected (they are usually typos: `candidate`, `histroy`).
 import type { Candidate, FeatureValue, Interaction, ItemId, Query } from './backend';
 import type { UserKey } from './state-cache';
-import type { FeatureExtra, FeatureColumn, PackedCandidates, PackedHistory } from './packed';
+import type { ExactFeatures, FeatureExtra, FeatureColumn, PackedCandidates, PackedHistory } from './packed';
 import { isPlainObject, ShapeReaders } from './candidate-reader';
 
 export interface ServingLimits {
@@ -385,29 +385,33 @@ const SHAPE_READERS = new ShapeReaders(MAX_ID);
 /** Below this many candidates the generic path is as fast as compiling and running a reader. */
 const SHAPE_READER_MIN = 16;
 
-/** Validates a candidate list and packs it (numeric features as a dense NaN-padded matrix). */
-export function packCandidates(v: unknown, path: string, limits: ServingLimits): PackedCandidates {
+/**
+ * Validates a candidate list and packs it (numeric features as a dense NaN-padded matrix). Values
+ * of `exact` features that float32 would change are also added to `extras` as they are.
+ */
+export function packCandidates(v: unknown, path: string, limits: ServingLimits, exact: ExactFeatures | null = null): PackedCandidates {
   if (isCandidateColumns(v)) return packCandidateColumns(v, path, limits);
   const a = checkArray(v, path, limits.maxCandidates, 'candidates');
   const n = a.length;
   if (n >= SHAPE_READER_MIN) {
     // All candidates shaped like the first, with finite numeric features only: read by the
     // compiled reader. Anything else (first mismatch) → the generic packer, from the start.
-    const shape = SHAPE_READERS.shapeOf(a[0], limits.maxFeatureGroups, limits.maxFeaturesPerGroup);
+    const shape = SHAPE_READERS.shapeOf(a[0], limits.maxFeatureGroups, limits.maxFeaturesPerGroup, exact);
     if (shape !== null) {
       const items = new Int32Array(n);
       const values = new Float32Array(n * shape.columns.length);
-      if (shape.read(a, items, values) === n) return { items, columns: shape.columns, values, extras: [] };
+      const extras: FeatureExtra[] = [];
+      if (shape.read(a, items, values, extras) === n) return { items, columns: shape.columns, values, extras };
     }
   }
-  return packCandidateList(a, path, limits);
+  return packCandidateList(a, path, limits, exact);
 }
 
 /**
  * The generic candidate packer: any mix of shapes, string/array values, and the error report for
  * the first bad candidate. Exported for the tests that hold the compiled readers to it.
  */
-export function packCandidateList(a: readonly unknown[], path: string, limits: ServingLimits): PackedCandidates {
+export function packCandidateList(a: readonly unknown[], path: string, limits: ServingLimits, exact: ExactFeatures | null = null): PackedCandidates {
   const n = a.length;
   const items = new Int32Array(n);
   const colIndex = new Map<string, Map<string, number>>();
@@ -480,6 +484,7 @@ export function packCandidateList(a: readonly unknown[], path: string, limits: S
           eCol[nnz] = col;
           eVal[nnz] = x;
           nnz++;
+          if (exact !== null && Math.fround(x) !== x && exact.get(g)?.has(k) === true) extras.push({ row: i, group: g, feature: k, value: x });
         } else if (x !== null) {
           let val: FeatureValue;
           try {
@@ -570,14 +575,14 @@ export interface PackedScoreRequest {
 }
 
 /** Validates a score request (same checks and messages as validateScoreRequest) and packs it. */
-export function packScoreRequest(v: unknown, limits: ServingLimits = DEFAULT_LIMITS): PackedScoreRequest {
+export function packScoreRequest(v: unknown, limits: ServingLimits = DEFAULT_LIMITS, exact: ExactFeatures | null = null): PackedScoreRequest {
   const o = checkObject(v, 'request');
   for (const k in o) {
     if (!REQUEST_KEYS.has(k)) throw new ValidationError(`request.${k}`, `unknown field (expected user, history, query, candidates)`);
   }
   const r: PackedScoreRequest = {
     query: validateQuery(o.query, 'query', limits),
-    candidates: packCandidates(o.candidates, 'candidates', limits),
+    candidates: packCandidates(o.candidates, 'candidates', limits, exact),
   };
   if (o.user !== undefined) r.user = validateUser(o.user, 'user', limits);
   if (o.history !== undefined) r.history = packHistory(o.history, 'history', limits);

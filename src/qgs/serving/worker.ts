@@ -6,7 +6,7 @@ import { pathToFileURL } from 'url';
 import type { BackendScoreRequest, ScoringBackend } from './backend';
 import type { FromWorker, Op, OpResult, ToWorker, WorkerInit, WorkerStats } from './protocol';
 import { StateCache, type UserKey } from './state-cache';
-import { CandidateBatch, unpackHistory, type PackedHistory } from './packed';
+import { CandidateBatch, unpackHistory, type FeatureColumn, type PackedHistory } from './packed';
 
 function messageOf(e: unknown): string {
   if (e instanceof Error) return e.message;
@@ -50,7 +50,18 @@ export async function createBackendFrom(init: WorkerInit): Promise<ScoringBacken
   }
   if (!(Number.isSafeInteger(b.stateSize) && b.stateSize > 0)) throw new Error(`backend.stateSize: expected a positive integer, got ${String(b.stateSize)}`);
   if (b.stateTag !== undefined && typeof b.stateTag !== 'string') throw new Error(`backend.stateTag: expected a string or undefined, got ${typeof b.stateTag}`);
+  exactFeaturesOf(b);
   return b;
+}
+
+/** backend.exactFeatures as plain columns ([] when absent); throws naming it when malformed. */
+export function exactFeaturesOf(b: ScoringBackend): FeatureColumn[] {
+  const e: unknown = b.exactFeatures;
+  if (e === undefined) return [];
+  const ok = (c: unknown): c is FeatureColumn =>
+    typeof c === 'object' && c !== null && typeof (c as FeatureColumn).group === 'string' && typeof (c as FeatureColumn).feature === 'string';
+  if (!Array.isArray(e) || !e.every(ok)) throw new Error('backend.exactFeatures: expected an array of { group, feature } string pairs or undefined');
+  return e.map((c: FeatureColumn) => ({ group: c.group, feature: c.feature }));
 }
 
 /** Processes batches against a backend and a cache (the worker's logic, testable without a thread). */
@@ -272,7 +283,7 @@ async function main(port: NonNullable<typeof parentPort>, init: WorkerInit): Pro
       port.close();
     }
   });
-  post({ type: 'ready', stateSize: core.backend.stateSize, stateTag: core.backend.stateTag });
+  post({ type: 'ready', stateSize: core.backend.stateSize, stateTag: core.backend.stateTag, exactFeatures: exactFeaturesOf(core.backend) });
 }
 
 const wd = workerData as WorkerInit | undefined;
