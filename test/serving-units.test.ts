@@ -18,7 +18,7 @@ import {
 } from '../src/qgs/serving';
 import { Random } from '../src';
 import { ServingCore, exactFeaturesOf } from '../src/qgs/serving/worker';
-import { exactFeatureSet, type ExactFeatures, type FeatureExtra } from '../src/qgs/serving/packed';
+import { exactFeatureSet, type ExactFeatures, type FeatureExtra, type PackedCandidates } from '../src/qgs/serving/packed';
 import { packCandidateList } from '../src/qgs/serving/validate';
 import { ShapeReaders } from '../src/qgs/serving/candidate-reader';
 import type { ScoringBackend } from '../src/qgs/serving/backend';
@@ -386,9 +386,16 @@ describe('one-shape candidate lists (compiled readers)', () => {
       for (const g of groups) for (const k of g.features) f[g.name][k] = rng.normal() * 10;
       return { item: rng.int(1 << 30), features: f } as { item: unknown; features: Record<string, Record<string, unknown>> };
     });
+  // Extras in (row, column) order: within a candidate the reader adds them in the shape's order and
+  // the generic packer in the candidate's key order (the same set either way: 'keys in another order').
+  const canonical = (p: PackedCandidates): PackedCandidates => {
+    const col = new Map(p.columns.map((c, i) => [`${c.group}\u0000${c.feature}`, i]));
+    const at = (e: FeatureExtra) => col.get(`${e.group}\u0000${e.feature}`) ?? -1;
+    return { ...p, extras: [...p.extras].sort((a, b) => a.row - b.row || at(a) - at(b)) };
+  };
   const packs = (cands: readonly unknown[], exact: ExactFeatures | null = null) => {
-    const fast = (() => { try { return packScoreRequest({ query: { id: 1 }, candidates: cands }, DEFAULT_LIMITS, exact).candidates; } catch (e) { return (e as Error).message; } })();
-    const slow = (() => { try { return packCandidateList(cands, 'candidates', DEFAULT_LIMITS, exact); } catch (e) { return (e as Error).message; } })();
+    const fast = (() => { try { return canonical(packScoreRequest({ query: { id: 1 }, candidates: cands }, DEFAULT_LIMITS, exact).candidates); } catch (e) { return (e as Error).message; } })();
+    const slow = (() => { try { return canonical(packCandidateList(cands, 'candidates', DEFAULT_LIMITS, exact)); } catch (e) { return (e as Error).message; } })();
     return { fast, slow };
   };
 

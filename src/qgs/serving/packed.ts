@@ -65,7 +65,8 @@ export interface PackedCandidates {
  *   when absent or null. Columns are the (group, feature) pairs that occur in this request, in
  *   order of first appearance: map them to the model's own feature order with `column()`.
  * - `extras`: string and array-valued features, one entry per (candidate, feature), and the exact
- *   numbers of exact features that float32 rounds (after their `values` entry: read them last).
+ *   numbers of exact features that float32 rounds (read extras after `values`: they replace those
+ *   entries). Rows are in order; a candidate's entries are in no set order.
  * - `toArray()` rebuilds `Candidate` objects (values as float32, exact features exact) for backends
  *   that prefer them.
  */
