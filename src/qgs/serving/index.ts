@@ -38,6 +38,6 @@ export {
   MAX_ID,
 } from './validate';
 export type { ScoreRequest, ServingLimits, PackedScoreRequest, CandidateColumns } from './validate';
-export { CandidateBatch, unpackHistory } from './packed';
-export type { PackedCandidates, PackedHistory, FeatureColumn, FeatureExtra } from './packed';
+export { CandidateBatch, unpackHistory, exactFeatureSet } from './packed';
+export type { PackedCandidates, PackedHistory, FeatureColumn, FeatureExtra, ExactFeatures } from './packed';
 export type { WorkerStats, MissingStatePolicy } from './protocol';
