@@ -147,6 +147,71 @@ describe('ops.LinearHstuEncoderPlan', () => {
     t.dispose();
   });
 
+  test.each([
+    ['every token writes', false],
+    ['read-out tokens keep the state (write 0)', true],
+  ])('encode with minWeight (%s): the kept suffix exactly, near the full encode, short sequences untouched', (_, withWrite) => {
+    const seed = freshSeed();
+    // Decays here are 0.73-0.97 (randomizeParameters): at minWeight 1e-5 the horizon is up to ~360
+    // writing tokens, so the two long sequences are cut and the 20-token one is not.
+    const lens = [900, 0, 20, 700];
+    const c = { R: lens.reduce((a, v) => a + v, 0), L: 2, dim: 7, heads: 3, dk: 5, dv: 3, m: 3 };
+    const t = setup(seed, c);
+    const rng = new Random(seed + 2);
+    const B = lens.length;
+    const S = t.plan.stateSize;
+    const offsets = Int32Array.from({ length: B + 1 }, (_, b) => lens.slice(0, b).reduce((a, v) => a + v, 0));
+    const write = withWrite ? Float32Array.from({ length: c.R }, () => (rng.uniform() < 0.3 ? 0 : 1)) : null;
+    const statesIn = Float32Array.from(randomArray(rng, B * S, 0.3));
+    const g = t.plan.maxDecay;
+    expect(g).toBeGreaterThan(0.5);
+    expect(g).toBeLessThan(1);
+    const minWeight = 1e-5;
+    const got = new Float32Array(B * S).fill(Number.NaN);
+    t.plan.encode(t.tokens, { offsets, write, statesIn, statesOut: got, minWeight });
+    // Where each sequence starts, in float64 products: the first token whose later decays (at the
+    // largest decay) still weigh >= minWeight; the starting state is dropped once anything is.
+    const kept: { start: number; dropState: boolean }[] = [];
+    for (let b = 0; b < B; b++) {
+      let acc = 1;
+      let start = offsets[b];
+      let dropState = false;
+      for (let i = offsets[b + 1] - 1; i >= offsets[b]; i--) {
+        const w = write === null ? 1 : write[i];
+        acc *= w * g + (1 - w);
+        if (acc < minWeight) {
+          start = i;
+          dropState = true;
+          break;
+        }
+      }
+      kept.push({ start, dropState });
+    }
+    expect(kept[0].start).toBeGreaterThan(offsets[0]); // the long sequences are cut ...
+    expect(kept[3].start).toBeGreaterThan(offsets[3]);
+    expect(kept[2]).toEqual({ start: offsets[2], dropState: false }); // ... the short one is not
+    // Each sequence equals the plain encode of its kept suffix (from zeros where the state is dropped).
+    for (let b = 0; b < B; b++) {
+      const { start, dropState } = kept[b];
+      const e = offsets[b + 1];
+      const one = new Float32Array(S);
+      const sub = { ...t.tokens, terms: t.tokens.terms.subarray(start * c.m, e * c.m), items: t.tokens.items.subarray(start, e) };
+      t.plan.encode(sub, { offsets: Int32Array.of(0, e - start), write: write?.subarray(start, e) ?? null, statesIn: dropState ? null : statesIn.subarray(b * S, (b + 1) * S), statesOut: one });
+      expectClose(got.subarray(b * S, (b + 1) * S), one, 1e-6, `sequence ${b}`, seed);
+    }
+    // And all of it is close to the full encode: what was left out weighed < minWeight.
+    const full = new Float32Array(B * S);
+    t.plan.encode(t.tokens, { offsets, write, statesIn, statesOut: full });
+    expectClose(got, full, 1e-3, 'against the full encode', seed);
+    expect(got.subarray(2 * S, 3 * S)).toEqual(full.subarray(2 * S, 3 * S)); // untouched: the same bits
+    // One sequence runs on views of the caller's arrays: the same as the first sequence above.
+    const first = new Float32Array(S);
+    const head = { ...t.tokens, terms: t.tokens.terms.subarray(0, lens[0] * c.m), items: t.tokens.items.subarray(0, lens[0]) };
+    t.plan.encode(head, { offsets: Int32Array.of(0, lens[0]), write: write?.subarray(0, lens[0]) ?? null, statesIn: statesIn.subarray(0, S), statesOut: first, minWeight });
+    expect(first).toEqual(got.subarray(0, S));
+    t.dispose();
+  });
+
   test('holds copies of the weights: changing the modules afterwards does not change its results', () => {
     const seed = freshSeed();
     const c = { R: 2, L: 2, dim: 6, heads: 2, dk: 3, dv: 2, m: 2 };
@@ -187,6 +252,9 @@ describe('ops.LinearHstuEncoderPlan', () => {
     expect(enc({ statesOut: new Float32Array(S + 1) })).toMatch(/options.statesOut: expected a Float32Array of 12 \(1 sequence\), got length 13/);
     expect(enc({ write: Float32Array.of(1, 1.5) })).toMatch(/options.write\[1\]: expected a weight in \[0, 1\], got 1.5/);
     expect(enc({ write: Float32Array.of(1, Number.NaN) })).toMatch(/options.write\[1\]: expected a weight in \[0, 1\], got NaN/);
+    expect(enc({ minWeight: 1 })).toMatch(/LinearHstuEncoderPlan.encode: options.minWeight: expected a weight in \[0, 1\), got 1/);
+    expect(enc({ minWeight: -0.5 })).toMatch(/options.minWeight: expected a weight in \[0, 1\), got -0.5/);
+    expect(enc({ minWeight: 'small' as unknown as number })).toMatch(/options.minWeight: expected a number, got small/);
     // Outputs may not overlap inputs (other than a state updated in place as a whole).
     const buf = new Float32Array(2 * S + 1);
     const sIn = buf.subarray(0, 2 * S);

@@ -1,13 +1,13 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Random, memoryStats, noGrad, scope, tensor } from '../src';
+import { Random, memoryStats, noGrad, ops, scope, tensor } from '../src';
 import type { SessionRecord, FeatureSpec } from '../src/data/schema';
 import { buildTokens, prepareTimelines, NO_ITEM, NO_QUERY, TERM_OFFSET, ITEM_OFFSET } from '../src/qgs/dataset';
 import { prepareSynthetic, runVariant, VARIANTS } from '../src/qgs/experiment';
 import { saveCheckpoint, loadCheckpoint } from '../src/qgs/checkpoint';
 import { scoreRequest, termIds } from '../src/qgs/scoring';
-import { QgsBackend } from '../src/qgs/backend';
+import { QgsBackend, SERVING_MIN_WEIGHT } from '../src/qgs/backend';
 import { CandidateBatch } from '../src/qgs/serving/packed';
 import { packHistory, packScoreRequest, DEFAULT_LIMITS } from '../src/qgs/serving/validate';
 import type { Interaction } from '../src/qgs/serving/backend';
@@ -228,6 +228,17 @@ describe('QGS model end to end (tiny synthetic data)', () => {
     for (const e of history) sc = composed.step(sc, e);
     expect(relError(st, sc)).toBeLessThan(1e-5);
     expect(relError(be.encode(history), composed.encode(history))).toBeLessThan(1e-5);
+    // A history longer than the decays can carry: the plan's cold encode leaves out what weighs
+    // below SERVING_MIN_WEIGHT (exactly the events before the horizon), and its states still match
+    // the composed encoder's full encode to float32 resolution.
+    const long = Array.from({ length: 1500 }, (_, i) => ({ query: { terms: [1 + (i % 4)] }, item: 1 + ((i * 7) % 40) }));
+    const g = (be as unknown as { plan: { encoderPlan: ops.LinearHstuEncoderPlan } }).plan.encoderPlan.maxDecay;
+    const horizon = Math.floor(Math.log(SERVING_MIN_WEIGHT) / Math.log(g)) + 1;
+    expect(horizon).toBeLessThan(long.length);
+    const coldLong = be.encode(long);
+    expect(coldLong).toEqual(be.encode(long.slice(long.length - horizon)));
+    expect(coldLong).not.toEqual(be.encode(long.slice(long.length - horizon + 1)));
+    expect(relError(coldLong, composed.encode(long))).toBeLessThan(1e-6);
     const states = [st, be.emptyState(), be.step(be.emptyState(), history[1])];
     const queries = [{ terms: [2] }, { terms: [1, 3] }, { terms: [4] }];
     const reqs = states.map((state, i) => ({ state, query: queries[i], candidates: cands }));

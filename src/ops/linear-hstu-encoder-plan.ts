@@ -64,6 +64,17 @@ export interface EncoderPlanEncodeOptions {
   statesIn?: Float32Array | null;
   /** [B × stateSize]: each sequence's final state, layer-major. */
   statesOut: Float32Array;
+  /**
+   * Skip what the final states cannot resolve: a token enters a layer's final state scaled by the
+   * product of the decays of the tokens after it, so the tokens (and the starting state) whose
+   * product, taken at the plan's largest decay (maxDecay), is below minWeight are left out and each
+   * sequence is encoded from the first token above it (its starting state then counts as zero).
+   * The lower layers' outputs at the first kept tokens lack that far history too, weighted as little
+   * in the final state. 0 (default): every token. Serving uses 2^-40: at a largest decay of 0.9516 a 1,000-event
+   * history then encodes its last 560 events, and the states differed from the full encode's by at
+   * most 1.7e-8 of their largest entry (float32 resolution is 6e-8).
+   */
+  minWeight?: number;
 }
 
 export interface EncoderPlanStepOptions {
@@ -92,6 +103,8 @@ export class LinearHstuEncoderPlan {
   readonly dv: number;
   /** Floats of one row's state: layers × heads × dk × dv, layer-major. */
   readonly stateSize: number;
+  /** The largest decay of any head in any layer (what encode's minWeight is measured against). */
+  readonly maxDecay: number;
   private handle: EncoderPlanHandle | null;
 
   constructor(p: LinearHstuEncoderPlanParams) {
@@ -132,6 +145,7 @@ export class LinearHstuEncoderPlan {
     this.dk = dk;
     this.dv = dv;
     this.stateSize = this.layers * H * dk * dv;
+    this.maxDecay = Math.max(...p.layers.flatMap((l) => Array.from((l.decay as Tensor).toFloat32Array())));
     this.handle = native().encoderPlanCreate([this.layers, D, H, dk, dv], epsIn, epsOut, storageOf(fn.weight), storageOf(fn.bias), eps, ...storages);
   }
 
@@ -193,10 +207,83 @@ export class LinearHstuEncoderPlan {
       }
     }
     checkDisjoint(op, { 'options.statesIn': opts.statesIn, 'options.write': opts.write, 'options.offsets': offsets, 'tokens.terms': tokens.terms, 'tokens.items': tokens.items }, { 'options.statesOut': opts.statesOut }, { input: 'options.statesIn', output: 'options.statesOut' });
+    const minWeight = checkNumber(op, 'options.minWeight', opts.minWeight ?? 0);
+    if (!(minWeight >= 0 && minWeight < 1)) throw new RangeError(`${op}: options.minWeight: expected a weight in [0, 1), got ${minWeight}`);
+    const k = minWeight > 0 ? this.keptTokens(offsets, opts.write ?? null, opts.statesIn ?? null, minWeight, tokens.terms, tokens.items, m) : null;
+    const x = k ?? { terms: tokens.terms, items: tokens.items, offsets, write: opts.write ?? null, statesIn: opts.statesIn ?? null };
     native().encoderPlanEncode(
-      handle, opts.statesOut, opts.statesIn ?? null, tokens.terms, tokens.items, tokens.termTable.storage, tokens.itemTable.storage,
-      offsets, opts.write ?? null, [T, B, m, tokens.termTable.shape[0], tokens.itemTable.shape[0], padTerm],
+      handle, opts.statesOut, x.statesIn, x.terms, x.items, tokens.termTable.storage, tokens.itemTable.storage,
+      x.offsets, x.write, [x.items.length, B, m, tokens.termTable.shape[0], tokens.itemTable.shape[0], padTerm],
     );
+  }
+
+  /**
+   * encode's inputs without what minWeight drops (see EncoderPlanEncodeOptions.minWeight), or null
+   * when nothing is dropped. One sequence keeps views of the caller's arrays; several are copied.
+   */
+  private keptTokens(
+    offsets: Int32Array, write: Float32Array | null, statesIn: Float32Array | null, minWeight: number, terms: Int32Array, items: Int32Array, m: number,
+  ): { terms: Int32Array; items: Int32Array; offsets: Int32Array; write: Float32Array | null; statesIn: Float32Array | null } | null {
+    const g = this.maxDecay;
+    if (!(g < 1)) return null;
+    const logG = Math.log(g); // -Infinity at 0: only the last token counts
+    const target = Math.log(minWeight);
+    // Whole tokens at decay g after which the weight is below minWeight (no write weights).
+    const horizon = Math.floor(target / logG) + 1;
+    const B = offsets.length - 1;
+    const start = new Int32Array(B);
+    const dropsState = new Uint8Array(B);
+    let any = false;
+    for (let b = 0; b < B; b++) {
+      const s0 = offsets[b];
+      const e = offsets[b + 1];
+      start[b] = s0;
+      if (write === null) {
+        if (e - s0 >= horizon) {
+          start[b] = e - horizon;
+          dropsState[b] = 1;
+        }
+      } else {
+        // Π of the decays of tokens t .. e-1, each w·g + (1 − w): a token that does not write keeps S.
+        let acc = 0;
+        for (let t = e - 1; t >= s0; t--) {
+          const w = write[t];
+          acc += Math.log(w * g + (1 - w));
+          if (acc < target) {
+            start[b] = t;
+            dropsState[b] = 1;
+            break;
+          }
+        }
+      }
+      any ||= start[b] > s0 || (dropsState[b] === 1 && statesIn !== null);
+    }
+    if (!any) return null;
+    const S = this.stateSize;
+    if (B === 1) {
+      const s = start[0];
+      const e = offsets[1];
+      return {
+        terms: terms.subarray(s * m, e * m),
+        items: items.subarray(s, e),
+        offsets: Int32Array.of(0, e - s),
+        write: write === null ? null : write.subarray(s, e),
+        statesIn: dropsState[0] === 1 ? null : statesIn,
+      };
+    }
+    const kept = new Int32Array(B + 1);
+    for (let b = 0; b < B; b++) kept[b + 1] = kept[b] + offsets[b + 1] - start[b];
+    const T = kept[B];
+    const out = { terms: new Int32Array(T * m), items: new Int32Array(T), offsets: kept, write: write === null ? null : new Float32Array(T), statesIn: statesIn === null ? null : statesIn.slice() };
+    for (let b = 0; b < B; b++) {
+      const s = start[b];
+      const e = offsets[b + 1];
+      out.terms.set(terms.subarray(s * m, e * m), kept[b] * m);
+      out.items.set(items.subarray(s, e), kept[b]);
+      if (out.write !== null) out.write.set((write as Float32Array).subarray(s, e), kept[b]);
+      if (out.statesIn !== null && dropsState[b] === 1) out.statesIn.fill(0, b * S, (b + 1) * S);
+    }
+    return out;
   }
 
   /** The tokens' arrays and tables, checked: T tokens of m terms each. */

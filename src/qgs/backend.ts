@@ -15,6 +15,14 @@ import type { BackendScoreRequest, Interaction, ItemId, Query, ScoringBackend } 
 import { CandidateBatch, unpackHistory, type PackedHistory } from './serving/packed';
 import { tagHash } from './serving/state-codec';
 
+/**
+ * A cold encode leaves out the history whose weight in the final states is below 2^-40 (see
+ * EncoderPlanEncodeOptions.minWeight): at the trained decays (largest 0.9516) the last 560 events of a long
+ * history, whose states matched the full encode's to within 2e-8 of their largest entry, for ~45% less
+ * work on a 1,000-event history.
+ */
+export const SERVING_MIN_WEIGHT = 2 ** -40;
+
 export class QgsBackend implements ScoringBackend {
   readonly stateSize: number;
   readonly stateTag: string;
@@ -141,7 +149,7 @@ export class QgsBackend implements ScoringBackend {
     const T = items.length;
     if (this.plan.encoderPlan !== null) {
       const out = new Float32Array(this.stateSize);
-      this.plan.encodeTokens(terms, items, { offsets: Int32Array.of(0, T), statesOut: out });
+      this.plan.encodeTokens(terms, items, { offsets: Int32Array.of(0, T), statesOut: out, minWeight: SERVING_MIN_WEIGHT });
       return out;
     }
     return scope(() =>
