@@ -247,8 +247,9 @@ describe('ops.LinearHstuEncoderPlan', () => {
     expect(errorOf(() => new ops.LinearHstuEncoderPlan({ layers: [params[0]], finalNorm: { eps: 0 } }))).toMatch(/finalNorm.eps: expected a positive finite number, got 0/);
     const out = new Float32Array(S);
     const enc = (o: Partial<ops.EncoderPlanEncodeOptions>) => errorOf(() => t.plan.encode(t.tokens, { offsets: Int32Array.of(0, 2), statesOut: out, ...o }));
-    expect(enc({ offsets: Int32Array.of(0, 1) })).toMatch(/LinearHstuEncoderPlan.encode: options.offsets: expected offsets\[0\] = 0 and offsets\[1\] = 2 \(the tokens\), got 0 and 1/);
-    expect(enc({ offsets: Int32Array.of(0, 2, 1, 2) })).toMatch(/options.offsets: expected non-decreasing offsets, got offsets\[2\] = 1 < offsets\[1\] = 2/);
+    expect(enc({ offsets: Int32Array.of(0, 1) })).toMatch(/LinearHstuEncoderPlan.encode: options.offsets: expected offsets\[1\] = 2 \(the packed row count\), got 1/);
+    expect(enc({ offsets: Int32Array.of(1, 2) })).toMatch(/LinearHstuEncoderPlan.encode: options.offsets\[0\]: expected 0, got 1/);
+    expect(enc({ offsets: Int32Array.of(0, 2, 1, 2) })).toMatch(/options.offsets: expected non-decreasing values, got offsets\[2\] = 1 < offsets\[1\] = 2/);
     expect(enc({ statesOut: new Float32Array(S + 1) })).toMatch(/options.statesOut: expected a Float32Array of 12 \(1 sequence\), got length 13/);
     expect(enc({ write: Float32Array.of(1, 1.5) })).toMatch(/options.write\[1\]: expected a weight in \[0, 1\], got 1.5/);
     expect(enc({ write: Float32Array.of(1, Number.NaN) })).toMatch(/options.write\[1\]: expected a weight in \[0, 1\], got NaN/);

@@ -15,18 +15,21 @@ export function intArray(op: string, name: string, x: unknown): Int32Array {
   throw new TypeError(`${op}: ${name}: expected an Int32Array or an array of integers, got ${x === null ? 'null' : typeof x}`);
 }
 
-/** Checks packed offsets against the row count: offsets[0] = 0, non-decreasing, offsets[B] = rows. */
-export function checkOffsets(op: string, offsets: Int32Array, rows: number): void {
-  if (offsets.length < 1) throw new Error(`${op}: offsets: expected at least 1 entry (B+1), got 0`);
-  if (offsets[0] !== 0) throw new Error(`${op}: offsets[0]: expected 0, got ${offsets[0]}`);
+/**
+ * Checks packed offsets against the row count: offsets[0] = 0, non-decreasing, offsets[B] = rows.
+ * `name` is the argument as the caller's users know it (e.g. 'options.offsets').
+ */
+export function checkOffsets(op: string, offsets: Int32Array, rows: number, name = 'offsets'): void {
+  if (offsets.length < 1) throw new Error(`${op}: ${name}: expected at least 1 entry (B+1), got 0`);
+  if (offsets[0] !== 0) throw new Error(`${op}: ${name}[0]: expected 0, got ${offsets[0]}`);
   for (let b = 1; b < offsets.length; b++) {
     if (offsets[b] < offsets[b - 1]) {
-      throw new Error(`${op}: offsets: expected non-decreasing values, got offsets[${b}] = ${offsets[b]} < offsets[${b - 1}] = ${offsets[b - 1]}`);
+      throw new Error(`${op}: ${name}: expected non-decreasing values, got offsets[${b}] = ${offsets[b]} < offsets[${b - 1}] = ${offsets[b - 1]}`);
     }
   }
   const last = offsets[offsets.length - 1];
-  if (last > rows) throw new Error(`${op}: offsets: offsets[${offsets.length - 1}] = ${last} is past the end of the packed rows (${rows})`);
-  if (last !== rows) throw new Error(`${op}: offsets: expected offsets[${offsets.length - 1}] = ${rows} (the packed row count), got ${last}`);
+  if (last > rows) throw new Error(`${op}: ${name}: offsets[${offsets.length - 1}] = ${last} is past the end of the packed rows (${rows})`);
+  if (last !== rows) throw new Error(`${op}: ${name}: expected offsets[${offsets.length - 1}] = ${rows} (the packed row count), got ${last}`);
 }
 
 /** Checks padded lengths: B entries in [0, L]. */

@@ -11,6 +11,7 @@ import type { NativeStorage } from '../native';
 import { Tensor, formatShape } from '../tensor';
 import { checkDisjoint, checkNumber, checkTensor, checkTypedArray } from './validate';
 import { requireCpuInference, storageOf } from './fused-inference';
+import { checkOffsets } from './jagged';
 import { checkBlockParams, type BlockWeightStorages, type LinearHstuStepParams } from './linear-hstu-step';
 
 declare const encoderPlanBrand: unique symbol;
@@ -192,10 +193,7 @@ export class LinearHstuEncoderPlan {
       throw new TypeError(`${op}: options.offsets: expected an Int32Array of B + 1 >= 2 token offsets, got ${offsets instanceof Int32Array ? `length ${offsets.length}` : typeof offsets}`);
     }
     const B = offsets.length - 1;
-    if (offsets[0] !== 0 || offsets[B] !== T) throw new RangeError(`${op}: options.offsets: expected offsets[0] = 0 and offsets[${B}] = ${T} (the tokens), got ${offsets[0]} and ${offsets[B]}`);
-    for (let b = 0; b < B; b++) {
-      if (offsets[b + 1] < offsets[b]) throw new RangeError(`${op}: options.offsets: expected non-decreasing offsets, got offsets[${b + 1}] = ${offsets[b + 1]} < offsets[${b}] = ${offsets[b]}`);
-    }
+    checkOffsets(op, offsets, T, 'options.offsets');
     const rows = `${B} sequence${B === 1 ? '' : 's'}`;
     checkTypedArray(op, 'options.statesOut', opts.statesOut, B * this.stateSize, 'Float32Array', rows);
     if (opts.statesIn != null) checkTypedArray(op, 'options.statesIn', opts.statesIn, B * this.stateSize, 'Float32Array', rows);
