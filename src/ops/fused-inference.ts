@@ -15,3 +15,9 @@ export function requireCpuInference(op: string, named: Record<string, Tensor | n
 
 /** A tensor's native storage, or null for an absent optional argument. */
 export const storageOf = (t: Tensor | null | undefined): NativeStorage | null => (t == null ? null : t.storage);
+
+/** A prepared plan's native handle, or the error every call on a disposed plan gives. */
+export function livePlan<H>(op: string, handle: H | null): H {
+  if (handle === null) throw new Error(`${op}: the plan was disposed`);
+  return handle;
+}

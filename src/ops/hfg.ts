@@ -6,7 +6,7 @@ import { native } from '../native';
 import { record } from '../autograd';
 import { Tensor, empty, formatShape, tensor } from '../tensor';
 import { checkDisjoint, checkNumber, checkTensor, checkTypedArray, sameDevice } from './validate';
-import { requireCpuInference, storageOf } from './fused-inference';
+import { livePlan, requireCpuInference, storageOf } from './fused-inference';
 
 declare module '../native' {
   interface NativeBinding {
@@ -393,8 +393,7 @@ export class HfgRankHeadPlan {
 
   /** Logits [N] for ctx [R, D], req [N], item [N, D] (or a [V, D] table with itemIds) and features [N, F]. */
   run(ctx: Tensor, req: Int32Array, item: Tensor, features: Tensor, itemIds?: Int32Array | null): Tensor {
-    const handle = this.handle;
-    if (handle === null) throw new Error(`${OP_PLAN}.run: the plan was disposed`);
+    const handle = livePlan(`${OP_PLAN}.run`, this.handle);
     const call = checkHeadCall(`${OP_PLAN}.run`, ctx, req, item, features, itemIds, this.dim);
     if (call.F !== this.features) throw new RangeError(`${OP_PLAN}.run: features: expected ${this.features} columns (the plan's), got shape ${formatShape(features.shape)}`);
     requireCpuInference(`${OP_PLAN}.run`, { ctx, item, features }, ctx.device);
@@ -410,8 +409,7 @@ export class HfgRankHeadPlan {
    */
   score(logits: Float32Array, ctx: Float32Array, req: Int32Array, itemTable: Tensor, itemIds: Int32Array, features: Float32Array): void {
     const op = `${OP_PLAN}.score`;
-    const handle = this.handle;
-    if (handle === null) throw new Error(`${op}: the plan was disposed`);
+    const handle = livePlan(op, this.handle);
     const D = this.dim;
     if (!(req instanceof Int32Array)) throw new TypeError(`${op}: req: expected an Int32Array of request indices, got ${typeof req}`);
     const N = req.length;

@@ -10,7 +10,7 @@ import { native } from '../native';
 import type { NativeStorage } from '../native';
 import { Tensor, formatShape } from '../tensor';
 import { checkDisjoint, checkNumber, checkTensor, checkTypedArray } from './validate';
-import { requireCpuInference, storageOf } from './fused-inference';
+import { livePlan, requireCpuInference, storageOf } from './fused-inference';
 import { checkOffsets } from './jagged';
 import { checkBlockParams, type BlockWeightStorages, type LinearHstuStepParams } from './linear-hstu-step';
 
@@ -157,8 +157,7 @@ export class LinearHstuEncoderPlan {
    */
   step(statesIn: Float32Array, tokens: PairTokens, opts: EncoderPlanStepOptions): void {
     const op = `${OP}.step`;
-    const handle = this.handle;
-    if (handle === null) throw new Error(`${op}: the plan was disposed`);
+    const handle = livePlan(op, this.handle);
     if (typeof opts !== 'object' || opts === null || typeof opts.write !== 'boolean') {
       throw new TypeError(`${op}: options.write: expected a boolean, got ${opts === null || typeof opts !== 'object' ? String(opts) : typeof opts.write}`);
     }
@@ -184,8 +183,7 @@ export class LinearHstuEncoderPlan {
    */
   encode(tokens: PairTokens, opts: EncoderPlanEncodeOptions): void {
     const op = `${OP}.encode`;
-    const handle = this.handle;
-    if (handle === null) throw new Error(`${op}: the plan was disposed`);
+    const handle = livePlan(op, this.handle);
     if (typeof opts !== 'object' || opts === null) throw new TypeError(`${op}: options: expected an object, got ${opts === null ? 'null' : typeof opts}`);
     const { T, m, padTerm } = this.checkTokens(op, tokens);
     const { offsets } = opts;
