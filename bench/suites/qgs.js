@@ -10,7 +10,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { execFileSync } = require('child_process');
-const { lcg, medianMs, printTable, saveRows, quick } = require('../lib');
+const { lcg, medianMs, pct, printTable, saveRows, quick } = require('../lib');
 
 const dist = path.join(__dirname, '..', '..', 'dist');
 const q = require(dist);
@@ -91,7 +91,7 @@ async function serving(data) {
     if (runs > 1) {
       const all = [rows];
       for (let k = 1; k < runs; k++) all.push(measureOnce());
-      const med = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+      const med = (xs) => pct([...xs].sort((a, b) => a - b), 50);
       const summary = rows.map((r, i) => {
         const p50 = all.map((rs) => rs[i].p50_ms);
         const p99 = all.map((rs) => rs[i].p99_ms);

@@ -24,6 +24,7 @@
 #include "qgs/elementwise.h"
 #include "qgs/linear_hstu_step.h"
 #include "qgs/parallel.h"
+#include "scratch.h"
 #include "tile_gemm.h"
 
 namespace qgs {
@@ -53,9 +54,6 @@ namespace {
 using hfg_simd::load8;
 using hfg_simd::store8;
 using hfg_simd::v8f;
-
-// Uninitialised float scratch (every element is written before it is read).
-std::unique_ptr<float[]> scratch(int64_t n) { return std::unique_ptr<float[]>(new float[static_cast<size_t>(n)]); }
 
 // Rows of a block: the tile products' scratch is kRows × r16(width) floats.
 constexpr int64_t kRows = 32;

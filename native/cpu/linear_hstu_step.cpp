@@ -16,6 +16,7 @@
 #include "plan_copy.h"
 #include "qgs/elementwise.h"
 #include "qgs/parallel.h"
+#include "scratch.h"
 
 namespace qgs {
 
@@ -243,9 +244,9 @@ void linear_hstu_encoder_plan_encode(float* states_out, const float* states_in, 
   QGS_REQUIRE(offsets, op + "offsets must be non-null");
   QGS_REQUIRE(in.m >= 1, op + "m (terms per token) must be >= 1, got " + std::to_string(in.m));
   const int64_t D = z.D, per = z.H * z.dk * z.dv, S = z.L * per;
-  std::vector<float> x(static_cast<size_t>(std::max<int64_t>(T, 1) * D)), y;
-  if (T > 0) embed_pair_tokens(x.data(), in, T, D, op);
-  if (z.L > 1) y.resize(x.size());
+  // Every row of x is written by the embedding, and of y by each layer's output (not zero-filled).
+  std::unique_ptr<float[]> x = scratch(std::max<int64_t>(T, 1) * D), y = z.L > 1 ? scratch(std::max<int64_t>(T, 1) * D) : nullptr;
+  if (T > 0) embed_pair_tokens(x.get(), in, T, D, op);
   // One layer's states [B, per]: the caller's rows directly when B = 1, else gathered / scattered.
   std::vector<float> lin(B > 1 && states_in ? static_cast<size_t>(B * per) : 0), lout(B > 1 ? static_cast<size_t>(B * per) : 0);
   LinearHstuSeqSizes ss;
@@ -259,7 +260,7 @@ void linear_hstu_encoder_plan_encode(float* states_out, const float* states_in, 
     }
     float* so = B == 1 ? states_out + l * per : lout.data();
     const bool last = l + 1 == z.L;
-    linear_hstu_seq_forward(last ? nullptr : y.data(), so, x.data(), si, write, plan.views[l], ss);
+    linear_hstu_seq_forward(last ? nullptr : y.get(), so, x.get(), si, write, plan.views[l], ss);
     if (B > 1)
       for (int64_t b = 0; b < B; ++b) std::memcpy(states_out + b * S + l * per, lout.data() + b * per, sizeof(float) * per);
     if (!last) x.swap(y);

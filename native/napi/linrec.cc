@@ -330,16 +330,27 @@ QGS_BINDING(linearHstuBlock) {
 namespace {
 const PlanKind kEncoderPlan{{0x7c3e9a1d52b84f60ULL, 0xa41f6d0e2b9c8357ULL}, "encoderPlan", "an encoder plan"};
 
-// The token inputs both plan calls take after their own arguments: the term and item tables at `at`
-// and `at + 1` (CPU storages of termRows / itemRows rows of width D), the ids already in `in`.
-void pair_token_tables(const Napi::CallbackInfo& info, size_t at, const char* op, int64_t VT, int64_t VI, int64_t D, int64_t m,
-                       int64_t pad, PairTokenInputs& in) {
+// The pair-token part of a plan call's sizes in range: m terms per token, termRows, itemRows, pad.
+bool token_sizes_ok(int64_t m, int64_t VT, int64_t VI, int64_t pad) {
+  const int64_t big = int64_t(1) << 31;
+  return m >= 1 && m <= 65536 && VT >= 0 && VT <= big && VI >= 0 && VI <= big && pad >= INT32_MIN && pad <= INT32_MAX;
+}
+
+// The token inputs both plan calls take as four consecutive arguments from `at`: terms (Int32Array
+// [rows·m]), items (Int32Array [rows]), then the term and item tables (CPU storages of termRows /
+// itemRows rows of width D).
+PairTokenInputs pair_tokens_arg(const Napi::CallbackInfo& info, size_t at, const char* op, int64_t rows, int64_t m, int64_t VT,
+                                int64_t VI, int64_t pad, int64_t D) {
+  PairTokenInputs in;
+  in.terms = typed_array_arg<int32_t, napi_int32_array>(info, at, op, "terms", "Int32Array", size_t(rows) * size_t(m), false);
+  in.items = typed_array_arg<int32_t, napi_int32_array>(info, at + 1, op, "items", "Int32Array", size_t(rows), false);
   std::vector<View> all;
-  all.push_back(storage_arg(info, at, "termTable", size_t(VT) * size_t(D) * 4));
-  all.push_back(storage_arg(info, at + 1, "itemTable", size_t(VI) * size_t(D) * 4));
+  all.push_back(storage_arg(info, at + 2, "termTable", size_t(VT) * size_t(D) * 4));
+  all.push_back(storage_arg(info, at + 3, "itemTable", size_t(VI) * size_t(D) * 4));
   require_cpu(info, op, all);
   in.m = m, in.term_table = all[0].as<float>(), in.term_rows = VT, in.item_table = all[1].as<float>(), in.item_rows = VI;
   in.pad_term = static_cast<int32_t>(pad);
+  return in;
 }
 }  // namespace
 
@@ -382,18 +393,14 @@ QGS_BINDING(encoderPlanStep) {
   const std::vector<int64_t> z = ints_arg(info, 8, "sizes");
   if (z.size() != 5) throw_error(info.Env(), "encoderPlanStep: sizes: expected [R, m, termRows, itemRows, pad]");
   const int64_t R = z[0], m = z[1], VT = z[2], VI = z[3], pad = z[4];
-  const int64_t big = int64_t(1) << 31;
-  if (R < 0 || R > big || m < 1 || m > 65536 || VT < 0 || VT > big || VI < 0 || VI > big || pad < INT32_MIN || pad > INT32_MAX)
+  if (R < 0 || R > (int64_t(1) << 31) || !token_sizes_ok(m, VT, VI, pad))
     throw_error(info.Env(), "encoderPlanStep: sizes [R, m, termRows, itemRows, pad] out of range");
   const bool write = bool_arg(info, 9, "write");
   const size_t S = size_t(ps.L * ps.H * ps.dk * ps.dv), D = size_t(ps.D), r = size_t(R);
   float* h_out = typed_array_arg<float, napi_float32_array>(info, 1, "encoderPlanStep", "hOut", "Float32Array", r * D, write);
   float* st_out = typed_array_arg<float, napi_float32_array>(info, 2, "encoderPlanStep", "statesOut", "Float32Array", r * S, !write);
   const float* st_in = typed_array_arg<float, napi_float32_array>(info, 3, "encoderPlanStep", "statesIn", "Float32Array", r * S, false);
-  PairTokenInputs in;
-  in.terms = typed_array_arg<int32_t, napi_int32_array>(info, 4, "encoderPlanStep", "terms", "Int32Array", r * size_t(m), false);
-  in.items = typed_array_arg<int32_t, napi_int32_array>(info, 5, "encoderPlanStep", "items", "Int32Array", r, false);
-  pair_token_tables(info, 6, "encoderPlanStep", VT, VI, ps.D, m, pad, in);
+  const PairTokenInputs in = pair_tokens_arg(info, 4, "encoderPlanStep", R, m, VT, VI, pad, ps.D);
   cpu::linear_hstu_encoder_plan_step(h_out, write ? st_out : nullptr, st_in, in, plan, R, write);
   return info.Env().Undefined();
 }
@@ -407,18 +414,14 @@ QGS_BINDING(encoderPlanEncode) {
   if (z.size() != 6) throw_error(info.Env(), "encoderPlanEncode: sizes: expected [T, B, m, termRows, itemRows, pad]");
   const int64_t T = z[0], B = z[1], m = z[2], VT = z[3], VI = z[4], pad = z[5];
   const int64_t big = int64_t(1) << 31;
-  if (T < 0 || T > big || B < 1 || B > big || m < 1 || m > 65536 || VT < 0 || VT > big || VI < 0 || VI > big || pad < INT32_MIN ||
-      pad > INT32_MAX)
+  if (T < 0 || T > big || B < 1 || B > big || !token_sizes_ok(m, VT, VI, pad))
     throw_error(info.Env(), "encoderPlanEncode: sizes [T, B, m, termRows, itemRows, pad] out of range");
   const size_t S = size_t(ps.L * ps.H * ps.dk * ps.dv), b = size_t(B), t = size_t(T);
   float* st_out = typed_array_arg<float, napi_float32_array>(info, 1, "encoderPlanEncode", "statesOut", "Float32Array", b * S, false);
   const float* st_in = typed_array_arg<float, napi_float32_array>(info, 2, "encoderPlanEncode", "statesIn", "Float32Array", b * S, true);
-  PairTokenInputs in;
-  in.terms = typed_array_arg<int32_t, napi_int32_array>(info, 3, "encoderPlanEncode", "terms", "Int32Array", t * size_t(m), false);
-  in.items = typed_array_arg<int32_t, napi_int32_array>(info, 4, "encoderPlanEncode", "items", "Int32Array", t, false);
+  const PairTokenInputs in = pair_tokens_arg(info, 3, "encoderPlanEncode", T, m, VT, VI, pad, ps.D);
   const int32_t* offsets = typed_array_arg<int32_t, napi_int32_array>(info, 7, "encoderPlanEncode", "offsets", "Int32Array", b + 1, false);
   const float* write = typed_array_arg<float, napi_float32_array>(info, 8, "encoderPlanEncode", "write", "Float32Array", t, true);
-  pair_token_tables(info, 5, "encoderPlanEncode", VT, VI, ps.D, m, pad, in);
   cpu::linear_hstu_encoder_plan_encode(st_out, st_in, in, offsets, B, write, plan, T);
   return info.Env().Undefined();
 }

@@ -12,7 +12,7 @@ import { scaleFeatures, type ScalerState } from './features';
 import type { QgsModel } from './model';
 import { RankingPlan, type RankingPlanOptions } from './ranking-plan';
 import type { BackendScoreRequest, Interaction, ItemId, Query, ScoringBackend } from './serving/backend';
-import { CandidateBatch, unpackHistory, type PackedHistory } from './serving/packed';
+import { CandidateBatch, unpackHistory, type FeatureColumn, type PackedHistory } from './serving/packed';
 import { tagHash } from './serving/state-codec';
 
 /**
@@ -35,7 +35,7 @@ export class QgsBackend implements ScoringBackend {
   /** The map's categorical features by group and feature (raw string values arrive as extras). */
   private readonly slotByKey: Map<string, CategoricalSlot>;
   /** The categorical features: a category sent as a number must arrive exact (2^24 + 1 is not 2^24). */
-  readonly exactFeatures: readonly { group: string; feature: string }[];
+  readonly exactFeatures: readonly FeatureColumn[];
 
   /** `planOptions`: the serving plan's limits (a catalogue over maxItemTableBytes serves composed, without plans). */
   constructor(readonly model: QgsModel, readonly scaler: ScalerState, vocab?: LogVocab, planOptions?: RankingPlanOptions) {
